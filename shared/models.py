@@ -1,0 +1,129 @@
+"""Domain records shared by the store, the API and the services."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared.timeutil import UtcDatetime, utc_now
+
+SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""Ids become file and object names: the pattern keeps path characters out."""
+
+
+class BookingStatus(StrEnum):
+    confirmed = "confirmed"
+    completed = "completed"
+    video_processed = "video_processed"
+    video_uploaded = "video_uploaded"
+
+    @property
+    def rank(self) -> int:
+        return _STATUS_ORDER.index(self)
+
+    def can_advance_to(self, new: BookingStatus) -> bool:
+        """Statuses only move forward, so a late or replayed event never undoes progress."""
+        return new.rank > self.rank
+
+
+_STATUS_ORDER = list(BookingStatus)
+
+
+class BookingIn(BaseModel):
+    """A booking as a client sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: SafeId
+    user_id: SafeId
+    camera_id: SafeId | None = None
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> BookingIn:
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        return self
+
+
+class Booking(BaseModel):
+    id: SafeId
+    user_id: SafeId
+    camera_id: SafeId
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    status: BookingStatus = BookingStatus.confirmed
+    created_at: UtcDatetime = Field(default_factory=utc_now)
+    updated_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_time - self.start_time).total_seconds()
+
+    def same_request(self, other: BookingIn, camera_id: str) -> bool:
+        return (
+            self.user_id == other.user_id
+            and self.camera_id == (other.camera_id or camera_id)
+            and self.start_time == other.start_time
+            and self.end_time == other.end_time
+        )
+
+
+_VIDEO_NS = uuid.UUID("6f1c2a52-4c1e-4f0b-9a3e-2f6d7c9b8a10")
+
+
+def video_id_for(booking_id: str) -> str:
+    """Deterministic, so a retried insert after a crash is the same row, not a duplicate."""
+    return str(uuid.uuid5(_VIDEO_NS, booking_id))
+
+
+class Video(BaseModel):
+    id: str
+    booking_id: SafeId
+    user_id: SafeId
+    camera_id: SafeId
+    storage_path: str
+    size_bytes: int = Field(ge=0)
+    duration_seconds: float = Field(ge=0)
+    created_at: UtcDatetime = Field(default_factory=utc_now)
+    uploaded_at: UtcDatetime | None = None
+
+
+class UserSettings(BaseModel):
+    """Where a user's intro and logos live in the `media` bucket."""
+
+    user_id: SafeId
+    intro_video_path: str | None = None
+    logo_path: str | None = None
+    sponsor_logo_paths: list[str] = Field(default_factory=list, max_length=3)
+    updated_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class SystemStatusRow(BaseModel):
+    camera_id: SafeId
+    collected_at: UtcDatetime
+    snapshot: dict
+
+
+class ObjectInfo(BaseModel):
+    bucket: str
+    path: str
+    size_bytes: int
+    content_type: str
+
+
+def storage_path_for_video(user_id: str, booking_id: str) -> str:
+    return f"{user_id}/{booking_id}.mp4"
+
+
+def storage_path_for_media(user_id: str, name: str) -> str:
+    return f"{user_id}/media/{name}"
+
+
+def is_aware(value: datetime) -> bool:
+    return value.tzinfo is not None and value.utcoffset() is not None

@@ -1,0 +1,75 @@
+"""What every service process shares: logging, a stop signal, a heartbeat for `ezrec health`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.atomic import write_text_atomic
+from shared.logs import setup_logging
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 5.0
+HEARTBEAT_STALE_S = 30.0
+
+
+class ServiceRuntime:
+    def __init__(self, service: str, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.stop = threading.Event()
+        settings.ensure_dirs()
+        setup_logging(service, settings.log_level, settings.secret_values())
+
+    def install_signal_handlers(self) -> None:
+        def _handle(signum: int, _frame: object) -> None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, _handle)
+        signal.signal(signal.SIGINT, _handle)
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return heartbeat_path(self.settings, self.service)
+
+    def beat(self, **details: object) -> None:
+        payload = {"pid": os.getpid(), "at": time.time(), **details}
+        write_text_atomic(self.heartbeat_path, json.dumps(payload))
+
+    def start_heartbeat(self, details: Callable[[], dict] | None = None) -> threading.Thread:
+        def _loop() -> None:
+            while not self.stop.is_set():
+                try:
+                    self.beat(**(details() if details else {}))
+                except Exception:
+                    log.exception("heartbeat failed")
+                self.stop.wait(HEARTBEAT_EVERY_S)
+
+        thread = threading.Thread(target=_loop, name="heartbeat", daemon=True)
+        thread.start()
+        return thread
+
+
+def heartbeat_path(settings: Settings, service: str) -> Path:
+    return settings.state_dir / f"heartbeat-{service}.json"
+
+
+def heartbeat_fresh(settings: Settings, service: str) -> tuple[bool, str]:
+    path = heartbeat_path(settings, service)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False, f"no heartbeat at {path}"
+    age = time.time() - float(data.get("at", 0))
+    if age > HEARTBEAT_STALE_S:
+        return False, f"heartbeat is {age:.0f}s old"
+    return True, f"heartbeat {age:.1f}s old (pid {data.get('pid')})"

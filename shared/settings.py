@@ -1,0 +1,94 @@
+"""One settings object for every service, read from the environment and an optional `.env`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class Settings(BaseSettings):
+    """Env names follow the design card; directories default to places under DATA_DIR."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Path("data")
+    raw_recordings_dir: Path | None = None
+    processed_recordings_dir: Path | None = None
+    media_cache_dir: Path | None = None
+
+    camera_id: str = Field(default="cam1", pattern=CAMERA_ID_PATTERN)
+    camera_source: str = "synthetic"
+    camera_width: int = Field(default=1920, ge=16, le=7680)
+    camera_height: int = Field(default=1080, ge=16, le=4320)
+    camera_fps: int = Field(default=30, ge=1, le=120)
+    camera_warmup_s: float = Field(default=3.0, ge=0, le=60)
+
+    booking_check_interval: float = Field(default=3, gt=0)
+    video_worker_check_interval: float = Field(default=5, gt=0)
+    system_status_interval: float = Field(default=60, gt=0)
+    max_booking_minutes: int = Field(default=240, ge=1)
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_session_expiry_s: int = Field(default=24 * 3600, ge=0)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = None
+    max_upload_mb: int = Field(default=200, ge=1)
+
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+
+    encoder: str = "libx264"
+    encoder_preset: str = "veryfast"
+    encoder_crf: int = Field(default=23, ge=0, le=51)
+
+    log_level: str = "INFO"
+
+    @field_validator("supabase_url", "mqtt_username", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("api_token", "mqtt_password", "supabase_service_role_key", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @cached_property
+    def raw_dir(self) -> Path:
+        return self.raw_recordings_dir or self.data_dir / "recordings" / "raw"
+
+    @cached_property
+    def processed_dir(self) -> Path:
+        return self.processed_recordings_dir or self.data_dir / "recordings" / "processed"
+
+    @cached_property
+    def media_dir(self) -> Path:
+        return self.media_cache_dir or self.data_dir / "media_cache"
+
+    @property
+    def bookings_cache_path(self) -> Path:
+        return self.data_dir / "bookings.json"
+
+    @property
+    def state_dir(self) -> Path:
+        """Per-service durable state (outboxes, job tables, heartbeats)."""
+        return self.data_dir / "state"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so logging can redact them."""
+        secrets = [self.api_token, self.mqtt_password, self.supabase_service_role_key]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.raw_dir, self.processed_dir, self.media_dir, self.state_dir):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,128 @@
+"""The Store interface: everything a service persists, whether on the device or in Supabase.
+
+Method shapes follow what Supabase can do in one request each (upsert on a key, filtered
+select, object upload/download), so SupabaseStore can implement them one to one.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from datetime import datetime
+from pathlib import Path
+
+from shared.models import (
+    Booking,
+    BookingIn,
+    BookingStatus,
+    ObjectInfo,
+    SystemStatusRow,
+    UserSettings,
+    Video,
+)
+
+BUCKETS = ("videos", "media")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+class StoreError(Exception):
+    pass
+
+
+class BookingConflict(StoreError):
+    """Same id with a different body, or an overlap with another booking on the same camera."""
+
+    def __init__(self, message: str, conflicting_id: str) -> None:
+        super().__init__(message)
+        self.conflicting_id = conflicting_id
+
+
+class NotFound(StoreError):
+    pass
+
+
+def check_object_path(bucket: str, path: str) -> None:
+    """Object paths come from ids and user input: refuse anything that could escape the bucket."""
+    if bucket not in BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}")
+    parts = path.split("/")
+    if not parts or any(not _SEGMENT.match(p) or p in (".", "..") for p in parts):
+        raise ValueError(f"invalid object path {path!r}")
+
+
+class Store(ABC):
+    # bookings
+    @abstractmethod
+    def create_bookings(self, items: list[BookingIn], default_camera_id: str) -> list[tuple[Booking, bool]]:
+        """All or nothing. Returns (booking, created); an identical repeat is (existing, False)."""
+
+    @abstractmethod
+    def get_booking(self, booking_id: str) -> Booking | None: ...
+
+    @abstractmethod
+    def list_bookings(
+        self,
+        *,
+        camera_id: str | None = None,
+        user_id: str | None = None,
+        status: BookingStatus | None = None,
+        ends_after: datetime | None = None,
+        starts_before: datetime | None = None,
+    ) -> list[Booking]: ...
+
+    @abstractmethod
+    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> Booking | None:
+        """Move forward only; a stale or repeated update is a no-op. None if the booking is unknown."""
+
+    @abstractmethod
+    def delete_booking(self, booking_id: str) -> bool: ...
+
+    # videos
+    @abstractmethod
+    def upsert_video(self, video: Video) -> Video:
+        """Keyed on booking_id, so a retry after a crash never makes a second row."""
+
+    @abstractmethod
+    def get_video(self, video_id: str) -> Video | None: ...
+
+    @abstractmethod
+    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None) -> list[Video]: ...
+
+    # system status
+    @abstractmethod
+    def put_system_status(self, row: SystemStatusRow) -> None: ...
+
+    @abstractmethod
+    def get_system_status(self, camera_id: str) -> SystemStatusRow | None: ...
+
+    @abstractmethod
+    def list_system_status(self, camera_id: str, since: datetime) -> list[SystemStatusRow]: ...
+
+    # user settings
+    @abstractmethod
+    def get_user_settings(self, user_id: str) -> UserSettings | None: ...
+
+    @abstractmethod
+    def put_user_settings(self, settings: UserSettings) -> UserSettings: ...
+
+    # objects
+    @abstractmethod
+    def put_object(self, bucket: str, path: str, src: Path, content_type: str) -> ObjectInfo:
+        """Idempotent (upsert): uploading the same path again replaces the object."""
+
+    @abstractmethod
+    def get_object(self, bucket: str, path: str, dest: Path) -> Path:
+        """Download to dest (written atomically). Raises NotFound."""
+
+    @abstractmethod
+    def object_exists(self, bucket: str, path: str) -> bool: ...
+
+    @abstractmethod
+    def delete_object(self, bucket: str, path: str) -> None: ...
+
+    def local_object_path(self, bucket: str, path: str) -> Path | None:
+        """A file the API can serve directly (with Range), when the object lives on this device."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,328 @@
+"""The embedded default store: SQLite (WAL, shared by all four processes) plus a files directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.atomic import atomic_path
+from shared.models import (
+    Booking,
+    BookingIn,
+    BookingStatus,
+    ObjectInfo,
+    SystemStatusRow,
+    UserSettings,
+    Video,
+)
+from shared.store.base import BookingConflict, NotFound, Store, check_object_path
+from shared.timeutil import utc_now
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bookings (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, camera_id TEXT NOT NULL,
+    start_time TEXT NOT NULL, end_time TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('confirmed','completed','video_processed','video_uploaded')),
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, CHECK (end_time > start_time));
+CREATE INDEX IF NOT EXISTS bookings_camera_start ON bookings (camera_id, start_time);
+CREATE TABLE IF NOT EXISTS videos (
+    id TEXT PRIMARY KEY, booking_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, camera_id TEXT NOT NULL,
+    storage_path TEXT NOT NULL, size_bytes INTEGER NOT NULL, duration_seconds REAL NOT NULL,
+    created_at TEXT NOT NULL, uploaded_at TEXT);
+CREATE TABLE IF NOT EXISTS system_status (
+    camera_id TEXT PRIMARY KEY, collected_at TEXT NOT NULL, snapshot TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS system_status_history (
+    camera_id TEXT NOT NULL, collected_at TEXT NOT NULL, snapshot TEXT NOT NULL,
+    PRIMARY KEY (camera_id, collected_at));
+CREATE TABLE IF NOT EXISTS user_settings (
+    user_id TEXT PRIMARY KEY, intro_video_path TEXT, logo_path TEXT,
+    sponsor_logo_paths TEXT NOT NULL DEFAULT '[]', updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL, path TEXT NOT NULL, size_bytes INTEGER NOT NULL, content_type TEXT NOT NULL,
+    updated_at TEXT NOT NULL, PRIMARY KEY (bucket, path));
+"""
+
+_HISTORY_KEEP_DAYS = 30
+
+
+def _ts(value: datetime) -> str:
+    """Fixed-width UTC text, so SQL string comparison is time comparison."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class LocalStore(Store):
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir
+        self.files_dir = data_dir / "files"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = data_dir / "ezrec.sqlite3"
+        self._local = threading.local()
+        with self._tx() as db:
+            db.executescript(_SCHEMA)
+
+    # ---- plumbing --------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: several processes write this file, so take the write lock up front."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---- bookings --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _booking(row: sqlite3.Row) -> Booking:
+        return Booking(
+            id=row["id"], user_id=row["user_id"], camera_id=row["camera_id"],
+            start_time=_dt(row["start_time"]), end_time=_dt(row["end_time"]),
+            status=BookingStatus(row["status"]),
+            created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
+        )
+
+    def create_bookings(self, items: list[BookingIn], default_camera_id: str) -> list[tuple[Booking, bool]]:
+        results: list[tuple[Booking, bool]] = []
+        now = _ts(utc_now())
+        with self._tx() as db:
+            for item in items:
+                camera_id = item.camera_id or default_camera_id
+                row = db.execute("SELECT * FROM bookings WHERE id = ?", (item.id,)).fetchone()
+                if row is not None:
+                    existing = self._booking(row)
+                    if not existing.same_request(item, default_camera_id):
+                        raise BookingConflict(
+                            f"booking {item.id} already exists with different details", item.id
+                        )
+                    results.append((existing, False))
+                    continue
+                clash = db.execute(
+                    "SELECT id FROM bookings WHERE camera_id = ? AND start_time < ? AND end_time > ? LIMIT 1",
+                    (camera_id, _ts(item.end_time), _ts(item.start_time)),
+                ).fetchone()
+                if clash is not None:
+                    raise BookingConflict(
+                        f"booking {item.id} overlaps booking {clash['id']} on camera {camera_id}", clash["id"]
+                    )
+                db.execute(
+                    "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?)",
+                    (item.id, item.user_id, camera_id, _ts(item.start_time), _ts(item.end_time), now, now),
+                )
+                row = db.execute("SELECT * FROM bookings WHERE id = ?", (item.id,)).fetchone()
+                results.append((self._booking(row), True))
+        return results
+
+    def get_booking(self, booking_id: str) -> Booking | None:
+        row = self._conn().execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
+        return self._booking(row) if row else None
+
+    def list_bookings(
+        self,
+        *,
+        camera_id: str | None = None,
+        user_id: str | None = None,
+        status: BookingStatus | None = None,
+        ends_after: datetime | None = None,
+        starts_before: datetime | None = None,
+    ) -> list[Booking]:
+        clauses, args = [], []
+        for column, value in (("camera_id", camera_id), ("user_id", user_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status.value)
+        if ends_after is not None:
+            clauses.append("end_time > ?")
+            args.append(_ts(ends_after))
+        if starts_before is not None:
+            clauses.append("start_time < ?")
+            args.append(_ts(starts_before))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._conn().execute(f"SELECT * FROM bookings {where} ORDER BY start_time, id", args)
+        return [self._booking(r) for r in rows.fetchall()]
+
+    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> Booking | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
+            if row is None:
+                return None
+            current = BookingStatus(row["status"])
+            if current.can_advance_to(status):
+                db.execute(
+                    "UPDATE bookings SET status = ?, updated_at = ? WHERE id = ?",
+                    (status.value, _ts(utc_now()), booking_id),
+                )
+                row = db.execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
+            return self._booking(row)
+
+    def delete_booking(self, booking_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM bookings WHERE id = ?", (booking_id,)).rowcount > 0
+
+    # ---- videos ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _video(row: sqlite3.Row) -> Video:
+        return Video(
+            id=row["id"], booking_id=row["booking_id"], user_id=row["user_id"], camera_id=row["camera_id"],
+            storage_path=row["storage_path"], size_bytes=row["size_bytes"],
+            duration_seconds=row["duration_seconds"], created_at=_dt(row["created_at"]),
+            uploaded_at=_dt(row["uploaded_at"]) if row["uploaded_at"] else None,
+        )
+
+    def upsert_video(self, video: Video) -> Video:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (booking_id) DO UPDATE SET"
+                " storage_path = excluded.storage_path, size_bytes = excluded.size_bytes,"
+                " duration_seconds = excluded.duration_seconds, uploaded_at = excluded.uploaded_at",
+                (video.id, video.booking_id, video.user_id, video.camera_id, video.storage_path,
+                 video.size_bytes, video.duration_seconds, _ts(video.created_at),
+                 _ts(video.uploaded_at) if video.uploaded_at else None),
+            )
+            row = db.execute("SELECT * FROM videos WHERE booking_id = ?", (video.booking_id,)).fetchone()
+        return self._video(row)
+
+    def get_video(self, video_id: str) -> Video | None:
+        row = self._conn().execute("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()
+        return self._video(row) if row else None
+
+    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None) -> list[Video]:
+        clauses, args = [], []
+        for column, value in (("booking_id", booking_id), ("user_id", user_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._conn().execute(f"SELECT * FROM videos {where} ORDER BY created_at DESC", args)
+        return [self._video(r) for r in rows.fetchall()]
+
+    # ---- system status ---------------------------------------------------------------------------
+
+    def put_system_status(self, row: SystemStatusRow) -> None:
+        collected, snapshot = _ts(row.collected_at), json.dumps(row.snapshot)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO system_status VALUES (?, ?, ?) ON CONFLICT (camera_id) DO UPDATE SET"
+                " collected_at = excluded.collected_at, snapshot = excluded.snapshot",
+                (row.camera_id, collected, snapshot),
+            )
+            db.execute("INSERT OR REPLACE INTO system_status_history VALUES (?, ?, ?)",
+                       (row.camera_id, collected, snapshot))
+            cutoff = _ts(datetime.fromtimestamp(row.collected_at.timestamp() - _HISTORY_KEEP_DAYS * 86400, UTC))
+            db.execute("DELETE FROM system_status_history WHERE camera_id = ? AND collected_at < ?",
+                       (row.camera_id, cutoff))
+
+    def get_system_status(self, camera_id: str) -> SystemStatusRow | None:
+        row = self._conn().execute("SELECT * FROM system_status WHERE camera_id = ?", (camera_id,)).fetchone()
+        if row is None:
+            return None
+        return SystemStatusRow(camera_id=row["camera_id"], collected_at=_dt(row["collected_at"]),
+                               snapshot=json.loads(row["snapshot"]))
+
+    def list_system_status(self, camera_id: str, since: datetime) -> list[SystemStatusRow]:
+        rows = self._conn().execute(
+            "SELECT * FROM system_status_history WHERE camera_id = ? AND collected_at >= ? ORDER BY collected_at",
+            (camera_id, _ts(since)),
+        ).fetchall()
+        return [SystemStatusRow(camera_id=r["camera_id"], collected_at=_dt(r["collected_at"]),
+                                snapshot=json.loads(r["snapshot"])) for r in rows]
+
+    # ---- user settings ---------------------------------------------------------------------------
+
+    def get_user_settings(self, user_id: str) -> UserSettings | None:
+        row = self._conn().execute("SELECT * FROM user_settings WHERE user_id = ?", (user_id,)).fetchone()
+        if row is None:
+            return None
+        return UserSettings(
+            user_id=row["user_id"], intro_video_path=row["intro_video_path"], logo_path=row["logo_path"],
+            sponsor_logo_paths=json.loads(row["sponsor_logo_paths"]), updated_at=_dt(row["updated_at"]),
+        )
+
+    def put_user_settings(self, settings: UserSettings) -> UserSettings:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO user_settings VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+                " intro_video_path = excluded.intro_video_path, logo_path = excluded.logo_path,"
+                " sponsor_logo_paths = excluded.sponsor_logo_paths, updated_at = excluded.updated_at",
+                (settings.user_id, settings.intro_video_path, settings.logo_path,
+                 json.dumps(settings.sponsor_logo_paths), _ts(utc_now())),
+            )
+        stored = self.get_user_settings(settings.user_id)
+        assert stored is not None
+        return stored
+
+    # ---- objects ---------------------------------------------------------------------------------
+
+    def _object_file(self, bucket: str, path: str) -> Path:
+        check_object_path(bucket, path)
+        return self.files_dir / bucket / path
+
+    def put_object(self, bucket: str, path: str, src: Path, content_type: str) -> ObjectInfo:
+        target = self._object_file(bucket, path)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+        size = target.stat().st_size
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
+                       (bucket, path, size, content_type, _ts(utc_now())))
+        return ObjectInfo(bucket=bucket, path=path, size_bytes=size, content_type=content_type)
+
+    def get_object(self, bucket: str, path: str, dest: Path) -> Path:
+        source = self._object_file(bucket, path)
+        if not source.is_file():
+            raise NotFound(f"{bucket}/{path}")
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
+        return dest
+
+    def object_exists(self, bucket: str, path: str) -> bool:
+        return self._object_file(bucket, path).is_file()
+
+    def delete_object(self, bucket: str, path: str) -> None:
+        self._object_file(bucket, path).unlink(missing_ok=True)
+        with self._tx() as db:
+            db.execute("DELETE FROM objects WHERE bucket = ? AND path = ?", (bucket, path))
+
+    def local_object_path(self, bucket: str, path: str) -> Path | None:
+        target = self._object_file(bucket, path)
+        return target if target.is_file() else None
+
+    def object_content_type(self, bucket: str, path: str) -> str | None:
+        row = self._conn().execute(
+            "SELECT content_type FROM objects WHERE bucket = ? AND path = ?", (bucket, path)
+        ).fetchone()
+        return row["content_type"] if row else None

@@ -1,0 +1,58 @@
+"""The MQTT topic tree (documented in docs/mqtt.md; keep both in step)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "ezrec"
+MEDIA_UPDATED = f"{ROOT}/media/updated"
+DEADLETTER = f"{ROOT}/deadletter"
+SERVICES = ("api", "recorder", "worker", "status")
+
+
+@dataclass(frozen=True)
+class Topics:
+    camera_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{ROOT}/{self.camera_id}"
+
+    @property
+    def bookings(self) -> str:
+        return f"{self.base}/bookings"
+
+    @property
+    def recording_started(self) -> str:
+        return f"{self.base}/recording/started"
+
+    @property
+    def recording_segment(self) -> str:
+        return f"{self.base}/recording/segment"
+
+    @property
+    def recording_finished(self) -> str:
+        return f"{self.base}/recording/finished"
+
+    @property
+    def video_progress(self) -> str:
+        return f"{self.base}/video/progress"
+
+    @property
+    def video_processed(self) -> str:
+        return f"{self.base}/video/processed"
+
+    @property
+    def video_uploaded(self) -> str:
+        return f"{self.base}/video/uploaded"
+
+    @property
+    def video_failed(self) -> str:
+        return f"{self.base}/video/failed"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    def availability(self, service: str) -> str:
+        return f"{self.base}/{service}/availability"
