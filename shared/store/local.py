@@ -67,8 +67,7 @@ class LocalStore(Store):
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = data_dir / "ezrec.sqlite3"
         self._local = threading.local()
-        with self._tx() as db:
-            db.executescript(_SCHEMA)
+        self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
 
     # ---- plumbing --------------------------------------------------------------------------------
 

@@ -1,0 +1,165 @@
+"""The `ezrec` command: one subcommand per service, plus `up`, `health`, `process` and set-up helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import secrets
+import sys
+import urllib.request
+from pathlib import Path
+
+from shared.logs import setup_logging
+from shared.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_api(_args: argparse.Namespace) -> int:
+    from services.api.server import run
+
+    settings = _settings()
+    if settings.api_token is None:
+        print("API_TOKEN is not set: run `make run` (or `ezrec init-env`) to create one.", file=sys.stderr)
+        return 2
+    return run(settings)
+
+
+def cmd_recorder(_args: argparse.Namespace) -> int:
+    from services.recorder.main import run
+
+    return run(_settings())
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    from services.video_worker.main import run
+
+    return run(_settings())
+
+
+def cmd_status(_args: argparse.Namespace) -> int:
+    from services.status.main import run
+
+    return run(_settings())
+
+
+def cmd_up(_args: argparse.Namespace) -> int:
+    from services.supervisor import supervise
+
+    settings = _settings()
+    if settings.api_token is None:
+        print("API_TOKEN is not set: run `make run` (or `ezrec init-env`) to create one.", file=sys.stderr)
+        return 2
+    setup_logging("up", settings.log_level, settings.secret_values())
+    return supervise()
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when healthy: what container healthchecks and `make` call."""
+    from shared.runtime import heartbeat_fresh
+
+    settings = _settings()
+    if args.service == "api":
+        url = f"http://127.0.0.1:{settings.api_port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                body = json.loads(response.read())
+        except (OSError, ValueError) as exc:
+            print(f"api unhealthy: {exc}")
+            return 1
+        print(f"api healthy: {body}")
+        return 0
+    ok, detail = heartbeat_fresh(settings, args.service)
+    print(f"{args.service} {'healthy' if ok else 'unhealthy'}: {detail}")
+    return 0 if ok else 1
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from services.video_worker.pipeline import EncodeSettings, LogoSpec, RecordingUnreadable, process_video
+
+    setup_logging("process", "INFO")
+    corners = ("top-right", "top-left", "bottom-right", "bottom-left")
+    logos = [LogoSpec(path=Path(p), corner=corners[i % 4]) for i, p in enumerate(args.logo or [])]
+    encode = EncodeSettings(codec=args.codec, preset=args.preset, crf=args.crf,
+                            bitrate=args.bitrate, threads=args.threads)
+    try:
+        result = process_video(Path(args.input), Path(args.output), intro=Path(args.intro) if args.intro else None,
+                               logos=logos, encode=encode)
+    except RecordingUnreadable as exc:
+        print(f"cannot read {args.input}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"output": str(result.output), "frames": result.frames, "duration_s": result.duration_s,
+                      "intro_frames": result.intro_frames, "warnings": result.warnings}))
+    return 0
+
+
+def cmd_init_env(args: argparse.Namespace) -> int:
+    """First run: give the API a random token; never overwrite one that exists."""
+    path = Path(args.env_file)
+    text = path.read_text() if path.exists() else ""
+    if any(line.startswith("API_TOKEN=") and line.strip() != "API_TOKEN=" for line in text.splitlines()):
+        print(f"{path} already has an API_TOKEN (unchanged)")
+        return 0
+    from shared.atomic import write_text_atomic
+
+    token = secrets.token_urlsafe(32)
+    body = (text if text.endswith("\n") or not text else text + "\n") + f"API_TOKEN={token}\n"
+    write_text_atomic(path, body, mode=0o600)
+    print(f"wrote a new API_TOKEN to {path}:\n\n    {token}\n\nuse it as: Authorization: Bearer <token>")
+    return 0
+
+
+def cmd_passwords(args: argparse.Namespace) -> int:
+    from services.deploy.passwords import main
+
+    return main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ezrec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in (
+        ("api", cmd_api, "run the HTTP API"),
+        ("recorder", cmd_recorder, "run the recorder"),
+        ("worker", cmd_worker, "run the video worker"),
+        ("status", cmd_status, "run the status service"),
+        ("up", cmd_up, "run all four services locally and supervise them"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(func=func)
+    health = sub.add_parser("health", help="exit 0 if a service is healthy")
+    health.add_argument("service", choices=["api", "recorder", "worker", "status"])
+    health.set_defaults(func=cmd_health)
+    process = sub.add_parser("process", help="make a finished video from a recording, once")
+    process.add_argument("input")
+    process.add_argument("-o", "--output", required=True)
+    process.add_argument("--intro")
+    process.add_argument("--logo", action="append", help="PNG with alpha; repeat for sponsor logos (max 4)")
+    process.add_argument("--codec", default="libx264")
+    process.add_argument("--preset", default="veryfast")
+    process.add_argument("--crf", type=int, default=23)
+    process.add_argument("--bitrate", type=int, default=None, help="bits per second (overrides --crf)")
+    process.add_argument("--threads", type=int, default=0)
+    process.set_defaults(func=cmd_process)
+    init_env = sub.add_parser("init-env", help="create .env with a random API_TOKEN if it has none")
+    init_env.add_argument("--env-file", default=".env")
+    init_env.set_defaults(func=cmd_init_env)
+    passwords = sub.add_parser("passwords", help="generate broker passwords, ACL users and .env for compose")
+    passwords.add_argument("rest", nargs=argparse.REMAINDER)
+    passwords.set_defaults(func=cmd_passwords)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        logging.getLogger(__name__).info("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""LocalStore: the embedded default that runs the whole job without a cloud."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.models import BookingIn, BookingStatus, Video, video_id_for
+from shared.store import BookingConflict, LocalStore, NotFound
+
+T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+
+
+def _b(booking_id: str, start_min: int, minutes: int = 60, user: str = "u1", camera: str | None = None) -> BookingIn:
+    return BookingIn(id=booking_id, user_id=user, camera_id=camera,
+                     start_time=T0 + timedelta(minutes=start_min),
+                     end_time=T0 + timedelta(minutes=start_min + minutes))
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LocalStore(tmp_path)
+    yield s
+    s.close()
+
+
+def test_create_is_idempotent_and_conflicts_are_refused(store):
+    [(first, created)] = store.create_bookings([_b("a", 0)], "cam1")
+    assert created and first.status == BookingStatus.confirmed and first.camera_id == "cam1"
+    [(again, created)] = store.create_bookings([_b("a", 0)], "cam1")
+    assert not created and again == first
+    with pytest.raises(BookingConflict) as same_id:
+        store.create_bookings([_b("a", 5)], "cam1")
+    assert same_id.value.conflicting_id == "a"
+    with pytest.raises(BookingConflict) as overlap:
+        store.create_bookings([_b("b", 30)], "cam1")
+    assert overlap.value.conflicting_id == "a"
+
+
+def test_back_to_back_and_other_camera_do_not_overlap(store):
+    store.create_bookings([_b("a", 0)], "cam1")
+    store.create_bookings([_b("b", 60), _b("c", 0, camera="cam2")], "cam1")
+    assert [b.id for b in store.list_bookings(camera_id="cam1")] == ["a", "b"]
+
+
+def test_batch_is_all_or_nothing(store):
+    with pytest.raises(BookingConflict):
+        store.create_bookings([_b("a", 0), _b("b", 30)], "cam1")
+    assert store.list_bookings() == []
+
+
+def test_status_only_moves_forward(store):
+    store.create_bookings([_b("a", 0)], "cam1")
+    assert store.advance_booking_status("a", BookingStatus.video_uploaded).status == BookingStatus.video_uploaded
+    # a late `completed` (replayed event, slow process) must not undo the upload
+    assert store.advance_booking_status("a", BookingStatus.completed).status == BookingStatus.video_uploaded
+    assert store.advance_booking_status("missing", BookingStatus.completed) is None
+
+
+def test_list_filters(store):
+    store.create_bookings([_b("a", 0), _b("b", 120, user="u2")], "cam1")
+    store.advance_booking_status("b", BookingStatus.completed)
+    assert [b.id for b in store.list_bookings(user_id="u2")] == ["b"]
+    assert [b.id for b in store.list_bookings(status=BookingStatus.confirmed)] == ["a"]
+    assert [b.id for b in store.list_bookings(ends_after=T0 + timedelta(minutes=90))] == ["b"]
+    assert [b.id for b in store.list_bookings(starts_before=T0 + timedelta(minutes=90))] == ["a"]
+
+
+def test_video_upsert_never_duplicates(store, tmp_path):
+    video = Video(id=video_id_for("a"), booking_id="a", user_id="u1", camera_id="cam1",
+                  storage_path="u1/a.mp4", size_bytes=10, duration_seconds=5.0)
+    store.upsert_video(video)
+    store.upsert_video(video.model_copy(update={"size_bytes": 20}))
+    videos = store.list_videos(booking_id="a")
+    assert len(videos) == 1 and videos[0].size_bytes == 20
+
+
+def test_objects_round_trip_and_paths_cannot_escape(store, tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"hello")
+    info = store.put_object("videos", "u1/a.mp4", src, "video/mp4")
+    assert info.size_bytes == 5 and store.object_exists("videos", "u1/a.mp4")
+    out = store.get_object("videos", "u1/a.mp4", tmp_path / "out" / "a.mp4")
+    assert out.read_bytes() == b"hello"
+    for bad in ("../x", "u1/../../x", "/etc/passwd", "u1//a", ""):
+        with pytest.raises(ValueError):
+            store.put_object("videos", bad, src, "video/mp4")
+    with pytest.raises(ValueError):
+        store.put_object("secrets", "u1/a.mp4", src, "video/mp4")
+    with pytest.raises(NotFound):
+        store.get_object("videos", "u1/none.mp4", tmp_path / "none")
+
+
+def test_second_process_sees_writes(tmp_path):
+    """Four services share the SQLite file: WAL lets them read while one writes."""
+    a, b = LocalStore(tmp_path), LocalStore(tmp_path)
+    a.create_bookings([_b("a", 0)], "cam1")
+    b.advance_booking_status("a", BookingStatus.completed)
+    assert a.get_booking("a").status == BookingStatus.completed
