@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONSTRAINTS := $(wildcard requirements/constraints.txt)
+
+.PHONY: venv run test lint e2e bench passwords clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: install everything, start a broker if none answers, create .env with an API token, run all services
+run: venv
+	scripts/ensure-broker.sh
+	$(BIN)/ezrec init-env
+	$(BIN)/ezrec up
+
+## test: lint + the whole suite against real mosquitto, real files, real PyAV
+test: venv
+	scripts/system-deps.sh ffmpeg docker-compose
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+## bench: performance figures as JSON (not part of `make test`)
+bench: venv
+	scripts/system-deps.sh ffmpeg
+	mkdir -p bench/results
+	for script in bench/*.py; do $(BIN)/python $$script | tee bench/results/$$(basename $$script .py).json; done
+
+passwords: venv
+	$(BIN)/ezrec passwords
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

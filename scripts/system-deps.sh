@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and `make run` need, only when they are missing:
+# mosquitto (a real broker for tests and local runs), ffmpeg (reference peer in tests and
+# benchmarks; the product itself uses PyAV), docker-compose (static validation of compose files).
+set -euo pipefail
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+for pkg in "$@"; do
+  case "$pkg" in
+    ffmpeg) command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg) ;;
+    docker-compose) command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose) ;;
+  esac
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing missing system packages: ${need[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "please install as root: apt-get install -y ${need[*]}" >&2; exit 1
+  fi
+fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
