@@ -112,12 +112,6 @@ def cmd_init_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_passwords(args: argparse.Namespace) -> int:
-    from services.deploy.passwords import main
-
-    return main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ezrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,13 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     init_env = sub.add_parser("init-env", help="create .env with a random API_TOKEN if it has none")
     init_env.add_argument("--env-file", default=".env")
     init_env.set_defaults(func=cmd_init_env)
-    passwords = sub.add_parser("passwords", help="generate broker passwords, ACL users and .env for compose")
-    passwords.add_argument("rest", nargs=argparse.REMAINDER)
-    passwords.set_defaults(func=cmd_passwords)
+    # `passwords` parses its own options (services/deploy/passwords.py); listed here for --help only.
+    sub.add_parser("passwords", help="generate broker passwords and .env for docker compose", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["passwords"]:
+        from services.deploy.passwords import main as passwords_main
+
+        return passwords_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

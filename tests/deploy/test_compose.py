@@ -1,0 +1,277 @@
+"""The committed compose files, Dockerfiles and constraints, checked without a Docker engine.
+
+`docker-compose config` (Debian's 1.29) validates and merges the real files; its YAML output is turned
+into JSON by the interpreter docker-compose itself runs on (which necessarily has PyYAML), so these
+tests need nothing beyond what `make test` installs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from services.deploy import passwords
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = "docker-compose.yml"
+DEV = "docker-compose.dev.yml"
+APP_SERVICES = {"api": "api", "recorder": "recorder", "worker": "video_worker", "status": "status"}
+ALL_SERVICES = {"mosquitto", *APP_SERVICES}
+MEMORY_BUDGET = 3 * 1024**3  # of a 4 GB Pi; the rest is for the OS, Docker and the page cache
+
+
+def _docker_compose() -> str:
+    path = shutil.which("docker-compose") or "/usr/bin/docker-compose"
+    if not Path(path).exists():
+        pytest.fail("docker-compose is not installed: `make test` installs it (apt-get install docker-compose)")
+    return path
+
+
+def _yaml_python(compose: str) -> str:
+    """The interpreter from docker-compose's shebang: it imports PyYAML, so it can convert for us."""
+    first = Path(compose).read_text(errors="replace").splitlines()[0]
+    interpreter = first[2:].strip().split()[0] if first.startswith("#!") else "/usr/bin/python3"
+    if interpreter.endswith("/env"):
+        interpreter = shutil.which("python3") or "/usr/bin/python3"
+    return interpreter
+
+
+def _run_compose(project: Path, *files: str, args: tuple[str, ...] = ("config",)) -> subprocess.CompletedProcess:
+    cmd = [_docker_compose()]
+    for name in files:
+        cmd += ["-f", name]
+    # A clean environment: nothing from the developer's shell may satisfy an interpolation.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(project)}
+    return subprocess.run([*cmd, *args], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+
+
+def _to_json(yaml_text: str) -> dict[str, Any]:
+    code = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
+    proc = subprocess.run([_yaml_python(_docker_compose()), "-c", code], input=yaml_text,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"could not parse docker-compose output as YAML: {proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def _project(tmp: Path, env_text: str | None = None) -> Path:
+    """A copy of the committed compose files beside a generated .env (the real one holds secrets)."""
+    for name in (BASE, DEV):
+        shutil.copyfile(REPO / name, tmp / name)
+    if env_text is None:
+        assert passwords.main(["--root", str(tmp)]) == 0
+    else:
+        (tmp / ".env").write_text(env_text)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _project(tmp_path_factory.mktemp("compose"))
+
+
+@pytest.fixture(scope="module")
+def env_values(project: Path) -> dict[str, str]:
+    return passwords.parse_env((project / ".env").read_text())
+
+
+@pytest.fixture(scope="module")
+def base(project: Path) -> dict[str, Any]:
+    proc = _run_compose(project, BASE)
+    assert proc.returncode == 0, proc.stderr
+    return _to_json(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def dev(project: Path) -> dict[str, Any]:
+    proc = _run_compose(project, BASE, DEV)
+    assert proc.returncode == 0, proc.stderr
+    return _to_json(proc.stdout)
+
+
+def _bytes(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"(\d+)([bkmg]?)b?", value.strip().lower())
+    assert match, f"unreadable memory size {value!r}"
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+
+
+def _devices(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> host path."""
+    out: dict[str, str] = {}
+    for entry in service.get("devices", []):
+        host, container = entry.split(":")[:2]
+        out[container] = host
+    return out
+
+
+@pytest.mark.parametrize("files", [(BASE,), (BASE, DEV)], ids=["base", "dev"])
+def test_committed_files_validate(project: Path, files: tuple[str, ...]) -> None:
+    proc = _run_compose(project, *files, args=("config", "-q"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_config_refuses_missing_passwords(tmp_path: Path) -> None:
+    """Without `ezrec passwords` the stack must not start (Docker would mount a directory as passwd)."""
+    project = _project(tmp_path, env_text="API_TOKEN=x\n")
+    proc = _run_compose(project, BASE, args=("config", "-q"))
+    assert proc.returncode != 0
+    assert "make passwords" in proc.stderr
+
+
+@pytest.mark.parametrize("variant", ["base", "dev"])
+def test_every_service_is_supervised_and_bounded(variant: str, base: dict, dev: dict) -> None:
+    services = (base if variant == "base" else dev)["services"]
+    assert set(services) == ALL_SERVICES
+    total = 0
+    for name, svc in services.items():
+        assert not svc.get("privileged", False), f"{name} is privileged"
+        assert not svc.get("cap_add"), f"{name} adds capabilities"
+        assert svc.get("network_mode") != "host", f"{name} uses the host network"
+        assert svc.get("restart") == "unless-stopped", name
+        assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        logging = svc.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert {"max-size", "max-file"} <= set(logging.get("options", {})), f"{name} logs are not rotated"
+        assert "mem_limit" in svc, f"{name} has no memory limit"
+        total += _bytes(svc["mem_limit"])
+    assert total <= MEMORY_BUDGET, f"memory limits add up to {total / 1024**3:.2f} GiB"
+
+
+def test_app_services(base: dict, env_values: dict[str, str]) -> None:
+    for name, folder in APP_SERVICES.items():
+        svc = base["services"][name]
+        assert svc["healthcheck"]["test"] == ["CMD", "ezrec", "health", name]
+        assert svc["depends_on"] == {"mosquitto": {"condition": "service_healthy"}}
+        assert any(v.split(":")[:2] == ["ezrec-data", "/data"] for v in svc["volumes"]), svc["volumes"]
+        assert svc["build"]["dockerfile"] == f"services/{folder}/Dockerfile"
+        assert (REPO / svc["build"]["dockerfile"]).is_file()
+        env = svc["environment"]
+        assert env["DATA_DIR"] == "/data"
+        assert env["MQTT_HOST"] == "mosquitto"
+        assert env["MQTT_USERNAME"] == name
+        assert env["MQTT_PASSWORD"] == env_values[passwords.env_key_for(name)]
+        assert env["API_TOKEN"] == env_values["API_TOKEN"], "env_file .env is not passed"
+        # Per-service credentials: no container carries another user's password.
+        for user in passwords.BROKER_USERS:
+            assert env.get(passwords.env_key_for(user), "") == "", f"{name} sees {user}'s password"
+    assert "ezrec-data" in base["volumes"]
+
+
+def test_api_is_published_on_8000(base: dict) -> None:
+    api = base["services"]["api"]
+    ports = api.get("ports", [])
+    published = {(str(p["published"]), int(p["target"])) if isinstance(p, dict) else
+                 tuple(str(p).rsplit(":", 2)[-2:]) for p in ports}
+    assert published in ({("8000", 8000)}, {("8000", "8000")}), ports
+    assert api["environment"]["API_HOST"] == "0.0.0.0"
+    assert api["environment"]["API_PORT"] == "8000"
+    for name in ALL_SERVICES - {"api"}:
+        assert not base["services"][name].get("ports"), f"{name} publishes a port"
+
+
+def test_mosquitto_service(base: dict, env_values: dict[str, str]) -> None:
+    mq = base["services"]["mosquitto"]
+    assert mq["image"] == "eclipse-mosquitto:2"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in mq["volumes"]}
+    for name in ("mosquitto.conf", "acl", "passwd", "conf.d"):
+        assert mounts[f"/mosquitto/config/{name}"].endswith(f"/mosquitto/{name}")
+    assert mounts["/mosquitto/data"] == "mosquitto-data"
+    check = " ".join(mq["healthcheck"]["test"])
+    assert "mosquitto_sub" in check and "-u healthcheck" in check and "$SYS/broker/uptime" in check
+    # The broker holds only the healthcheck password, not the services' ones.
+    assert mq["environment"] == {"MQTT_HEALTHCHECK_PASSWORD": env_values["MQTT_PASSWORD_HEALTHCHECK"]}
+    assert "env_file" not in mq
+
+
+def test_recorder_camera_access(base: dict, dev: dict) -> None:
+    rec = base["services"]["recorder"]
+    devices = _devices(rec)
+    assert devices, "the Pi recorder gets no camera device"
+    assert all(host == container and host.startswith("/dev/") for container, host in devices.items())
+    assert "video" in rec["group_add"]
+    assert rec["build"]["args"]["WITH_PICAMERA"] == "1"
+    assert rec["environment"]["CAMERA_SOURCE"] == "picamera2"
+    assert any(v.startswith("/run/udev:/run/udev:ro") for v in rec["volumes"])
+    for name in ALL_SERVICES - {"recorder"}:
+        assert not base["services"][name].get("devices"), f"{name} gets devices"
+
+    dev_rec = dev["services"]["recorder"]
+    dev_devices = _devices(dev_rec)
+    assert set(dev_devices) == set(devices), "docker-compose.dev.yml must re-point every camera node"
+    assert set(dev_devices.values()) == {"/dev/null"}, "a host camera node leaks into the dev recorder"
+    assert dev_rec["environment"]["CAMERA_SOURCE"] == "synthetic"
+    assert dev_rec["build"]["args"]["WITH_PICAMERA"] == "0"
+    assert not any(v.startswith("/run/udev:") for v in dev_rec["volumes"])
+
+
+def _final_stage(text: str) -> str:
+    return text[text.rindex("\nFROM "):]
+
+
+@pytest.mark.parametrize("service", sorted(APP_SERVICES))
+def test_dockerfile(service: str) -> None:
+    text = (REPO / "services" / APP_SERVICES[service] / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2, "not multi-stage"
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS builder$", text, re.M)
+    assert "requirements/constraints.txt" in text and "PIP_CONSTRAINT" in text
+    final = _final_stage(text)
+    assert "COPY --from=builder /opt/venv /opt/venv" in final
+    users = re.findall(r"^USER (\S+)", final, re.M)
+    assert users and users[-1] not in ("root", "0"), "final stage runs as root"
+    assert f'HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["ezrec", "health", ' \
+           f'"{service}"]' in final
+    assert f'CMD ["{service}"]' in final and 'ENTRYPOINT ["ezrec"]' in final
+    if service == "recorder":
+        assert "ARG WITH_PICAMERA=auto" in text
+        assert "archive.raspberrypi.com/debian bookworm main" in text
+        assert "python3-picamera2" in text and "signed-by=" in text
+        assert "/usr/lib/python3/dist-packages" in final and ".pth" in final
+    else:
+        assert "picamera" not in text and "apt-get" not in text
+
+
+def test_dockerfiles_share_the_builder_stage() -> None:
+    """Identical builder stages let one build's layer cache serve all four images."""
+    stages = set()
+    for folder in APP_SERVICES.values():
+        text = (REPO / "services" / folder / "Dockerfile").read_text()
+        start = text.index("FROM ${PYTHON_IMAGE} AS builder")
+        stages.add(text[start:text.index("\n# ----", start)])
+    assert len(stages) == 1
+
+
+def _pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in (REPO / "requirements" / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        assert match, f"constraints line is not an exact pin: {line!r}"
+        name = canonicalize_name(match.group(1))
+        assert name not in pins, f"{name} pinned twice"
+        pins[name] = match.group(2)
+    return pins
+
+
+def test_constraints_pin_every_dependency_exactly() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = _pins()
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    for req in wanted:
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in requirements/constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), f"pin {name}=={pins[name]} violates {req}"
+
