@@ -87,7 +87,7 @@ class VideoUploaded(Payload):
 
 class VideoFailed(Payload):
     booking_id: SafeId
-    element: Literal["intro", "logo", "recording", "upload", "media"]
+    element: Literal["intro", "logo", "recording", "encoder", "upload", "media"]
     reason: str
     final: bool = False
 

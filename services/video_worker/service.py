@@ -145,7 +145,7 @@ class VideoWorker:
             log.exception("booking %s: processing failed; retrying in %.0fs", job.booking_id, delay)
             return
         for warning in result.warnings:
-            element = "intro" if warning.startswith("intro") else "logo"
+            element = next((e for e in ("intro", "logo", "recording", "encoder") if warning.startswith(e)), "media")
             self.bus.publish(self.bus.topics.video_failed, VideoFailed(
                 booking_id=job.booking_id, element=element, reason=warning))
         self.jobs.set_state(job.booking_id, JobState.processed)
