@@ -127,3 +127,13 @@ def storage_path_for_media(user_id: str, name: str) -> str:
 
 def is_aware(value: datetime) -> bool:
     return value.tzinfo is not None and value.utcoffset() is not None
+
+
+class ShareLink(BaseModel):
+    """A signed, expiring link to one video; the row exists so a link can be revoked before it expires."""
+
+    id: SafeId
+    video_id: str
+    created_at: UtcDatetime = Field(default_factory=utc_now)
+    expires_at: UtcDatetime
+    revoked_at: UtcDatetime | None = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shared.models import BookingStatus, SafeId
 from shared.timeutil import UtcDatetime, utc_now
@@ -49,6 +49,8 @@ class RecordingSegment(Payload):
     start_at: UtcDatetime
     end_at: UtcDatetime
     frames: int = Field(ge=0)
+    user_id: SafeId | None = None
+    size_bytes: int = Field(default=0, ge=0)
 
 
 class RecordingFinished(Payload):
@@ -62,12 +64,14 @@ class RecordingFinished(Payload):
     last_frame_at: UtcDatetime
     frames: int = Field(ge=0)
     size_bytes: int = Field(ge=0)
+    segments: int = Field(default=0, ge=0)
 
 
 class VideoProgress(Payload):
     booking_id: SafeId
     percent: float = Field(ge=0, le=100)
     fps: float = Field(ge=0)
+    worker: str | None = None  # WORKER_ID of the worker doing it (several may share the load)
 
 
 class VideoProcessed(Payload):
@@ -76,6 +80,7 @@ class VideoProcessed(Payload):
     frames: int = Field(ge=0)
     size_bytes: int = Field(ge=0)
     warnings: list[str] = Field(default_factory=list)
+    worker: str | None = None
 
 
 class VideoUploaded(Payload):
@@ -83,6 +88,7 @@ class VideoUploaded(Payload):
     video_id: str
     storage_path: str
     size_bytes: int = Field(ge=0)
+    worker: str | None = None
 
 
 class VideoFailed(Payload):
@@ -90,6 +96,40 @@ class VideoFailed(Payload):
     element: Literal["intro", "logo", "recording", "encoder", "upload", "media"]
     reason: str
     final: bool = False
+    worker: str | None = None
+
+
+class Throttling(BaseModel):
+    """`vcgencmd get_throttled` on a Pi: the hex bitmask and its named flags (now / since boot)."""
+
+    raw: str
+    under_voltage_now: bool
+    arm_frequency_capped_now: bool
+    throttled_now: bool
+    soft_temp_limit_now: bool
+    under_voltage_since_boot: bool
+    arm_frequency_capped_since_boot: bool
+    throttled_since_boot: bool
+    soft_temp_limit_since_boot: bool
+
+
+class BookingRef(BaseModel):
+    id: SafeId
+    user_id: SafeId
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+
+
+class ServiceError(BaseModel):
+    """The last thing that went wrong in one service, as the status service heard it on the bus."""
+
+    at: UtcDatetime
+    topic: str
+    reason: str
+    booking_id: str | None = None
+
+
+_OMIT_WHEN_ABSENT = frozenset({"cpu_temperature_c", "throttling", "cloud_reachable"})
 
 
 class StatusSnapshot(Payload):
@@ -105,6 +145,26 @@ class StatusSnapshot(Payload):
     cpu_temperature_c: float | None = None
     services: dict[str, str] = Field(default_factory=dict)
     recording_now: str | None = None
+    load_5m: float | None = None
+    load_15m: float | None = None
+    memory_total_mb: float | None = None
+    throttling: Throttling | None = None
+    broker_connected: bool | None = None
+    cloud_reachable: bool | None = None
+    current_booking: BookingRef | None = None
+    next_booking: BookingRef | None = None
+    jobs_waiting: int | None = None
+    segments_waiting: int | None = None
+    uploads_pending: int | None = None
+    camera_fault: str | None = None
+    last_errors: dict[str, ServiceError] = Field(default_factory=dict)
+    alerts_active: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Readings this device or configuration cannot have (no thermal zone, no cloud) are left out, not null."""
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in _OMIT_WHEN_ABSENT}
 
 
 class MediaUpdated(Payload):
@@ -120,3 +180,27 @@ class DeadLetter(Payload):
     service: str
     error: str
     payload: str
+
+
+class Alert(Payload):
+    """On ezrec/<camera>/alerts: a threshold crossed (`raised`) or back to normal (`cleared`), each sent once."""
+
+    camera_id: SafeId
+    id: str
+    kind: Literal["disk_low", "temperature_high", "service_offline", "camera_fault", "booking_at_risk"]
+    state: Literal["raised", "cleared"]
+    message: str
+    value: float | str | None = None
+    threshold: float | None = None
+    at: UtcDatetime
+
+
+class RecorderFault(Payload):
+    """On ezrec/<camera>/recorder/fault: a camera or disk problem (`active`), then its end (`active: false`)."""
+
+    camera_id: SafeId
+    kind: Literal["camera_open", "camera_stall", "camera_error", "disk_low"]
+    reason: str
+    active: bool = True
+    booking_id: SafeId | None = None
+    retry_in_s: float | None = None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -27,10 +28,21 @@ class Settings(BaseSettings):
     camera_height: int = Field(default=1080, ge=16, le=4320)
     camera_fps: int = Field(default=30, ge=1, le=120)
     camera_warmup_s: float = Field(default=3.0, ge=0, le=60)
+    camera_bitrate: int = Field(default=0, ge=0)  # bits/s; 0 = the encoder's quality default (CRF 23)
+    camera_rotation: int = Field(default=0, ge=0, lt=360, multiple_of=90)  # degrees clockwise
+    camera_stall_s: float = Field(default=5.0, gt=0)  # no frame for this long = camera fault
+    segment_seconds: float = Field(default=10.0, gt=0)  # recorder segment length (crash-safety granularity)
+    min_free_disk_mb: int = Field(default=1024, ge=0)  # recorder keeps at least this much free
 
     booking_check_interval: float = Field(default=3, gt=0)
     video_worker_check_interval: float = Field(default=5, gt=0)
     system_status_interval: float = Field(default=60, gt=0)
+    alert_disk_free_gb: float = Field(default=5.0, ge=0)
+    alert_temperature_c: float = Field(default=80.0, gt=0)
+    alert_next_booking_minutes: float = Field(default=30, ge=0)
+    alert_hold_s: float = Field(default=90, ge=0)
+    ha_discovery: bool = True
+    ha_discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     max_booking_minutes: int = Field(default=240, ge=1)
 
     mqtt_host: str = "127.0.0.1"
@@ -43,13 +55,25 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = None
     max_upload_mb: int = Field(default=200, ge=1)
+    max_request_body_mb: float = Field(default=1, gt=0)  # every body but media uploads (MAX_UPLOAD_MB)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # comma-separated; empty = none
+    supabase_jwt_secret: SecretStr | None = None  # set: Supabase user JWTs (HS256) may read their own data
+    share_link_ttl: int = Field(default=7 * 24 * 3600, ge=60)  # seconds a video share link stays valid
 
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None
+    supabase_storage_timeout_s: float = Field(default=120, gt=20)  # supabase-py's 20 s default is too short
+    supabase_retry_min_s: float = Field(default=1, gt=0)  # outbox backoff while the cloud is away: first wait
+    supabase_retry_max_s: float = Field(default=300, gt=0)  # ... and the longest
+    bookings_sync: Literal["poll", "off"] = "poll"  # how bookings made in Supabase reach the device
+    bookings_poll_interval_s: float = Field(default=30, gt=0)
 
     encoder: str = "libx264"
     encoder_preset: str = "veryfast"
     encoder_crf: int = Field(default=23, ge=0, le=51)
+    worker_id: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,48}$")  # distinct per worker sharing DATA_DIR
+    worker_lease_s: float = Field(default=30.0, ge=1)  # a worker silent this long is presumed dead; others take over
+    worker_nice: int = Field(default=10, ge=0, le=19)  # CPU priority below the recorder's (0 = unchanged)
 
     log_level: str = "INFO"
 
@@ -58,7 +82,15 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("api_token", "mqtt_password", "supabase_service_role_key", mode="before")
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("api_token", "mqtt_password", "supabase_service_role_key", "supabase_jwt_secret",
+                     mode="before")
     @classmethod
     def _empty_secret_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -86,7 +118,7 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so logging can redact them."""
-        secrets = [self.api_token, self.mqtt_password, self.supabase_service_role_key]
+        secrets = [self.api_token, self.mqtt_password, self.supabase_service_role_key, self.supabase_jwt_secret]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
     def ensure_dirs(self) -> None:

@@ -56,3 +56,11 @@ class Topics:
 
     def availability(self, service: str) -> str:
         return f"{self.base}/{service}/availability"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.base}/alerts"
+
+    @property
+    def recorder_fault(self) -> str:
+        return f"{self.base}/recorder/fault"

@@ -94,8 +94,8 @@ class Listener:
         return found
 
     def close(self) -> None:
+        self.client.disconnect()  # first: loop_stop() on a connected client waits out a 1 s select
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture
