@@ -10,7 +10,7 @@ CONSTRAINTS := $(wildcard requirements/constraints.txt)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	$(BIN)/pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev,supabase]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -23,7 +23,7 @@ run: venv
 
 ## test: lint + the whole suite against real mosquitto, real files, real PyAV
 test: venv
-	scripts/system-deps.sh ffmpeg docker-compose
+	scripts/system-deps.sh ffmpeg docker-compose postgresql chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and `make run` need, only when they are missing:
 # mosquitto (a real broker for tests and local runs), ffmpeg (reference peer in tests and
-# benchmarks; the product itself uses PyAV), docker-compose (static validation of compose files).
+# benchmarks; the product itself uses PyAV), docker-compose (static validation of compose files),
+# postgresql (initdb for tests/supabase where no PostgreSQL server answers).
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 for pkg in "$@"; do
   case "$pkg" in
+    # chromium: the dashboard test (tests/api) drives Debian's browser with Playwright; it never downloads one.
+    chromium) [ -x /usr/bin/chromium ] || need+=(chromium) ;;
     ffmpeg) command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg) ;;
     docker-compose) command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose) ;;
+    # tests/supabase use the PostgreSQL on 127.0.0.1:5432 when one answers, else start their own with initdb
+    postgresql) command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql) ;;
   esac
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -11,9 +11,16 @@ __all__ = ["BookingConflict", "LocalStore", "NotFound", "Store", "StoreError", "
 
 def open_store(settings: Settings) -> Store:
     if settings.supabase_url:
-        raise StoreError(
-            "SUPABASE_URL is set but the Supabase store is not available in this build yet; "
-            "unset SUPABASE_URL to use the embedded store"
-        )
+        if settings.supabase_service_role_key is None:
+            raise StoreError("SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not; set both, or neither "
+                             "to use the embedded store")
+        try:
+            from shared.store.cloud import SupabaseStore  # the `supabase` extra; only needed when configured
+        except ImportError as exc:
+            raise StoreError(f"SUPABASE_URL is set but the supabase client is not installed ({exc}); "
+                             "install with: pip install -e '.[supabase]'") from exc
+        store = SupabaseStore(settings)
+        store.start()  # drains the cloud outbox in the background (one process at a time holds the lease)
+        return store
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return LocalStore(settings.data_dir)

@@ -16,6 +16,7 @@ from shared.models import (
     BookingIn,
     BookingStatus,
     ObjectInfo,
+    ShareLink,
     SystemStatusRow,
     UserSettings,
     Video,
@@ -77,6 +78,11 @@ class Store(ABC):
     @abstractmethod
     def delete_booking(self, booking_id: str) -> bool: ...
 
+    @abstractmethod
+    def update_booking_times(self, booking_id: str, start_time: datetime, end_time: datetime) -> Booking:
+        """Move a still-confirmed booking. Raises NotFound, or BookingConflict when it overlaps another
+        booking on its camera or is no longer confirmed (conflicting_id is then its own id)."""
+
     # videos
     @abstractmethod
     def upsert_video(self, video: Video) -> Video:
@@ -87,6 +93,20 @@ class Store(ABC):
 
     @abstractmethod
     def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None) -> list[Video]: ...
+
+    # share links
+    @abstractmethod
+    def create_share_link(self, link: ShareLink) -> ShareLink: ...
+
+    @abstractmethod
+    def get_share_link(self, link_id: str) -> ShareLink | None: ...
+
+    @abstractmethod
+    def list_share_links(self, video_id: str) -> list[ShareLink]: ...
+
+    @abstractmethod
+    def revoke_share_links(self, video_id: str, link_id: str | None = None) -> int:
+        """Mark one link (or every link of the video) revoked; returns how many were newly revoked."""
 
     # system status
     @abstractmethod
@@ -122,6 +142,11 @@ class Store(ABC):
 
     def local_object_path(self, bucket: str, path: str) -> Path | None:
         """A file the API can serve directly (with Range), when the object lives on this device."""
+        return None
+
+    def change_token(self) -> object | None:
+        """A value that differs whenever the data may have changed since it was last read by this thread;
+        None when the store cannot tell (then callers must not cache reads)."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -17,6 +17,7 @@ from shared.models import (
     BookingIn,
     BookingStatus,
     ObjectInfo,
+    ShareLink,
     SystemStatusRow,
     UserSettings,
     Video,
@@ -46,6 +47,10 @@ CREATE TABLE IF NOT EXISTS user_settings (
 CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT NOT NULL, path TEXT NOT NULL, size_bytes INTEGER NOT NULL, content_type TEXT NOT NULL,
     updated_at TEXT NOT NULL, PRIMARY KEY (bucket, path));
+CREATE TABLE IF NOT EXISTS share_links (
+    id TEXT PRIMARY KEY, video_id TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+    revoked_at TEXT);
+CREATE INDEX IF NOT EXISTS share_links_video ON share_links (video_id);
 """
 
 _HISTORY_KEEP_DAYS = 30
@@ -57,7 +62,9 @@ def _ts(value: datetime) -> str:
 
 
 def _dt(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """fromisoformat, not strptime: 50x faster, and listing 200 bookings parses 800 of these."""
+    value = datetime.fromisoformat(text)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class LocalStore(Store):
@@ -191,6 +198,28 @@ class LocalStore(Store):
         with self._tx() as db:
             return db.execute("DELETE FROM bookings WHERE id = ?", (booking_id,)).rowcount > 0
 
+    def update_booking_times(self, booking_id: str, start_time: datetime, end_time: datetime) -> Booking:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"booking {booking_id}")
+            if row["status"] != BookingStatus.confirmed.value:
+                raise BookingConflict(f"booking {booking_id} is {row['status']} and can no longer change", booking_id)
+            clash = db.execute(
+                "SELECT id FROM bookings WHERE camera_id = ? AND id != ? AND start_time < ? AND end_time > ?"
+                " ORDER BY start_time LIMIT 1",
+                (row["camera_id"], booking_id, _ts(end_time), _ts(start_time)),
+            ).fetchone()
+            if clash is not None:
+                raise BookingConflict(
+                    f"booking {booking_id} would overlap booking {clash['id']} on camera {row['camera_id']}",
+                    clash["id"],
+                )
+            db.execute("UPDATE bookings SET start_time = ?, end_time = ?, updated_at = ? WHERE id = ?",
+                       (_ts(start_time), _ts(end_time), _ts(utc_now()), booking_id))
+            row = db.execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
+        return self._booking(row)
+
     # ---- videos ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -228,6 +257,39 @@ class LocalStore(Store):
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._conn().execute(f"SELECT * FROM videos {where} ORDER BY created_at DESC", args)
         return [self._video(r) for r in rows.fetchall()]
+
+    # ---- share links -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _share_link(row: sqlite3.Row) -> ShareLink:
+        return ShareLink(id=row["id"], video_id=row["video_id"], created_at=_dt(row["created_at"]),
+                         expires_at=_dt(row["expires_at"]),
+                         revoked_at=_dt(row["revoked_at"]) if row["revoked_at"] else None)
+
+    def create_share_link(self, link: ShareLink) -> ShareLink:
+        with self._tx() as db:
+            db.execute("INSERT INTO share_links VALUES (?, ?, ?, ?, NULL)",
+                       (link.id, link.video_id, _ts(link.created_at), _ts(link.expires_at)))
+            row = db.execute("SELECT * FROM share_links WHERE id = ?", (link.id,)).fetchone()
+        return self._share_link(row)
+
+    def get_share_link(self, link_id: str) -> ShareLink | None:
+        row = self._conn().execute("SELECT * FROM share_links WHERE id = ?", (link_id,)).fetchone()
+        return self._share_link(row) if row else None
+
+    def list_share_links(self, video_id: str) -> list[ShareLink]:
+        rows = self._conn().execute(
+            "SELECT * FROM share_links WHERE video_id = ? ORDER BY created_at, id", (video_id,)).fetchall()
+        return [self._share_link(r) for r in rows]
+
+    def revoke_share_links(self, video_id: str, link_id: str | None = None) -> int:
+        sql, args = "UPDATE share_links SET revoked_at = ? WHERE video_id = ? AND revoked_at IS NULL", [
+            _ts(utc_now()), video_id]
+        if link_id is not None:
+            sql += " AND id = ?"
+            args.append(link_id)
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount
 
     # ---- system status ---------------------------------------------------------------------------
 
@@ -319,6 +381,12 @@ class LocalStore(Store):
     def local_object_path(self, bucket: str, path: str) -> Path | None:
         target = self._object_file(bucket, path)
         return target if target.is_file() else None
+
+    def change_token(self) -> tuple[int, int]:
+        """SQLite's data_version moves when any other connection (any process) commits; total_changes
+        counts this thread's own writes. Together: unchanged token = unchanged database."""
+        conn = self._conn()
+        return conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
 
     def object_content_type(self, bucket: str, path: str) -> str | None:
         row = self._conn().execute(

@@ -1,0 +1,165 @@
+"""Every request EZREC makes to Supabase, one method each, through supabase-py (tables and storage)
+plus a small TUS client for large objects. No local state here: SupabaseStore and the outbox decide
+when to call. Requests follow Supabase's documentation; tests/supabase/test_contract.py pins them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from postgrest import APIError
+from postgrest.types import ReturnMethod
+from storage3.exceptions import StorageApiError
+
+from shared.atomic import atomic_path
+from shared.models import BookingStatus
+from shared.store.base import NotFound
+from shared.store.cloud.errors import CloudUnavailable, classify
+from shared.store.cloud.rows import iso
+from shared.store.cloud.tus import CHUNK_SIZE, TusState, TusUploader
+from supabase import Client, ClientOptions, create_client
+
+log = logging.getLogger(__name__)
+
+STANDARD_UPLOAD_MAX = CHUNK_SIZE
+"""Supabase advises standard (single request) uploads only up to 6 MB; larger ones go through TUS."""
+CACHE_CONTROL = "3600"
+
+
+class CloudClient:
+    def __init__(self, url: str, service_key: str, *, timeout_s: float, tus_state: TusState) -> None:
+        self._last_status = threading.local()
+        # One httpx client for tables, storage and TUS: the timeout is set here (supabase-py's storage
+        # default is 20 s, too short for a video on a court's uplink) and every response's status is
+        # noted, so errors can be told apart (retry later vs refused) whatever the library raises.
+        self.http = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+                                 follow_redirects=True, event_hooks={"response": [self._note_status]})
+        self.url = url.rstrip("/")
+        self.supabase: Client = create_client(self.url, service_key, options=ClientOptions(
+            httpx_client=self.http, auto_refresh_token=False, persist_session=False, postgrest_client_retry=False))
+        self._auth = {"apikey": service_key, "Authorization": f"Bearer {service_key}"}
+        self.tus = TusUploader(self.http, f"{self.url}/storage/v1/upload/resumable", self._auth, tus_state)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ---- error handling ------------------------------------------------------------------------------
+
+    def _note_status(self, response: httpx.Response) -> None:
+        self._last_status.value = response.status_code
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        self._last_status.value = None
+        try:
+            return fn()
+        except httpx.TransportError as exc:
+            raise CloudUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (APIError, StorageApiError) as exc:
+            raise classify(getattr(self._last_status, "value", None), f"{what}: {exc}") from exc
+
+    # ---- bookings ------------------------------------------------------------------------------------
+
+    def insert_booking(self, row: dict[str, Any]) -> None:
+        """A retried insert must not touch a row that exists (its status may have moved on): ignore duplicates."""
+        self._call("insert booking", lambda: self.supabase.table("bookings").upsert(
+            row, on_conflict="id", ignore_duplicates=True, returning=ReturnMethod.minimal).execute())
+
+    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> None:
+        """Conditional: only rows still behind `status` change, so a late `completed` never undoes `video_uploaded`
+        (the bookings trigger enforces the same in SQL)."""
+        behind = [s.value for s in BookingStatus if s.rank < status.rank]
+        self._call("advance booking status", lambda: self.supabase.table("bookings").update(
+            {"status": status.value}, returning=ReturnMethod.minimal).eq("id", booking_id).in_(
+            "status", behind).execute())
+
+    def update_booking_times(self, booking_id: str, start: datetime, end: datetime) -> None:
+        self._call("move booking", lambda: self.supabase.table("bookings").update(
+            {"start_time": iso(start), "end_time": iso(end)}, returning=ReturnMethod.minimal).eq(
+            "id", booking_id).eq("status", BookingStatus.confirmed.value).execute())
+
+    def delete_booking(self, booking_id: str) -> None:
+        self._call("delete booking", lambda: self.supabase.table("bookings").delete(
+            returning=ReturnMethod.minimal).eq("id", booking_id).execute())
+
+    def fetch_bookings(self, camera_id: str, ends_after: datetime, limit: int) -> list[dict[str, Any]]:
+        response = self._call("fetch bookings", lambda: self.supabase.table("bookings").select("*").eq(
+            "camera_id", camera_id).gt("end_time", iso(ends_after)).order("start_time").limit(limit).execute())
+        return list(response.data)
+
+    def fetch_booking_statuses(self, booking_ids: list[str]) -> dict[str, str]:
+        if not booking_ids:
+            return {}
+        response = self._call("fetch booking statuses", lambda: self.supabase.table("bookings").select(
+            "id,status").in_("id", booking_ids).execute())
+        return {r["id"]: r["status"] for r in response.data}
+
+    # ---- videos, status, settings ------------------------------------------------------------------
+
+    def upsert_video(self, row: dict[str, Any]) -> None:
+        self._call("upsert video", lambda: self.supabase.table("videos").upsert(
+            row, on_conflict="booking_id", returning=ReturnMethod.minimal).execute())
+
+    def put_system_status(self, row: dict[str, Any]) -> None:
+        self._call("upsert system status", lambda: self.supabase.table("system_status").upsert(
+            row, on_conflict="camera_id", returning=ReturnMethod.minimal).execute())
+        self._call("insert status history", lambda: self.supabase.table("system_status_history").upsert(
+            row, on_conflict="camera_id,collected_at", ignore_duplicates=True,
+            returning=ReturnMethod.minimal).execute())
+
+    def upsert_user_settings(self, row: dict[str, Any]) -> None:
+        self._call("upsert user settings", lambda: self.supabase.table("user_settings").upsert(
+            row, on_conflict="user_id", returning=ReturnMethod.minimal).execute())
+
+    def fetch_user_settings(self, user_id: str) -> dict[str, Any] | None:
+        response = self._call("fetch user settings", lambda: self.supabase.table("user_settings").select(
+            "*").eq("user_id", user_id).execute())
+        return response.data[0] if response.data else None
+
+    # ---- objects -------------------------------------------------------------------------------------
+
+    def upload(self, bucket: str, path: str, src: Path, content_type: str, *, resume_key: str,
+               progress: Callable[[int, int], None] | None = None) -> None:
+        """Upsert, so a retry after a lost response replaces the object instead of failing with a conflict."""
+        if src.stat().st_size > STANDARD_UPLOAD_MAX:
+            self._call("resumable upload", lambda: self.tus.upload(
+                resume_key, bucket, path, src, content_type, CACHE_CONTROL, progress=progress))
+            return
+        with open(src, "rb") as fh:
+            self._call("upload", lambda: self.supabase.storage.from_(bucket).upload(
+                path, fh, {"content-type": content_type, "cache-control": CACHE_CONTROL, "upsert": "true"}))
+
+    def download(self, bucket: str, path: str, dest: Path) -> int:
+        """Streamed to disk (intros can be large); the byte count is checked against Content-Length."""
+        url = f"{self.url}/storage/v1/object/{bucket}/{path}"
+
+        def fetch() -> int:
+            with self.http.stream("GET", url, headers=self._auth) as response:
+                if response.status_code in (400, 404):
+                    response.read()
+                    if response.status_code == 404 or b"not_found" in response.content:
+                        raise NotFound(f"{bucket}/{path}")
+                if response.is_error:
+                    response.read()
+                    raise classify(response.status_code, f"download {bucket}/{path}: {response.text[:200]}")
+                expected = response.headers.get("content-length")
+                size = 0
+                with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+                    for chunk in response.iter_bytes(1024 * 1024):
+                        out.write(chunk)
+                        size += len(chunk)
+                    if expected is not None and int(expected) != size:
+                        raise CloudUnavailable(f"download {bucket}/{path}: got {size} of {expected} bytes")
+                return size
+
+        return self._call("download", fetch)
+
+    def remove(self, bucket: str, path: str) -> None:
+        self._call("remove object", lambda: self.supabase.storage.from_(bucket).remove([path]))
+
+    def exists(self, bucket: str, path: str) -> bool:
+        return bool(self._call("object exists", lambda: self.supabase.storage.from_(bucket).exists(path)))

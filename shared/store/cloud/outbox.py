@@ -1,0 +1,151 @@
+"""The durable queue of cloud writes (SQLite under DATA_DIR/state), shared by every service process.
+
+Each operation carries an ordering key (a booking id, `user:<id>`, `status:<camera>`): operations with
+the same key are applied strictly in the order they were added, so the cloud never sees a booking's
+`video_uploaded` before its object and its videos row. One process at a time drains, holding a lease
+that expires (a crashed holder blocks nobody for longer than the lease).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.store.cloud.tus import TusState
+
+
+def _alive(holder: str) -> bool:
+    """A holder is `host:pid:nonce`. On this host (same PID namespace) a dead pid frees the lease at once;
+    elsewhere (another container) only the expiry does."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class CloudOp:
+    id: int
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class CloudOutbox:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(
+            "CREATE TABLE IF NOT EXISTS ops (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,"
+            " kind TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, failed_at REAL);"
+            "CREATE INDEX IF NOT EXISTS ops_pending_key ON ops (key) WHERE failed_at IS NULL;"
+            "CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS seen_in_cloud (booking_id TEXT PRIMARY KEY);"
+        )
+        self.tus = TusState(self._db, self._lock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- operations ----------------------------------------------------------------------------------
+
+    def add(self, kind: str, key: str, payload: dict[str, Any]) -> int:
+        with self._lock:
+            cur = self._db.execute("INSERT INTO ops (key, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+                                   (key, kind, json.dumps(payload), time.time()))
+            return int(cur.lastrowid or 0)
+
+    def pending(self, limit: int = 500) -> list[CloudOp]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, key, kind, payload, attempts FROM ops WHERE failed_at IS NULL ORDER BY id LIMIT ?",
+                (limit,)).fetchall()
+        return [CloudOp(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def done(self, op_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM ops WHERE id = ?", (op_id,))
+
+    def attempt_failed(self, op_id: int, error: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE ops SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, op_id))
+
+    def reject(self, op_id: int, error: str) -> None:
+        """Kept, not deleted: a refused write is evidence, and an operator may replay it (failed_at = NULL)."""
+        with self._lock:
+            self._db.execute("UPDATE ops SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ?",
+                             (error, time.time(), op_id))
+
+    def has_pending(self, key: str, kind: str | None = None) -> bool:
+        sql = "SELECT 1 FROM ops WHERE failed_at IS NULL AND key = ?" + (" AND kind = ?" if kind else "")
+        with self._lock:
+            return self._db.execute(sql + " LIMIT 1", (key, kind) if kind else (key,)).fetchone() is not None
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM ops WHERE failed_at IS NULL").fetchone()[0])
+
+    def rejected(self) -> list[tuple[int, str, str, str]]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT id, key, kind, last_error FROM ops WHERE failed_at IS NOT NULL ORDER BY id").fetchall()
+
+    # ---- bookings known to the cloud (so one missing there was deleted, not never pushed) -----------
+
+    def mark_seen(self, booking_ids: list[str]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR IGNORE INTO seen_in_cloud VALUES (?)", [(b,) for b in booking_ids])
+
+    def was_seen(self, booking_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM seen_in_cloud WHERE booking_id = ?",
+                                    (booking_id,)).fetchone() is not None
+
+    def forget_seen(self, booking_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM seen_in_cloud WHERE booking_id = ?", (booking_id,))
+
+    # ---- the drain lease -----------------------------------------------------------------------------
+
+    def acquire_lease(self, holder: str, ttl_s: float, name: str = "drain") -> bool:
+        """Take or renew; succeeds when free, expired, or already ours."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", (name,)).fetchone()
+                if row is not None and row[0] != holder and row[1] > now and _alive(row[0]):
+                    self._db.execute("COMMIT")
+                    return False
+                self._db.execute("INSERT OR REPLACE INTO lease VALUES (?, ?, ?)", (name, holder, now + ttl_s))
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def release_lease(self, holder: str, name: str = "drain") -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM lease WHERE name = ? AND holder = ?", (name, holder))

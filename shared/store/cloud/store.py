@@ -1,0 +1,392 @@
+"""SupabaseStore: the Store interface, offline first.
+
+Reads come from the local mirror (a LocalStore in DATA_DIR), so the services keep recording and
+processing while the court's internet is down. Every write lands in the mirror and, in the same call,
+in the durable cloud outbox (DATA_DIR/state/cloud-outbox.sqlite3); a background drainer applies the
+outbox to Supabase in order per booking, with backoff while the cloud is away.
+
+What "confirmed" means for put_object: the object is in the mirror (fsynced, renamed into place) and its
+upload is queued durably. The mirror copy is the store's own and is only ever removed by an explicit
+delete_object, which is itself queued behind the upload; so a caller may delete its source file as soon
+as put_object + upsert_video return, and the cloud still gets the bytes, the row and the status, in that
+order (the status op is queued after both under the same booking key). The field notes' failure (row
+written, upload lost, only copy deleted) cannot happen: nothing reaches the cloud out of that order and
+no copy is deleted before the cloud has it.
+
+Share links stay device-local (they are signed with the device's API token and served by its API).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+
+from shared.models import (
+    Booking,
+    BookingIn,
+    BookingStatus,
+    ObjectInfo,
+    ShareLink,
+    SystemStatusRow,
+    UserSettings,
+    Video,
+)
+from shared.schedule_cache import KEEP_PAST
+from shared.settings import Settings
+from shared.store.base import BookingConflict, NotFound, Store, StoreError, check_object_path
+from shared.store.cloud.client import CloudClient
+from shared.store.cloud.drain import Drainer
+from shared.store.cloud.errors import CloudRejected, CloudUnavailable
+from shared.store.cloud.outbox import CloudOp, CloudOutbox
+from shared.store.cloud.rows import (
+    booking_from_row,
+    booking_row,
+    iso,
+    settings_from_row,
+    settings_row,
+    status_row,
+    video_row,
+)
+from shared.store.local import LocalStore
+from shared.timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+_HASHED_NAME = re.compile(r"-(?P<sha>[0-9a-f]{16})\.[A-Za-z0-9]+$")
+PULL_LIMIT = 1000
+
+
+def object_key(bucket: str, path: str) -> str:
+    """The ordering key of an object: its booking (videos) or its user (media)."""
+    parts = path.split("/")
+    if bucket == "videos" and len(parts) == 2 and parts[1].endswith(".mp4"):
+        return parts[1].removesuffix(".mp4")
+    if bucket == "media" and len(parts) >= 3 and parts[1] == "media":
+        return f"user:{parts[0]}"
+    return f"object:{bucket}/{path}"
+
+
+def verify_media(path: str, file: Path) -> bool:
+    """Media names carry the first 16 hex digits of their sha256 (the API names them so): check them."""
+    match = _HASHED_NAME.search(path)
+    if not file.is_file() or file.stat().st_size == 0:
+        return False
+    if match is None:
+        return True
+    digest = hashlib.sha256()
+    with open(file, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest().startswith(match["sha"])
+
+
+class SupabaseStore(Store):
+    def __init__(self, settings: Settings, *, local: LocalStore | None = None) -> None:
+        if not settings.supabase_url or settings.supabase_service_role_key is None:
+            raise StoreError("SupabaseStore needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.local = local or LocalStore(settings.data_dir)
+        self.outbox = CloudOutbox(settings.state_dir / "cloud-outbox.sqlite3")
+        self.cloud = CloudClient(settings.supabase_url, settings.supabase_service_role_key.get_secret_value(),
+                                 timeout_s=settings.supabase_storage_timeout_s, tus_state=self.outbox.tus)
+        self.drainer = Drainer(self.outbox, self._apply, retry_min_s=settings.supabase_retry_min_s,
+                               retry_max_s=settings.supabase_retry_max_s)
+        self._closed = False
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.drainer.start()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.drainer.stop()
+        self.cloud.close()
+        self.outbox.close()
+        self.local.close()
+
+    def sync_now(self) -> int:
+        """One drain pass in the calling thread (tests, `ezrec` tooling)."""
+        return self.drainer.drain_once()
+
+    def _queue(self, kind: str, key: str, payload: dict) -> None:
+        self.outbox.add(kind, key, payload)
+        self.drainer.wake.set()
+
+    # ---- applying the outbox ---------------------------------------------------------------------------
+
+    def _apply(self, op: CloudOp) -> None:
+        p = op.payload
+        if op.kind == "booking_insert":
+            self.cloud.insert_booking(p["row"])
+            self.outbox.mark_seen([p["row"]["id"]])
+        elif op.kind == "booking_status":
+            self.cloud.advance_booking_status(p["id"], BookingStatus(p["status"]))
+        elif op.kind == "booking_times":
+            self.cloud.update_booking_times(p["id"], datetime.fromisoformat(p["start"]),
+                                            datetime.fromisoformat(p["end"]))
+        elif op.kind == "booking_delete":
+            self.cloud.delete_booking(p["id"])
+            self.outbox.forget_seen(p["id"])
+        elif op.kind == "video_upsert":
+            self.cloud.upsert_video(p["row"])
+        elif op.kind == "system_status":
+            self.cloud.put_system_status(p["row"])
+        elif op.kind == "user_settings":
+            self.cloud.upsert_user_settings(p["row"])
+        elif op.kind == "object_put":
+            src = self.local.local_object_path(p["bucket"], p["path"])
+            if src is None:  # deleted (or replaced by a later put) since: the later operation decides
+                log.info("object %s/%s is gone from the mirror; nothing to upload", p["bucket"], p["path"])
+                return
+            self.cloud.upload(p["bucket"], p["path"], src, p["content_type"], resume_key=f"op{op.id}",
+                              progress=lambda _done, _total: self.drainer.renew())
+        elif op.kind == "object_delete":
+            self.cloud.remove(p["bucket"], p["path"])
+        else:
+            raise CloudRejected(f"unknown outbox operation {op.kind!r}")
+
+    # ---- bookings --------------------------------------------------------------------------------------
+
+    def create_bookings(self, items: list[BookingIn], default_camera_id: str) -> list[tuple[Booking, bool]]:
+        results = self.local.create_bookings(items, default_camera_id)
+        for booking, created in results:
+            if created:
+                self._queue("booking_insert", booking.id, {"row": booking_row(booking)})
+        return results
+
+    def get_booking(self, booking_id: str) -> Booking | None:
+        return self.local.get_booking(booking_id)
+
+    def list_bookings(self, *, camera_id: str | None = None, user_id: str | None = None,
+                      status: BookingStatus | None = None, ends_after: datetime | None = None,
+                      starts_before: datetime | None = None) -> list[Booking]:
+        return self.local.list_bookings(camera_id=camera_id, user_id=user_id, status=status,
+                                        ends_after=ends_after, starts_before=starts_before)
+
+    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> Booking | None:
+        before = self.local.get_booking(booking_id)
+        after = self.local.advance_booking_status(booking_id, status)
+        if before is not None and after is not None and after.status != before.status:
+            self._queue("booking_status", booking_id, {"id": booking_id, "status": after.status.value})
+        return after
+
+    def delete_booking(self, booking_id: str) -> bool:
+        deleted = self.local.delete_booking(booking_id)
+        if deleted:
+            self._queue("booking_delete", booking_id, {"id": booking_id})
+        return deleted
+
+    def update_booking_times(self, booking_id: str, start_time: datetime, end_time: datetime) -> Booking:
+        booking = self.local.update_booking_times(booking_id, start_time, end_time)
+        self._queue("booking_times", booking_id,
+                    {"id": booking_id, "start": iso(booking.start_time), "end": iso(booking.end_time)})
+        return booking
+
+    # ---- videos ----------------------------------------------------------------------------------------
+
+    def upsert_video(self, video: Video) -> Video:
+        stored = self.local.upsert_video(video)
+        self._queue("video_upsert", stored.booking_id, {"row": video_row(stored)})
+        return stored
+
+    def get_video(self, video_id: str) -> Video | None:
+        return self.local.get_video(video_id)
+
+    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None) -> list[Video]:
+        return self.local.list_videos(booking_id=booking_id, user_id=user_id)
+
+    # ---- share links (device-local) --------------------------------------------------------------------
+
+    def create_share_link(self, link: ShareLink) -> ShareLink:
+        return self.local.create_share_link(link)
+
+    def get_share_link(self, link_id: str) -> ShareLink | None:
+        return self.local.get_share_link(link_id)
+
+    def list_share_links(self, video_id: str) -> list[ShareLink]:
+        return self.local.list_share_links(video_id)
+
+    def revoke_share_links(self, video_id: str, link_id: str | None = None) -> int:
+        return self.local.revoke_share_links(video_id, link_id)
+
+    # ---- system status ---------------------------------------------------------------------------------
+
+    def put_system_status(self, row: SystemStatusRow) -> None:
+        self.local.put_system_status(row)
+        self._queue("system_status", f"status:{row.camera_id}", {"row": status_row(row)})
+
+    def get_system_status(self, camera_id: str) -> SystemStatusRow | None:
+        return self.local.get_system_status(camera_id)
+
+    def list_system_status(self, camera_id: str, since: datetime) -> list[SystemStatusRow]:
+        return self.local.list_system_status(camera_id, since)
+
+    # ---- user settings: the cloud is where users edit them; the mirror answers when it is away ----------
+
+    def get_user_settings(self, user_id: str) -> UserSettings | None:
+        if self.drainer.cloud_reachable and not self.outbox.has_pending(f"user:{user_id}"):
+            try:
+                row = self.cloud.fetch_user_settings(user_id)
+            except CloudUnavailable as exc:
+                self.drainer.note_unavailable()
+                log.info("user settings of %s from the mirror: %s", user_id, exc)
+            except CloudRejected as exc:
+                log.warning("user settings of %s from the mirror: %s", user_id, exc)
+            else:
+                if row is not None:
+                    self._mirror_settings(settings_from_row(row))
+        return self.local.get_user_settings(user_id)
+
+    def _mirror_settings(self, fresh: UserSettings) -> bool:
+        current = self.local.get_user_settings(fresh.user_id)
+        if current is not None and settings_row(current) == settings_row(fresh):
+            return False
+        self.local.put_user_settings(fresh)
+        return True
+
+    def put_user_settings(self, settings: UserSettings) -> UserSettings:
+        stored = self.local.put_user_settings(settings)
+        self._queue("user_settings", f"user:{stored.user_id}", {"row": settings_row(stored)})
+        return stored
+
+    def refresh_user_media(self, user_id: str) -> bool:
+        """Pull the user's settings from the cloud and fetch every media file they name into the mirror,
+        so an offline worker still has them. True when the settings changed."""
+        before = self.local.get_user_settings(user_id)
+        after = self.get_user_settings(user_id)
+        if after is None:
+            return False
+        for path in [p for p in [after.intro_video_path, after.logo_path, *after.sponsor_logo_paths] if p]:
+            try:
+                self._cached_object("media", path)
+            except (StoreError, OSError, ValueError) as exc:
+                log.warning("media %s of %s not cached: %s", path, user_id, exc)
+        return before is None or settings_row(before) != settings_row(after)
+
+    # ---- objects ---------------------------------------------------------------------------------------
+
+    def put_object(self, bucket: str, path: str, src: Path, content_type: str) -> ObjectInfo:
+        info = self.local.put_object(bucket, path, src, content_type)
+        self._queue("object_put", object_key(bucket, path),
+                    {"bucket": bucket, "path": path, "content_type": content_type, "size": info.size_bytes})
+        return info
+
+    def _cached_object(self, bucket: str, path: str) -> Path:
+        """The mirror's verified copy, downloaded from the cloud when missing or damaged."""
+        check_object_path(bucket, path)
+        mirror = self.local.files_dir / bucket / path
+        if mirror.is_file() and (bucket != "media" or verify_media(path, mirror)):
+            return mirror
+        if mirror.exists():
+            log.warning("cached %s/%s failed verification; downloading again", bucket, path)
+            mirror.unlink()
+        if not self.drainer.cloud_reachable:
+            raise CloudUnavailable(f"{bucket}/{path} is not on this device and the cloud is unreachable")
+        try:
+            self.cloud.download(bucket, path, mirror)
+        except CloudUnavailable:
+            self.drainer.note_unavailable()
+            raise
+        if bucket == "media" and not verify_media(path, mirror):
+            mirror.unlink(missing_ok=True)
+            raise CloudRejected(f"{bucket}/{path}: downloaded content does not match its name's hash")
+        return mirror
+
+    def get_object(self, bucket: str, path: str, dest: Path) -> Path:
+        self._cached_object(bucket, path)
+        return self.local.get_object(bucket, path, dest)
+
+    def object_exists(self, bucket: str, path: str) -> bool:
+        if self.local.object_exists(bucket, path):
+            return True
+        if not self.drainer.cloud_reachable:
+            return False
+        try:
+            return self.cloud.exists(bucket, path)
+        except CloudUnavailable:
+            self.drainer.note_unavailable()
+            return False
+
+    def delete_object(self, bucket: str, path: str) -> None:
+        self.local.delete_object(bucket, path)
+        self._queue("object_delete", object_key(bucket, path), {"bucket": bucket, "path": path})
+
+    def local_object_path(self, bucket: str, path: str) -> Path | None:
+        return self.local.local_object_path(bucket, path)
+
+    def object_content_type(self, bucket: str, path: str) -> str | None:
+        return self.local.object_content_type(bucket, path)
+
+    # ---- bookings made in the cloud ----------------------------------------------------------------------
+
+    def pull_bookings(self, camera_id: str) -> bool:
+        """Mirror the cloud's bookings for this camera (new, moved, deleted, status ahead); push back what
+        the cloud lacks. True when the local schedule changed. Raises CloudUnavailable when offline."""
+        now = utc_now()
+        window = now - KEEP_PAST
+        busy = {op.key for op in self.outbox.pending(10_000)}
+        try:
+            rows = self.cloud.fetch_bookings(camera_id, window, PULL_LIMIT)
+        except CloudUnavailable:
+            self.drainer.note_unavailable()
+            raise
+        cloud = {b.id: b for b in map(booking_from_row, rows)}
+        self.outbox.mark_seen(list(cloud))
+        changed = False
+        for booking in cloud.values():
+            if booking.id in busy or self.outbox.has_pending(booking.id):
+                continue  # the device has newer intent for it, queued
+            changed |= self._take_from_cloud(booking)
+        if len(rows) >= PULL_LIMIT:
+            return changed  # a truncated answer says nothing about what is missing
+        for local in self.local.list_bookings(camera_id=camera_id, ends_after=window):
+            if local.id in cloud or local.id in busy or self.outbox.has_pending(local.id):
+                continue
+            if self.outbox.was_seen(local.id):
+                if local.status == BookingStatus.confirmed and local.start_time > now:
+                    log.info("booking %s was deleted in the cloud; removing it here", local.id)
+                    self.local.delete_booking(local.id)
+                    self.outbox.forget_seen(local.id)
+                    changed = True
+            else:  # made here, its insert lost before it was queued (crash): queue it again
+                self._queue("booking_insert", local.id, {"row": booking_row(local.model_copy(
+                    update={"status": BookingStatus.confirmed}))})
+                if local.status != BookingStatus.confirmed:
+                    self._queue("booking_status", local.id, {"id": local.id, "status": local.status.value})
+        return changed
+
+    def _take_from_cloud(self, booking: Booking) -> bool:
+        local = self.local.get_booking(booking.id)
+        if local is None:
+            try:
+                self.local.create_bookings([BookingIn(id=booking.id, user_id=booking.user_id,
+                                                      camera_id=booking.camera_id, start_time=booking.start_time,
+                                                      end_time=booking.end_time)], booking.camera_id)
+            except BookingConflict as exc:
+                log.error("cloud booking %s not taken: %s", booking.id, exc)
+                return False
+            if booking.status != BookingStatus.confirmed:
+                self.local.advance_booking_status(booking.id, booking.status)
+            log.info("booking %s arrived from the cloud", booking.id)
+            return True
+        changed = False
+        if local.status.can_advance_to(booking.status):
+            self.local.advance_booking_status(booking.id, booking.status)
+            changed = True
+        elif booking.status.can_advance_to(local.status):  # a status update lost before it was queued
+            self._queue("booking_status", local.id, {"id": local.id, "status": local.status.value})
+        if (local.start_time, local.end_time) != (booking.start_time, booking.end_time) \
+                and local.status == booking.status == BookingStatus.confirmed:
+            try:
+                self.local.update_booking_times(booking.id, booking.start_time, booking.end_time)
+                changed = True
+            except (BookingConflict, NotFound) as exc:
+                log.error("cloud move of booking %s not taken: %s", booking.id, exc)
+        return changed

@@ -1,0 +1,127 @@
+"""Resumable uploads survive interruptions: the server dying mid-chunk, the uploading process killed,
+an expired upload URL. Verified against tests/supabase/fakecloud.py (TUS 1.0.0 creation, HEAD, PATCH
+with Supabase's 6 MB chunks; a chunk that does not arrive whole is not kept, as on Supabase)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from shared.store.cloud import CloudUnavailable
+from shared.store.cloud.tus import CHUNK_SIZE
+from tests.supabase.conftest import ROOT, drain
+
+SIZE = 3 * CHUNK_SIZE + 12345
+
+
+def _big(tmp_path):
+    src = tmp_path / "big.mp4"
+    src.write_bytes(os.urandom(SIZE))
+    return src
+
+
+def _patches(fake_cloud):
+    return [e for e in fake_cloud.requests() if e["method"] == "PATCH"]
+
+
+def test_server_dies_mid_chunk_and_the_restarted_client_resumes_at_the_confirmed_offset(
+        make_store, fake_cloud, tmp_path):
+    fake_cloud.stop()
+    fake_cloud.start("--die-after-patch-bytes", str(2 * CHUNK_SIZE + CHUNK_SIZE // 2))  # dies inside chunk 3
+    src = _big(tmp_path)
+    first = make_store()
+    first.put_object("videos", "u1/b1.mp4", src, "video/mp4")
+    with pytest.raises(CloudUnavailable):
+        first.drainer.apply(first.outbox.pending()[0])
+    assert fake_cloud.wait_exit(10) == 3
+    assert first.outbox.tus.get("op1").offset == 2 * CHUNK_SIZE  # persisted after each confirmed chunk
+    first.close()  # the service restarts too
+
+    fake_cloud.clear_log()
+    fake_cloud.start()
+    second = make_store()
+    drain(second)
+    after = fake_cloud.requests()
+    assert [e["method"] for e in after] == ["HEAD", "PATCH", "PATCH"]  # no new upload created
+    assert after[0]["status"] == 200
+    assert [p["body"]["upload_offset"] for p in after[1:]] == [str(2 * CHUNK_SIZE), str(3 * CHUNK_SIZE)]
+    assert sum(p["body"]["size"] for p in after[1:]) == SIZE - 2 * CHUNK_SIZE  # not from zero
+    stored = fake_cloud.events("object_stored")
+    assert len(stored) == 1 and stored[0]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert second.outbox.tus.get("op1") is None and second.outbox.pending_count() == 0
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from shared.settings import Settings
+from shared.store.cloud import SupabaseStore
+settings = Settings(_env_file=None, data_dir=Path(sys.argv[1]), supabase_url=sys.argv[2],
+                    supabase_service_role_key=sys.argv[3])
+settings.ensure_dirs()
+store = SupabaseStore(settings)
+store.put_object("videos", "u1/b1.mp4", Path(sys.argv[4]), "video/mp4")
+print("queued", flush=True)
+store.sync_now()
+time.sleep(60)
+"""
+
+
+def test_uploading_process_killed_mid_upload_resumes_after_restart(make_store, fake_cloud, cloud_settings,
+                                                                    tmp_path):
+    fake_cloud.stop()
+    fake_cloud.start("--patch-delay", "0.4")  # slow enough to kill the client between chunks
+    src = _big(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(cloud_settings.data_dir), fake_cloud.url,
+                              cloud_settings.supabase_service_role_key.get_secret_value(), str(src)],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not [p for p in _patches(fake_cloud) if p["status"] == 204]:
+            assert time.monotonic() < deadline, "no chunk confirmed"
+            assert child.poll() is None, "uploader exited early"
+            time.sleep(0.02)
+        child.kill()  # kill -9 mid-upload
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    confirmed = max(int(p["body"]["upload_offset"]) + p["body"]["size"]
+                    for p in _patches(fake_cloud) if p["status"] == 204)
+    assert 0 < confirmed < SIZE
+    fake_cloud.clear_log()
+    fake_cloud.stop()
+    fake_cloud.start()
+    store = make_store()
+    drain(store)
+    after = fake_cloud.requests()
+    assert after[0]["method"] == "HEAD" and not [e for e in after if e["method"] == "POST"]
+    resumed_at = int(after[1]["body"]["upload_offset"])
+    assert resumed_at >= confirmed > 0
+    assert sum(p["body"]["size"] for p in _patches(fake_cloud)) == SIZE - resumed_at
+    assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()
+
+
+def test_an_expired_upload_url_starts_a_new_upload(make_store, fake_cloud, tmp_path):
+    fake_cloud.stop()
+    fake_cloud.start("--die-after-patch-bytes", str(CHUNK_SIZE + 10))
+    src = _big(tmp_path)
+    store = make_store()
+    store.put_object("videos", "u1/b1.mp4", src, "video/mp4")
+    with pytest.raises(CloudUnavailable):
+        store.drainer.apply(store.outbox.pending()[0])
+    fake_cloud.wait_exit(10)
+    shutil.rmtree(fake_cloud.root / "tus")  # the server forgot the upload (URLs live up to 24 h)
+    fake_cloud.clear_log()
+    fake_cloud.start()
+    drain(store)
+    methods = [(e["method"], e["status"]) for e in fake_cloud.requests()]
+    assert methods[:2] == [("HEAD", 404), ("POST", 201)]
+    assert [m for m, _ in methods[2:]] == ["PATCH"] * 4
+    assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()
