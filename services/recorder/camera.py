@@ -1,18 +1,28 @@
-"""Camera sources behind one interface. Off the Pi the default is a synthetic lavfi pattern."""
+"""Camera sources behind one interface.
+
+A camera yields either decoded frames (the recorder encodes them: synthetic/lavfi, V4L2) or
+already-encoded packets (the recorder remuxes them, no re-encode: RTSP/HTTP IP cameras, a file,
+Picamera2's hardware encoder). Each item carries its capture time as aware UTC.
+
+CAMERA_SOURCE:
+  synthetic                lavfi testsrc2 paced at real time (the default off the Pi)
+  lavfi:<graph>            any lavfi graph, e.g. `lavfi:smptebars=size=1280x720:rate=25`
+  /dev/videoN | v4l2:<dev> a V4L2 device, decoded and encoded here
+  rtsp://… http(s)://…     an IP camera's H.264/H.265 stream, remuxed
+  file:<path>              a recording replayed as a live source (looped, paced), remuxed
+  picamera2                the Raspberry Pi camera (Pi only)
+"""
 
 from __future__ import annotations
 
-import logging
-import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 import av
 
-log = logging.getLogger(__name__)
+from shared.settings import Settings
 
 
 @dataclass
@@ -21,65 +31,59 @@ class CapturedFrame:
     captured_at: datetime
 
 
+@dataclass
+class CapturedPacket:
+    packet: av.Packet
+    captured_at: datetime
+    keyframe: bool
+    after_gap: bool = False
+    """Packets were lost just before this one: a remuxed stream must restart at a keyframe."""
+
+
+Captured = CapturedFrame | CapturedPacket
+
+
+@dataclass(frozen=True)
+class EncodedFormat:
+    """How a packet camera's segments are set up: copy the input stream, or describe it (Picamera2)."""
+
+    template: av.video.stream.VideoStream | None
+    codec_name: str
+    width: int
+    height: int
+    fps: int
+    display_rotation: int = 0
+    """Clockwise degrees a player should rotate by (remuxed pixels cannot be turned)."""
+
+
 class CameraError(Exception):
-    pass
+    """The camera could not be opened or failed while running."""
+
+
+class CameraStalled(CameraError):
+    """No frame arrived for CAMERA_STALL_S."""
 
 
 class Camera(Protocol):
     width: int
     height: int
     fps: int
+    encoded: EncodedFormat | None
+    """None: frames() yields CapturedFrame to encode; otherwise CapturedPacket in this format."""
 
-    def frames(self) -> Iterator[CapturedFrame]:
-        """Frames at the camera's real pace, each stamped with its capture time (aware UTC)."""
+    def frames(self) -> Iterator[Captured]:
+        """Items at the camera's real pace, each stamped with its capture time (aware UTC)."""
         ...
 
     def close(self) -> None: ...
 
 
-class SyntheticCamera:
-    """lavfi testsrc2 paced at real time, with frames on the epoch-aligned 1/fps grid.
+def open_camera(settings: Settings) -> Camera:
+    """The configured source, with rotation applied (pixels for encoded sources, metadata for remux)."""
+    from services.recorder import sources
+    from services.recorder.rotate import rotated
 
-    Aligning frame times to the grid makes a booking that starts on a whole second start
-    exactly on a frame; when encoding falls behind, frames are dropped as a real sensor would.
-    """
-
-    def __init__(self, width: int, height: int, fps: int, pattern: str = "testsrc2") -> None:
-        self.width, self.height, self.fps = width, height, fps
-        graph = f"{pattern}=size={width}x{height}:rate={fps},format=yuv420p"
-        try:
-            self._container = av.open(graph, format="lavfi")
-        except av.FFmpegError as exc:
-            raise CameraError(f"cannot open synthetic camera {graph!r}: {exc}") from exc
-        self._stream = self._container.streams.video[0]
-        self.dropped = 0
-
-    def frames(self) -> Iterator[CapturedFrame]:
-        period = 1.0 / self.fps
-        tick = math.ceil(time.time() * self.fps)
-        for frame in self._container.decode(self._stream):
-            due = tick / self.fps
-            delay = due - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            elif -delay > period:
-                # Behind by more than a frame: skip ahead to the present, like a sensor that dropped frames.
-                missed = int(-delay * self.fps)
-                self.dropped += missed
-                tick += missed
-                due = tick / self.fps
-            frame.pts = None
-            yield CapturedFrame(frame, datetime.fromtimestamp(due, UTC))
-            tick += 1
-
-    def close(self) -> None:
-        self._container.close()
-
-
-def open_camera(source: str, width: int, height: int, fps: int) -> Camera:
-    if source == "synthetic":
-        return SyntheticCamera(width, height, fps)
-    raise CameraError(
-        f"CAMERA_SOURCE={source!r} is not supported yet; use 'synthetic' (Picamera2, V4L2 and RTSP sources "
-        "are planned)"
-    )
+    camera = sources.open_source(settings.camera_source, settings.camera_width, settings.camera_height,
+                                 settings.camera_fps, settings.camera_stall_s, settings.camera_bitrate,
+                                 settings.camera_rotation)
+    return rotated(camera, settings.camera_rotation)

@@ -1,14 +1,20 @@
-"""Joins a booking's parts into RAW_RECORDINGS_DIR/<booking_id>.mp4 by packet copy (no re-encode)."""
+"""Joins a booking's segments into RAW_RECORDINGS_DIR/<booking_id>.mp4 by packet copy (no re-encode).
+
+The result appears atomically (temp file, fsync, rename, fsync of the directory), so the segments
+are only deleted once the joined file is durable.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import av
 
+from services.recorder import timeline
 from shared.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -21,81 +27,99 @@ class JoinResult:
     first_frame_at: datetime
     last_frame_at: datetime
     size_bytes: int
+    segments: int = 0
 
 
 class NothingRecorded(Exception):
     pass
 
 
-def part_files(booking_dir: Path) -> list[Path]:
-    return sorted(booking_dir.glob("part-*.mp4"))
+def _seconds(delta: timedelta) -> Fraction:
+    return Fraction(delta.days * 86400 + delta.seconds) + Fraction(delta.microseconds, 1_000_000)
 
 
-def join_parts(parts: list[Path], target: Path, origin: datetime) -> JoinResult:
-    """A truncated last fragment (power cut) is read up to where it breaks; timestamps stay monotonic."""
-    frames, first_pts, last_pts, last_dts = 0, None, None, None
-    time_base = None
+def join_segments(segments: list[Path], target: Path, origin: datetime) -> JoinResult:
+    """Segments are placed on the booking's timeline by their own first-capture stamp.
+
+    A truncated last fragment (kill -9, power cut) is read up to where it breaks; decode
+    timestamps stay strictly increasing, so overlapping or repeated packets are dropped.
+    """
+    frames, used = 0, 0
+    first_s: Fraction | None = None
+    last_s: Fraction | None = None
+    last_dts_s: Fraction | None = None
     with atomic_path(target, suffix=".mp4") as tmp:
-        out = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
+        out = av.open(str(tmp), "w", format="mp4",
+                      options={"movflags": f"+faststart+{timeline.MOVFLAG_METADATA}"})
         out_stream = None
         try:
-            for part in parts:
+            for segment in segments:
                 try:
-                    src = av.open(str(part))
+                    src = av.open(str(segment))
                 except av.FFmpegError as exc:
-                    log.warning("skipping unreadable part %s: %s", part, exc)
+                    log.warning("skipping unreadable segment %s: %s", segment, exc)
                     continue
                 with src:
-                    if not src.streams.video:
+                    if not src.streams.video or src.streams.video[0].time_base is None:
                         continue
                     in_stream = src.streams.video[0]
-                    if out_stream is None:
-                        out_stream = out.add_stream_from_template(in_stream)
-                        time_base = in_stream.time_base
+                    tb = in_stream.time_base
+                    anchor = timeline.first_capture(src)
+                    if anchor is not None:
+                        base = _seconds(anchor - origin)
+                    else:  # not stamped (older file): append it after what came before
+                        log.warning("segment %s has no capture stamp; appending it", segment)
+                        base = last_dts_s + tb if last_dts_s is not None else Fraction(0)
+                    before = frames
+                    seg_first: int | None = None
                     try:
                         for packet in src.demux(in_stream):
-                            if packet.size == 0 or packet.dts is None:
+                            if packet.size == 0 or packet.dts is None or packet.pts is None or packet.is_corrupt:
+                                continue  # flush packets, and the torn last frame of a cut fragment
+                            seg_first = packet.pts if seg_first is None else seg_first
+                            pts_s = base + (packet.pts - seg_first) * tb
+                            dts_s = base + (packet.dts - seg_first) * tb
+                            if last_dts_s is not None and dts_s <= last_dts_s:
                                 continue
-                            if last_dts is not None and packet.dts <= last_dts:
-                                continue
-                            last_dts = packet.dts
-                            first_pts = packet.pts if first_pts is None else first_pts
-                            last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
+                            if out_stream is None:
+                                out_stream = out.add_stream_from_template(in_stream)  # keeps a display matrix
+                                timeline.stamp(out, origin + timedelta(seconds=float(pts_s)))
+                            last_dts_s = dts_s
+                            first_s = pts_s if first_s is None else min(first_s, pts_s)
+                            last_s = pts_s if last_s is None else max(last_s, pts_s)
                             packet.stream = out_stream
+                            packet.time_base = tb
+                            packet.pts, packet.dts = round(pts_s / tb), round(dts_s / tb)
                             out.mux(packet)
                             frames += 1
                     except av.FFmpegError as exc:
-                        log.warning("part %s ends in a damaged fragment (%s); kept what was readable", part, exc)
+                        log.warning("segment %s ends in a damaged fragment (%s); kept what was readable", segment, exc)
+                    used += frames > before
         finally:
             try:
                 out.close()
             except (av.FFmpegError, ValueError):
                 if frames:
                     raise
-        if frames == 0 or time_base is None:
-            raise NothingRecorded(f"no readable frames in {[p.name for p in parts]}")
-    assert first_pts is not None and last_pts is not None
+        if frames == 0 or first_s is None or last_s is None:
+            raise NothingRecorded(f"no readable frames in {[p.name for p in segments]}")
     return JoinResult(
         path=target,
         frames=frames,
-        first_frame_at=origin + timedelta(seconds=float(first_pts * time_base)),
-        last_frame_at=origin + timedelta(seconds=float(last_pts * time_base)),
+        first_frame_at=origin + timedelta(seconds=float(first_s)),
+        last_frame_at=origin + timedelta(seconds=float(last_s)),
         size_bytes=target.stat().st_size,
+        segments=used,
     )
 
 
-def describe_recording(path: Path, origin: datetime) -> JoinResult:
+def describe_recording(path: Path) -> JoinResult:
     """Facts of an already joined file, for a finalisation interrupted after the rename."""
-    with av.open(str(path)) as src:
-        stream = src.streams.video[0]
-        time_base = stream.time_base
-        pts = [p.pts for p in src.demux(stream) if p.size and p.pts is not None]
-    if not pts or time_base is None:
+    try:
+        times = timeline.capture_times(path)
+    except ValueError as exc:
+        raise NothingRecorded(str(exc)) from exc
+    if not times:
         raise NothingRecorded(f"{path} holds no video packets")
-    return JoinResult(
-        path=path,
-        frames=len(pts),
-        first_frame_at=origin + timedelta(seconds=float(min(pts) * time_base)),
-        last_frame_at=origin + timedelta(seconds=float(max(pts) * time_base)),
-        size_bytes=path.stat().st_size,
-    )
+    return JoinResult(path=path, frames=len(times), first_frame_at=times[0], last_frame_at=times[-1],
+                      size_bytes=path.stat().st_size)

@@ -18,7 +18,8 @@ def run(settings: Settings) -> int:
     bus = MqttBus(settings, "recorder")
     recorder = build(settings, store, bus)
     bus.start()
-    runtime.start_heartbeat(lambda: {"recording": recorder.recording_now, "mqtt": bus.connected.is_set()})
+    runtime.start_heartbeat(lambda: {"recording": recorder.recording_now, "mqtt": bus.connected.is_set(),
+                                     "faults": sorted(recorder.faults.active)})
     worker = threading.Thread(target=recorder.run, args=(runtime.stop,), name="recorder")
     worker.start()
     while not runtime.stop.wait(1.0):

@@ -1,9 +1,13 @@
-"""Pure scheduling decisions: which bookings to record and which one owns a given instant."""
+"""Pure scheduling decisions: which bookings to record and which one owns a given instant.
+
+Every comparison is between aware UTC datetimes (the payload models normalise offsets on the way
+in), so bookings across midnight or a daylight-saving change need no special case.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.models import BookingStatus
 from shared.payloads import ScheduledBooking
@@ -35,3 +39,20 @@ def active_at(plan: list[ScheduledBooking], at: datetime) -> ScheduledBooking | 
         if booking.start_time <= at < booking.end_time:
             return booking
     return None
+
+
+def camera_due(plan: list[ScheduledBooking], now: datetime, warmup: timedelta) -> bool:
+    """The camera should be running: the first planned booking starts within the warm-up."""
+    return bool(plan) and plan[0].start_time - warmup <= now
+
+
+def seconds_until_due(plan: list[ScheduledBooking], now: datetime, warmup: timedelta) -> float | None:
+    """How long the scheduler may sleep before it must open the camera (None: nothing planned)."""
+    if not plan:
+        return None
+    return max(0.0, (plan[0].start_time - warmup - now).total_seconds())
+
+
+def keep_camera(plan: list[ScheduledBooking], at: datetime, warmup: timedelta, grace: timedelta) -> bool:
+    """Between bookings the camera stays open when the next one is due within warm-up plus grace."""
+    return bool(plan) and plan[0].start_time - warmup <= at + grace

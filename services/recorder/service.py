@@ -1,220 +1,388 @@
-"""The recorder: schedule -> capture -> join -> publish."""
+"""The recorder: schedule -> camera session -> segments -> joined recording -> `recording/finished`.
+
+One thread runs the schedule and the camera session; a single background thread closes segments
+(flush + fsync), publishes their events and joins finished bookings, in submission order, so a
+slow disk never holds up the frames.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from services.recorder.camera import Camera, CameraError, open_camera
-from services.recorder.join import NothingRecorded, describe_recording, join_parts, part_files
-from services.recorder.plan import active_at, recordable
+import av
+
+from services.recorder.camera import Camera, CameraError, CameraStalled, Captured, CapturedPacket, open_camera
+from services.recorder.disk import MB, DiskGuard, FreeSpaceProbe
+from services.recorder.faults import CAMERA_KINDS, Backoff, FaultReporter
+from services.recorder.feed import CameraFeed
+from services.recorder.intake import LooseSchedule
+from services.recorder.join import NothingRecorded, describe_recording, join_segments
+from services.recorder.layout import BookingDir, BookingMeta, booking_dirs, stale_join_temps
+from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
 from services.recorder.source import ScheduleSource
-from services.recorder.writer import PartWriter
+from services.recorder.writer import EncodeSpec, SegmentWriter
 from shared.bus import MqttBus
 from shared.models import BookingStatus
-from shared.payloads import RecordingFinished, RecordingStarted, ScheduledBooking, ScheduleSnapshot
+from shared.payloads import DeadLetter, RecordingFinished, RecordingSegment, RecordingStarted, ScheduledBooking
 from shared.settings import Settings
 from shared.store import Store
 from shared.timeutil import utc_now
+from shared.topics import DEADLETTER
 
 log = logging.getLogger(__name__)
 
-CAMERA_RETRY_S = (1, 2, 5, 10, 30)
+CameraFactory = Callable[[], Camera]
+KEEP_CAMERA_GRACE = timedelta(seconds=1)
+GOP_LIMIT = 600
+"""Packets kept since the last keyframe of a remuxed camera (its pre-roll for the next booking)."""
+
+
+@dataclass
+class Recording:
+    """The booking the camera is recording now, and its open segment."""
+
+    booking: ScheduledBooking
+    dir: BookingDir
+    meta: BookingMeta
+    spec: EncodeSpec | None
+    writer: SegmentWriter | None = None
+    index: int = 0
+    announced: bool = False
 
 
 class Recorder:
-    def __init__(self, settings: Settings, store: Store, bus: MqttBus, source: ScheduleSource) -> None:
+    def __init__(self, settings: Settings, store: Store, bus: MqttBus, source: ScheduleSource, *,
+                 camera_factory: CameraFactory | None = None, disk_probe: FreeSpaceProbe | None = None) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
         self.source = source
+        self.camera_factory = camera_factory or (lambda: open_camera(settings))
         self.warmup = timedelta(seconds=settings.camera_warmup_s)
+        self.segment_length = timedelta(seconds=settings.segment_seconds)
+        self.faults = FaultReporter(bus, settings.camera_id)
+        self.disk = DiskGuard(settings.raw_dir, settings.processed_dir, settings.min_free_disk_mb, store, disk_probe)
         self.recording_now: str | None = None
         self._done: set[str] = set()
+        self._given_up: set[str] = set()
         self._finalizing: set[str] = set()
         self._lock = threading.Lock()
-        self._finalizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finalize")
-        self._camera_failures = 0
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-io")
+        self._backoff = Backoff()
 
     # ---- planning --------------------------------------------------------------------------------
 
     def _is_done(self, booking_id: str) -> bool:
         if booking_id in self._done or (self.settings.raw_dir / f"{booking_id}.mp4").exists():
             return True
-        stored = self.store.get_booking(booking_id)
+        try:
+            stored = self.store.get_booking(booking_id)
+        except Exception as exc:  # an unreachable store must not stop a recording: the schedule decides
+            log.warning("store unavailable while planning (%s); going by the schedule", exc)
+            return False
         if stored is not None and stored.status != BookingStatus.confirmed:
             self._done.add(booking_id)
             return True
         return False
 
-    def _plan(self) -> list[ScheduledBooking]:
+    def _plan(self, now: datetime) -> list[ScheduledBooking]:
+        """`now` is the capture time of the frame at hand, so queued frames are judged by when they were taken."""
         snapshot = self.source.current()
         if snapshot is None:
             return []
-        now = utc_now()
-        plan = recordable(snapshot.bookings, now, self._done)
-        return [b for b in plan if not self._is_done(b.id)]
+        return [b for b in recordable(snapshot.bookings, now, self._done) if not self._is_done(b.id)]
 
     # ---- main loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         self.source.check_file()
-        while not stop.is_set():
-            self.source.check_file()
-            self.recover()
-            plan = self._plan()
-            now = utc_now()
-            if plan and plan[0].start_time - self.warmup <= now:
-                self._capture(plan, stop)
-                continue
-            wait = self.settings.booking_check_interval
-            if plan:
-                wait = min(wait, max(0.0, (plan[0].start_time - self.warmup - now).total_seconds()))
-            self.source.changed.wait(wait)
-            self.source.changed.clear()
-        self._finalizer.shutdown(wait=True)
+        self.source.watch(stop)
+        # A stop request wakes the scheduler's wait at once (the schedule event is what it waits on).
+        threading.Thread(target=lambda: stop.wait() or self.source.changed.set(), name="recorder-stop",
+                         daemon=True).start()
+        for temp in stale_join_temps(self.settings.raw_dir):
+            log.info("removing %s left by an interrupted join", temp.name)
+            temp.unlink(missing_ok=True)
+        try:
+            while not stop.is_set():
+                try:
+                    self._step(stop)
+                except Exception:  # never let one bad pass end the service; the next pass retries
+                    log.exception("recorder pass failed")
+                    stop.wait(self.settings.booking_check_interval)
+        finally:
+            self._io.shutdown(wait=True)
 
-    def _capture(self, plan: list[ScheduledBooking], stop: threading.Event) -> None:
+    def _step(self, stop: threading.Event) -> None:
+        self.source.changed.clear()
+        self.recover()
+        now = utc_now()
+        plan = self._plan(now)
+        if camera_due(plan, now, self.warmup):
+            if self._disk_ready(plan[0]):
+                self._session(stop)
+            else:
+                stop.wait(self.settings.booking_check_interval)
+            return
+        wait = seconds_until_due(plan, now, self.warmup)
+        self.source.changed.wait(min(self.settings.booking_check_interval, wait if wait is not None else 1e9))
+
+    def _disk_ready(self, booking: ScheduledBooking) -> bool:
+        if self.disk.ensure():
+            self.faults.clear("disk_low")
+            return True
+        free_mb = self.disk.free_bytes() / MB
+        self.faults.report("disk_low", f"{free_mb:.0f} MB free, below MIN_FREE_DISK_MB="
+                           f"{self.settings.min_free_disk_mb}, and nothing uploaded left to remove; not recording",
+                           booking_id=booking.id, repeat=False)
+        return False
+
+    # ---- camera session --------------------------------------------------------------------------
+
+    def _session(self, stop: threading.Event) -> None:
         """One camera session covering every booking that follows without a long pause."""
         try:
-            camera = open_camera(self.settings.camera_source, self.settings.camera_width,
-                                 self.settings.camera_height, self.settings.camera_fps)
-        except CameraError as exc:
-            delay = CAMERA_RETRY_S[min(self._camera_failures, len(CAMERA_RETRY_S) - 1)]
-            self._camera_failures += 1
-            log.error("camera unavailable (%s); retrying in %ss", exc, delay)
+            camera = self.camera_factory()
+        except Exception as exc:  # a busy, missing or misconfigured camera is a fault to retry, never a crash
+            delay = self._backoff.next()
+            due = self._plan(utc_now())
+            self.faults.report("camera_open", str(exc), booking_id=due[0].id if due else None, retry_in_s=delay)
             stop.wait(delay)
             return
-        self._camera_failures = 0
-        writer: PartWriter | None = None
-        owner: ScheduledBooking | None = None
+        feed = CameraFeed(camera, self.settings.camera_stall_s).start()
+        rec: Recording | None = None
+        gop: list[CapturedPacket] = []
+        plan = self._plan(utc_now())
+        healthy = False
+        retry_in: float | None = None
+        at: datetime | None = None
         try:
-            for captured in camera.frames():
-                if stop.is_set():
-                    break
+            while not stop.is_set():
+                item = feed.get()
+                if not healthy:
+                    healthy = True
+                    self._backoff.reset()
+                    self.faults.clear(*CAMERA_KINDS)
+                at = item.captured_at
+                if isinstance(item, CapturedPacket):
+                    gop = _track_gop(gop, item)
                 if self.source.changed.is_set():
                     self.source.changed.clear()
-                    plan = self._plan()  # an edited end or a cancellation takes effect on the next frame
-                at = captured.captured_at
+                    plan = self._plan(at)  # an edited end or a cancellation takes effect on this frame
                 active = active_at(plan, at)
-                if writer is not None and owner is not None and (active is None or active.id != owner.id):
-                    self._close(writer, owner)
-                    writer, owner = None, None
+                if rec is not None and (active is None or active.id != rec.booking.id):
+                    self._leave(rec, plan, at)
+                    rec = None
                     plan = [b for b in plan if b.id not in self._done]
                     active = active_at(plan, at)
-                if active is not None and writer is None:
-                    writer, owner = self._open(camera, active), active
-                if writer is not None and owner is not None:
-                    first = writer.frames == 0
-                    writer.write(captured.frame, at)
-                    if first and writer.first_at is not None:
-                        self.bus.publish(self.bus.topics.recording_started, RecordingStarted(
-                            booking_id=owner.id, camera_id=self.settings.camera_id,
-                            first_frame_at=writer.first_at))
-                elif not plan or plan[0].start_time - self.warmup > at + timedelta(seconds=1):
+                if active is not None and rec is None:
+                    if not self._disk_ready(active):
+                        break
+                    rec = self._begin(active, camera, item, gop)
+                    continue
+                if rec is not None:
+                    if self._rotation_due(rec, item):
+                        self._close_segment(rec)
+                        if not self._disk_ready(rec.booking):
+                            break  # stop cleanly: the closed segments stay and are joined at the end
+                        self._open_segment(rec, camera)
+                    self._write(rec, item)
+                elif not keep_camera(plan, at, self.warmup, KEEP_CAMERA_GRACE):
                     break  # nothing due soon: release the camera
         except CameraError as exc:
-            log.error("camera failed mid-session: %s", exc)
+            retry_in = self._backoff.next()
+            kind = "camera_stall" if isinstance(exc, CameraStalled) else "camera_error"
+            self.faults.report(kind, str(exc), booking_id=_booking_id(rec, plan), retry_in_s=retry_in)
+        except (av.FFmpegError, OSError) as exc:
+            retry_in = self._backoff.next()
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                self.faults.report("disk_low", f"disk full while recording: {exc}",
+                                   booking_id=_booking_id(rec, plan), retry_in_s=retry_in)
+            else:
+                log.exception("recording failed")
+                self.faults.report("camera_error", f"recording failed: {type(exc).__name__}: {exc}",
+                                   booking_id=_booking_id(rec, plan), retry_in_s=retry_in)
         finally:
-            if writer is not None and owner is not None:
-                # Stopped mid-booking (shutdown or fault): keep the part; a restart adds the next one.
-                writer.close()
-                if owner.end_time <= utc_now():
-                    self._finalize_later(owner)
-            camera.close()
+            if rec is not None:
+                # Stopped mid-booking (shutdown, fault, disk): the segments stay; a later session resumes
+                # into the same folder, or recover() joins them once the booking is over.
+                self._close_segment(rec)
             self.recording_now = None
+            feed.close()
+        if retry_in is not None:
+            stop.wait(retry_in)
 
-    def _open(self, camera: Camera, booking: ScheduledBooking) -> PartWriter:
-        booking_dir = self.settings.raw_dir / booking.id
-        index = len(part_files(booking_dir))
-        path = booking_dir / f"part-{index:04d}.mp4"
-        log.info("recording %s into %s", booking.id, path)
+    def _begin(self, booking: ScheduledBooking, camera: Camera, item: Captured,
+               gop: list[CapturedPacket]) -> Recording:
+        backlog: list[Captured] = list(gop) if isinstance(item, CapturedPacket) and gop else [item]
+        booking_dir = BookingDir(self.settings.raw_dir, booking.id)
+        meta = booking_dir.ensure_meta(booking, origin=backlog[0].captured_at)
+        spec = None if camera.encoded else EncodeSpec(camera.width, camera.height, camera.fps,
+                                                      self.settings.camera_bitrate)
+        rec = Recording(booking=booking, dir=booking_dir, meta=meta, spec=spec)
+        self._open_segment(rec, camera)
         self.recording_now = booking.id
-        return PartWriter(path, width=camera.width, height=camera.height, fps=camera.fps,
-                          origin=booking.start_time)
+        for queued in backlog:
+            self._write(rec, queued)
+        return rec
 
-    def _close(self, writer: PartWriter, booking: ScheduledBooking) -> None:
-        writer.close()
-        log.info("booking %s: part closed with %d frames", booking.id, writer.frames)
-        self._done.add(booking.id)
+    def _open_segment(self, rec: Recording, camera: Camera) -> None:
+        rec.index, path = rec.dir.next_segment()
+        log.info("recording %s into %s", rec.booking.id, rec.dir.relative(path))
+        rec.writer = SegmentWriter(path, rec.meta.origin, encode=rec.spec,
+                                   copy=camera.encoded if rec.spec is None else None)
+
+    def _rotation_due(self, rec: Recording, item: Captured) -> bool:
+        writer = rec.writer
+        if writer is None or writer.first_at is None:
+            return False
+        if item.captured_at - writer.first_at < self.segment_length:
+            return False
+        return not isinstance(item, CapturedPacket) or item.keyframe  # remuxed segments start on a keyframe
+
+    def _write(self, rec: Recording, item: Captured) -> None:
+        if rec.writer is None or not rec.writer.write(item):
+            return
+        if not rec.announced and rec.writer.first_at is not None:
+            rec.announced = True
+            self.bus.publish(self.bus.topics.recording_started, RecordingStarted(
+                booking_id=rec.booking.id, camera_id=self.settings.camera_id, first_frame_at=rec.writer.first_at))
+
+    def _leave(self, rec: Recording, plan: list[ScheduledBooking], at: datetime) -> None:
+        """The booking stopped owning the frames: over, cancelled, or moved."""
+        self._close_segment(rec)
         self.recording_now = None
-        self._finalize_later(booking)
+        current = next((b for b in plan if b.id == rec.booking.id), None)
+        if current is None or at >= current.end_time:
+            self._done.add(rec.booking.id)
+            self._finalize_later(rec.booking.id, rec.booking)
+        else:
+            log.info("booking %s moved to %s; its segments wait", rec.booking.id, current.start_time.isoformat())
+
+    def _close_segment(self, rec: Recording) -> None:
+        writer, rec.writer = rec.writer, None
+        if writer is not None:
+            self._io.submit(self._finish_segment, writer, rec.booking, rec.dir, rec.index)
+
+    def _finish_segment(self, writer: SegmentWriter, booking: ScheduledBooking, booking_dir: BookingDir,
+                        index: int) -> None:
+        try:
+            writer.close()
+        except Exception:
+            log.exception("closing segment %s failed; it is joined up to its last whole fragment", writer.path)
+            return
+        if writer.frames == 0 or writer.first_at is None or writer.last_at is None:
+            return
+        self.bus.publish(self.bus.topics.recording_segment, RecordingSegment(
+            booking_id=booking.id, camera_id=self.settings.camera_id, user_id=booking.user_id, index=index,
+            file=booking_dir.relative(writer.path), start_at=writer.first_at, end_at=writer.last_at,
+            frames=writer.frames, size_bytes=writer.size_bytes))
+        log.info("booking %s: segment %d closed (%d frames)", booking.id, index, writer.frames)
 
     # ---- finalising ------------------------------------------------------------------------------
 
-    def _finalize_later(self, booking: ScheduledBooking) -> None:
+    def _finalize_later(self, booking_id: str, booking: ScheduledBooking | None) -> None:
         with self._lock:
-            if booking.id in self._finalizing:
+            if booking_id in self._finalizing:
                 return
-            self._finalizing.add(booking.id)
-        self._finalizer.submit(self._finalize, booking.id, booking.user_id, booking)
+            self._finalizing.add(booking_id)
+        self._io.submit(self._finalize, booking_id, booking)
 
-    def _finalize(self, booking_id: str, user_id: str, booking: ScheduledBooking | None) -> None:
+    def _finalize(self, booking_id: str, booking: ScheduledBooking | None) -> None:
         try:
-            self._finalize_now(booking_id, user_id, booking)
+            self._finalize_now(booking_id, booking)
         except Exception:
             log.exception("finalising %s failed; will retry on the next recovery pass", booking_id)
         finally:
             with self._lock:
                 self._finalizing.discard(booking_id)
 
-    def _finalize_now(self, booking_id: str, user_id: str, booking: ScheduledBooking | None) -> None:
+    def _finalize_now(self, booking_id: str, booking: ScheduledBooking | None) -> None:
         """Idempotent: after a crash at any line, running it again reaches the same end state."""
-        booking_dir = self.settings.raw_dir / booking_id
-        target = self.settings.raw_dir / f"{booking_id}.mp4"
+        booking_dir = BookingDir(self.settings.raw_dir, booking_id)
+        meta = booking_dir.read_meta()
         stored = self.store.get_booking(booking_id)
-        origin = booking.start_time if booking else (stored.start_time if stored else None)
-        if origin is None:
-            log.error("cannot finalise %s: booking unknown; keeping %s", booking_id, booking_dir)
-            return
-        parts = part_files(booking_dir)
-        if parts:
-            try:
-                result = join_parts(parts, target, origin)
-            except NothingRecorded as exc:
-                log.error("booking %s: %s", booking_id, exc)
-                return
-        elif target.exists():
-            result = describe_recording(target, origin)  # joined before a crash: re-read its facts
+        if meta is not None:
+            origin, user_id = meta.origin, meta.user_id
+        elif booking is not None or stored is not None:
+            known = booking or stored
+            origin, user_id = known.start_time, known.user_id  # type: ignore[union-attr]
         else:
+            log.error("cannot finalise %s: booking unknown; keeping %s", booking_id, booking_dir.path)
+            self._given_up.add(booking_id)
+            return
+        segments = booking_dir.segments()
+        if booking_dir.target.exists():
+            result = describe_recording(booking_dir.target)  # joined before a crash: re-read its facts
+        elif segments:
+            try:
+                result = join_segments(segments, booking_dir.target, origin)
+            except NothingRecorded as exc:
+                log.error("booking %s: %s; keeping %s", booking_id, exc, booking_dir.path)
+                self._given_up.add(booking_id)
+                return
+        else:
+            self._done.add(booking_id)
+            shutil.rmtree(booking_dir.path, ignore_errors=True)
             return
         self.store.advance_booking_status(booking_id, BookingStatus.completed)
         self.bus.publish(self.bus.topics.recording_finished, RecordingFinished(
             booking_id=booking_id, camera_id=self.settings.camera_id, user_id=user_id,
-            file=target.name, first_frame_at=result.first_frame_at, last_frame_at=result.last_frame_at,
-            frames=result.frames, size_bytes=result.size_bytes))
-        shutil.rmtree(booking_dir, ignore_errors=True)
+            file=booking_dir.target.name, first_frame_at=result.first_frame_at, last_frame_at=result.last_frame_at,
+            frames=result.frames, size_bytes=result.size_bytes, segments=result.segments or len(segments)))
+        shutil.rmtree(booking_dir.path, ignore_errors=True)  # only now: the joined file is durable
         self._done.add(booking_id)
-        log.info("booking %s recorded: %d frames, %.1f MB", booking_id, result.frames, result.size_bytes / 1e6)
+        log.info("booking %s recorded: %d frames from %d segments, %.1f MB", booking_id, result.frames,
+                 result.segments or len(segments), result.size_bytes / 1e6)
 
     def recover(self) -> None:
-        """Parts left by a crash or stop whose booking is over (or gone) get joined now."""
-        raw = self.settings.raw_dir
-        if not raw.exists():
-            return
+        """Segments left by a crash, a fault or a stop whose booking is over (or gone) are joined now."""
         snapshot = self.source.current()
         live = {b.id: b for b in (snapshot.bookings if snapshot else [])}
         now = utc_now()
-        for booking_dir in sorted(p for p in raw.iterdir() if p.is_dir()):
-            booking_id = booking_dir.name
-            if booking_id in self._finalizing or booking_id == self.recording_now:
+        for booking_dir in booking_dirs(self.settings.raw_dir):
+            booking_id = booking_dir.booking_id
+            with self._lock:
+                busy = booking_id in self._finalizing
+            if busy or booking_id == self.recording_now or booking_id in self._given_up:
                 continue
             scheduled = live.get(booking_id)
-            if scheduled is not None and scheduled.end_time > now:
-                continue  # still on: the capture loop will add a part
-            stored = self.store.get_booking(booking_id)
-            user_id = scheduled.user_id if scheduled else (stored.user_id if stored else None)
-            if user_id is None:
-                continue
-            with self._lock:
-                self._finalizing.add(booking_id)
-            self._finalizer.submit(self._finalize, booking_id, user_id, scheduled)
+            still_on = (scheduled is not None and scheduled.status == BookingStatus.confirmed
+                        and scheduled.end_time > now and booking_id not in self._done)
+            if not still_on:
+                self._finalize_later(booking_id, scheduled)
 
 
-def build(settings: Settings, store: Store, bus: MqttBus) -> Recorder:
-    source = ScheduleSource(settings.bookings_cache_path, settings.camera_id)
-    bus.subscribe(bus.topics.bookings, ScheduleSnapshot, source.on_mqtt)
-    return Recorder(settings, store, bus, source)
+def _booking_id(rec: Recording | None, plan: list[ScheduledBooking]) -> str | None:
+    """The booking a fault hurts: the one being recorded, else the next one due."""
+    if rec is not None:
+        return rec.booking.id
+    return plan[0].id if plan else None
+
+
+def _track_gop(gop: list[CapturedPacket], item: CapturedPacket) -> list[CapturedPacket]:
+    """Packets since the last keyframe: what a booking starting mid-GOP needs to begin decodable."""
+    if item.keyframe:
+        return [item]
+    if item.after_gap or not gop or len(gop) >= GOP_LIMIT:
+        return []
+    gop.append(item)
+    return gop
+
+
+def build(settings: Settings, store: Store, bus: MqttBus, *, camera_factory: CameraFactory | None = None,
+          disk_probe: FreeSpaceProbe | None = None) -> Recorder:
+    def reject(origin: str, reason: str, text: str) -> None:
+        bus.publish(DEADLETTER, DeadLetter(topic=origin, service="recorder", error=reason, payload=text))
+
+    source = ScheduleSource(settings.bookings_cache_path, settings.camera_id, settings.max_booking_minutes, reject)
+    bus.subscribe(bus.topics.bookings, LooseSchedule, source.on_mqtt)
+    return Recorder(settings, store, bus, source, camera_factory=camera_factory, disk_probe=disk_probe)
+

@@ -1,63 +1,110 @@
 """Where the recorder learns its schedule: retained MQTT snapshots and the bookings cache file.
 
 Whichever carries the higher revision wins, so a stale file never overrides a newer snapshot
-and the recorder still has a schedule when the broker is unreachable.
+and the recorder still has a schedule when the broker is unreachable. Every accepted change sets
+`changed` at once, which wakes the scheduler (no polling delay); a small watcher thread notices
+cache-file edits within a fraction of a second.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+from services.recorder.intake import LooseSchedule, judge, read_cache_loose
 from shared.payloads import ScheduleSnapshot
-from shared.schedule_cache import CacheFormatError, read_cache
+from shared.schedule_cache import CacheFormatError
 
 log = logging.getLogger(__name__)
 
+RejectHandler = Callable[[str, str, str], None]
+"""(origin topic or file:<path>, reason, offending payload text)"""
+
+FILE_WATCH_INTERVAL_S = 0.2
+
 
 class ScheduleSource:
-    def __init__(self, cache_path: Path, camera_id: str) -> None:
+    def __init__(self, cache_path: Path, camera_id: str, max_booking_minutes: int,
+                 on_reject: RejectHandler | None = None) -> None:
         self.cache_path = cache_path
         self.camera_id = camera_id
+        self.max_booking_minutes = max_booking_minutes
+        self.on_reject = on_reject
         self.changed = threading.Event()
         self._lock = threading.Lock()
         self._snapshot: ScheduleSnapshot | None = None
-        self._cache_mtime: float | None = None
+        self._cache_stamp: tuple[float, int] | None = None
 
     def current(self) -> ScheduleSnapshot | None:
         with self._lock:
             return self._snapshot
 
-    def offer(self, snapshot: ScheduleSnapshot, origin: str) -> bool:
-        """Take the snapshot if it is newer; wakes the scheduler at once (no polling delay)."""
-        if snapshot.camera_id != self.camera_id:
-            log.warning("ignoring schedule for camera %s from %s", snapshot.camera_id, origin)
+    def offer(self, loose: LooseSchedule, origin: str) -> bool:
+        """Take the schedule if it is newer; its malformed bookings are reported, the rest kept."""
+        if loose.camera_id != self.camera_id:
+            log.warning("ignoring schedule for camera %s from %s", loose.camera_id, origin)
             return False
         with self._lock:
-            if self._snapshot is not None and snapshot.revision <= self._snapshot.revision:
+            if self._snapshot is not None and loose.revision <= self._snapshot.revision:
                 return False
+            snapshot, rejected = judge(loose, self.max_booking_minutes)
             self._snapshot = snapshot
+        for bad in rejected:
+            log.error("rejected a booking from %s: %s (%s)", origin, bad.reason, bad.text[:200])
+            self._report(origin, f"invalid booking: {bad.reason}", bad.text)
         log.info("schedule revision %d from %s: %d bookings", snapshot.revision, origin, len(snapshot.bookings))
         self.changed.set()
         return True
 
-    def on_mqtt(self, _topic: str, snapshot: ScheduleSnapshot) -> None:
-        self.offer(snapshot, "mqtt")
+    def on_mqtt(self, topic: str, loose: LooseSchedule) -> None:
+        self.offer(loose, topic)
 
     def check_file(self) -> None:
-        """Cheap when nothing changed: only re-reads the file when its mtime moves."""
+        """Cheap when nothing changed: only re-reads the file when its mtime or size moves."""
         try:
-            mtime = self.cache_path.stat().st_mtime
+            st = self.cache_path.stat()
         except FileNotFoundError:
             return
-        if mtime == self._cache_mtime:
+        stamp = (st.st_mtime, st.st_size)
+        if stamp == self._cache_stamp:
             return
-        self._cache_mtime = mtime
+        self._cache_stamp = stamp
+        origin = f"file:{self.cache_path}"
         try:
-            snapshot = read_cache(self.cache_path)
+            loose = read_cache_loose(self.cache_path)
         except CacheFormatError as exc:
             log.error("bookings cache unusable: %s", exc)
+            self._report(origin, f"bookings cache unusable: {exc}", _head(self.cache_path))
             return
-        if snapshot is not None:
-            self.offer(snapshot, "cache file")
+        if loose is not None:
+            self.offer(loose, origin)
+
+    def watch(self, stop: threading.Event, interval: float = FILE_WATCH_INTERVAL_S) -> threading.Thread:
+        def _loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.check_file()
+                except Exception:  # a watcher bug must not stop the recorder; the run loop re-checks too
+                    log.exception("checking the bookings cache failed")
+
+        thread = threading.Thread(target=_loop, name="schedule-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def _report(self, origin: str, reason: str, text: str) -> None:
+        if self.on_reject is None:
+            return
+        try:
+            self.on_reject(origin, reason, text)
+        except Exception:
+            log.exception("could not report a rejected schedule entry")
+
+
+def _head(path: Path, limit: int = 4096) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return ""

@@ -1,60 +1,193 @@
-"""Writes one part of a booking's recording: H.264 in fragmented MP4, readable even after a kill -9.
+"""Writes one segment of a booking's recording: fragmented MP4, readable up to the last fragment after a kill -9.
 
-Timestamps are the capture times relative to the booking's start, so parts written by
-successive recorder runs join into one continuous timeline by packet copy.
+Two modes behind one `write(item)`: frames are encoded (libx264, one keyframe a second, no
+B-frames; a new encoder per segment, so every segment starts on a keyframe), packets from an
+encoded camera are muxed as they are (no re-encode; a segment starts on a keyframe).
+
+Timestamps are capture times relative to the booking's origin, so segments written by successive
+sessions or recorder runs join into one continuous timeline by packet copy.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.video.frame import PictureType
+
+from services.recorder import timeline
+from services.recorder.camera import Captured, CapturedFrame, CapturedPacket, EncodedFormat
+from shared.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
 
-FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+FRAGMENTED = f"frag_keyframe+empty_moov+default_base_moof+{timeline.MOVFLAG_METADATA}"
+COPY_TIME_BASE = Fraction(1, 90000)
 
 
-class PartWriter:
-    def __init__(self, path: Path, *, width: int, height: int, fps: int, origin: datetime) -> None:
+@dataclass(frozen=True)
+class EncodeSpec:
+    width: int
+    height: int
+    fps: int
+    bitrate: int = 0
+    codec: str = "libx264"
+    preset: str = "ultrafast"
+
+    def options(self) -> dict[str, str]:
+        opts = {"g": str(self.fps), "bf": "0"}
+        if self.codec == "libx264":
+            opts.update({"preset": self.preset, "tune": "zerolatency"})
+        return opts
+
+
+class SegmentWriter:
+    def __init__(self, path: Path, origin: datetime, *, encode: EncodeSpec | None = None,
+                 copy: EncodedFormat | None = None) -> None:
+        if (encode is None) == (copy is None):
+            raise ValueError("a segment either encodes frames or copies packets")
         self.path = path
-        self.fps = fps
         self.origin = origin
         self.frames = 0
         self.first_at: datetime | None = None
         self.last_at: datetime | None = None
-        self._last_pts = -1
+        self.size_bytes = 0
+        self.closed = False
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
+        self._need_keyframe = True
+        self._stamped = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = av.open(str(path), "w", format="mp4", options=FRAGMENTED)
-        stream = self._out.add_stream(
-            "libx264", rate=fps,
-            options={"preset": "ultrafast", "tune": "zerolatency", "g": str(fps), "bf": "0"},
-        )
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        # The muxer picks its own stream time base; frames keep ours (1/fps) and PyAV rescales.
-        self._time_base = Fraction(1, fps)
+        movflags = FRAGMENTED
+        if copy is not None and copy.template is None:
+            movflags += "+delay_moov"  # codec headers come with the first keyframe (Picamera2)
+        # flush_packets: each finished fragment (one GOP, one second) goes to the OS at once, so a
+        # kill -9 loses at most the GOP being encoded; fsync at close covers a power cut.
+        self._out = av.open(str(path), "w", format="mp4", container_options={"movflags": movflags,
+                                                                              "flush_packets": "1"})
+        try:
+            if encode is not None:
+                self._setup_encoder(encode)
+            else:
+                assert copy is not None
+                self._setup_copy(copy)
+        except BaseException:
+            self._out.close()
+            path.unlink(missing_ok=True)
+            raise
+
+    # ---- set-up ----------------------------------------------------------------------------------
+
+    def _setup_encoder(self, spec: EncodeSpec) -> None:
+        stream = self._out.add_stream(spec.codec, rate=spec.fps, options=spec.options())
+        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
+        if spec.bitrate:
+            stream.bit_rate = spec.bitrate
+        self._time_base = Fraction(1, spec.fps)
         stream.codec_context.time_base = self._time_base
         self._stream = stream
+        self._spec = spec
+        self._encoding = True
 
-    def write(self, frame: av.VideoFrame, captured_at: datetime) -> None:
-        pts = round((captured_at - self.origin).total_seconds() * self.fps)
-        if pts <= self._last_pts:
-            return
+    def _setup_copy(self, fmt: EncodedFormat) -> None:
+        if fmt.template is not None:
+            stream = self._out.add_stream_from_template(fmt.template)
+        else:
+            stream = self._out.add_stream(fmt.codec_name, rate=fmt.fps)
+            stream.width, stream.height = fmt.width, fmt.height
+        if fmt.display_rotation:
+            stream.set_display_rotation((-fmt.display_rotation) % 360)
+        self._time_base = COPY_TIME_BASE
+        self._stream = stream
+        self._encoding = False
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def write(self, item: Captured) -> bool:
+        """False when the item was not written (out of order, or waiting for a keyframe)."""
+        if isinstance(item, CapturedFrame):
+            return self._write_frame(item)
+        return self._write_packet(item)
+
+    def _write_frame(self, item: CapturedFrame) -> bool:
+        pts = round((item.captured_at - self.origin).total_seconds() * self._spec.fps)
+        if pts < 0 or (self._last_pts is not None and pts <= self._last_pts):
+            return False
+        frame = item.frame
+        if frame.format.name != "yuv420p" or frame.width != self._spec.width or frame.height != self._spec.height:
+            frame = frame.reformat(width=self._spec.width, height=self._spec.height, format="yuv420p")
         frame.pts, frame.time_base = pts, self._time_base
-        for packet in self._stream.encode(frame):
-            self._out.mux(packet)
+        # Sources may tag frames as I (lavfi does) and libx264 obeys: let the encoder choose, one GOP a second.
+        frame.pict_type = PictureType.I if self._last_pts is None else PictureType.NONE
+        self._count(item.captured_at)
         self._last_pts = pts
+        for packet in self._stream.encode(frame):
+            self._mux(packet)
+        return True
+
+    def _write_packet(self, item: CapturedPacket) -> bool:
+        if item.after_gap:
+            self._need_keyframe = True
+        if self._need_keyframe and not item.keyframe:
+            return False
+        packet = item.packet
+        pts = round((item.captured_at - self.origin).total_seconds() / self._time_base)
+        dts = pts
+        if packet.pts is not None and packet.dts is not None and packet.time_base is not None:
+            dts = pts - round((packet.pts - packet.dts) * packet.time_base / self._time_base)
+        if self._last_dts is not None and dts <= self._last_dts:
+            dts = self._last_dts + 1
+        if dts < 0 or pts < dts:
+            return False
+        self._need_keyframe = False
+        packet.stream = self._stream
+        packet.time_base = self._time_base
+        packet.pts, packet.dts = pts, dts
+        self._count(item.captured_at)
+        self._last_dts = dts
+        self._mux(packet)
+        return True
+
+    def _mux(self, packet: av.Packet) -> None:
+        """The first packet is the first frame (no B-frames are encoded; a copy starts on a keyframe)."""
+        if not self._stamped and self.first_at is not None:
+            timeline.stamp(self._out, self.first_at)
+            self._stamped = True
+        self._out.mux(packet)
+
+    def _count(self, at: datetime) -> None:
         self.frames += 1
-        self.first_at = self.first_at or captured_at
-        self.last_at = captured_at
+        if self.first_at is None:
+            self.first_at = at
+        self.last_at = at
+
+    # ---- closing ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        for packet in self._stream.encode(None):
-            self._out.mux(packet)
-        self._out.close()
+        """Flush, write the last fragment, fsync: after this the segment survives a power cut."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self._encoding and self.frames:
+                for packet in self._stream.encode(None):
+                    self._mux(packet)
+        finally:
+            try:
+                self._out.close()
+            except (av.FFmpegError, ValueError) as exc:
+                if self.frames:
+                    raise
+                log.debug("closing empty segment %s: %s", self.path, exc)
+        if self.frames == 0:
+            self.path.unlink(missing_ok=True)
+            return
         with open(self.path, "rb") as fh:
             os.fsync(fh.fileno())
+        fsync_dir(self.path.parent)  # the segment's name survives a power cut too
+        self.size_bytes = self.path.stat().st_size

@@ -1,0 +1,107 @@
+"""Where a booking's recording lives on disk, and the only place booking ids become paths.
+
+RAW_RECORDINGS_DIR/<booking_id>/seg-NNNNN.mp4   closed or in-progress segments (fragmented MP4)
+RAW_RECORDINGS_DIR/<booking_id>/.booking.json   who the segments belong to and their time origin
+RAW_RECORDINGS_DIR/<booking_id>.mp4             the joined recording (appears atomically, by rename)
+
+The metadata file is hidden so queue counters that count segments skip it; it lets a restarted
+recorder resume into the same timeline and finalise a booking the schedule and store no longer know.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from shared.atomic import write_text_atomic
+from shared.models import SafeId
+from shared.payloads import ScheduledBooking
+from shared.timeutil import UtcDatetime
+
+log = logging.getLogger(__name__)
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+META_NAME = ".booking.json"
+SEGMENT_GLOB = "seg-*.mp4"
+_SEGMENT_NAME = re.compile(r"^seg-(\d{5})\.mp4$")
+
+
+class UnsafeId(ValueError):
+    pass
+
+
+class BookingMeta(BaseModel):
+    """Segment timestamps are capture times relative to `origin`, so every segment shares one timeline."""
+
+    booking_id: SafeId
+    user_id: SafeId
+    origin: UtcDatetime
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+
+
+class BookingDir:
+    def __init__(self, raw_dir: Path, booking_id: str) -> None:
+        if not SAFE_ID.match(booking_id):
+            raise UnsafeId(f"booking id {booking_id!r} is not a safe file name")
+        self.booking_id = booking_id
+        self.raw_dir = raw_dir
+        self.path = raw_dir / booking_id
+        self.target = raw_dir / f"{booking_id}.mp4"
+        self.meta_path = self.path / META_NAME
+
+    def read_meta(self) -> BookingMeta | None:
+        try:
+            return BookingMeta.model_validate_json(self.meta_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as exc:
+            log.error("unreadable %s: %s", self.meta_path, exc)
+            return None
+
+    def ensure_meta(self, booking: ScheduledBooking, origin: datetime) -> BookingMeta:
+        """The first writer fixes the origin; later runs (after a restart) keep it."""
+        existing = self.read_meta()
+        if existing is not None:
+            return existing
+        meta = BookingMeta(booking_id=booking.id, user_id=booking.user_id, origin=min(origin, booking.start_time),
+                           start_time=booking.start_time, end_time=booking.end_time)
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.meta_path, meta.model_dump_json())
+        return meta
+
+    def segments(self) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.glob(SEGMENT_GLOB) if _SEGMENT_NAME.match(p.name))
+
+    def next_segment(self) -> tuple[int, Path]:
+        """Indices continue after whatever an earlier (possibly killed) run left behind."""
+        existing = self.segments()
+        index = int(_SEGMENT_NAME.match(existing[-1].name).group(1)) + 1 if existing else 0  # type: ignore[union-attr]
+        return index, self.path / f"seg-{index:05d}.mp4"
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.raw_dir).as_posix()
+
+
+def booking_dirs(raw_dir: Path) -> list[BookingDir]:
+    """Directories under RAW whose names are safe ids; anything else is not ours to touch."""
+    if not raw_dir.is_dir():
+        return []
+    found = []
+    for entry in sorted(raw_dir.iterdir()):
+        if entry.is_dir() and SAFE_ID.match(entry.name):
+            found.append(BookingDir(raw_dir, entry.name))
+    return found
+
+
+def stale_join_temps(raw_dir: Path) -> list[Path]:
+    """Temp files of a join interrupted by a crash (`.<id>.mp4.XXXX.mp4`, see shared.atomic)."""
+    if not raw_dir.is_dir():
+        return []
+    return [p for p in raw_dir.glob(".*.mp4.*") if p.is_file()]

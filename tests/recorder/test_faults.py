@@ -1,0 +1,86 @@
+"""Camera faults mid-booking: retried with backoff, reported, and the footage on both sides kept in one video."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from services.recorder.camera import Camera, CameraError, CapturedFrame
+from services.recorder.sources import SyntheticCamera
+from shared.models import BookingStatus
+from tests.recorder.conftest import decoded_frames, frame_times, whole_second
+
+STALL_S = 0.8
+
+
+class FaultyCamera:
+    """The synthetic camera, made to stall (stop delivering) or raise once its frames reach `fault_at`."""
+
+    encoded = None
+
+    def __init__(self, inner: Camera, fault_at: datetime, mode: str) -> None:
+        self.inner, self.fault_at, self.mode = inner, fault_at, mode
+        self.width, self.height, self.fps = inner.width, inner.height, inner.fps
+
+    def frames(self) -> Iterator[CapturedFrame]:
+        for item in self.inner.frames():
+            if item.captured_at >= self.fault_at:
+                if self.mode == "stall":
+                    time.sleep(3 * STALL_S)  # hangs like an unplugged USB camera; the recorder moves on
+                else:
+                    raise RuntimeError("camera disconnected")
+            yield item
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_open_failure_stall_and_crash_are_retried_and_the_footage_joined(start_recorder, listen, make_settings):
+    start = whole_second(1.0)
+    end = start + timedelta(seconds=5)
+    stall_at, crash_at = start + timedelta(seconds=0.8), start + timedelta(seconds=3.2)
+    opened: list[str] = []
+
+    def factory() -> Camera:
+        opened.append(time.strftime("%X"))
+        attempt = len(opened)
+        if attempt == 1:
+            raise CameraError("device busy")
+        camera = SyntheticCamera(320, 240, 15)
+        if attempt == 2:
+            return FaultyCamera(camera, stall_at, "stall")
+        if attempt == 3:
+            return FaultyCamera(camera, crash_at, "raise")
+        return camera
+
+    env = start_recorder(camera_factory=factory, camera_stall_s=STALL_S, segment_seconds=10.0)
+    faults = listen(f"ezrec/{env.settings.camera_id}/recorder/fault")
+    finished = listen(f"ezrec/{env.settings.camera_id}/recording/finished")
+    env.book(("faulty", start, end))
+    _, payload = finished.wait_for(lambda t, p: json.loads(p)["booking_id"] == "faulty", timeout=30)
+
+    reports = [json.loads(p) for _, p, _ in faults.messages]
+    raised = [(r["kind"], r["booking_id"]) for r in reports if r["active"]]
+    assert raised == [("camera_open", "faulty"), ("camera_stall", "faulty"), ("camera_error", "faulty")], reports
+    assert all(r["retry_in_s"] and r["retry_in_s"] > 0 for r in reports if r["active"]), "retried with a backoff"
+    assert "RuntimeError: camera disconnected" in reports[-2]["reason"] or any(
+        "camera disconnected" in r["reason"] for r in reports)
+    cleared = [r["kind"] for r in reports if not r["active"]]
+    assert cleared.count("camera_open") == 1 and "camera_stall" in cleared and "camera_error" in cleared, \
+        "each fault is cleared once frames flow again"
+    assert len(opened) == 4
+
+    video = env.raw / "faulty.mp4"
+    times = frame_times(video)
+    manifest = json.loads(payload)
+    assert manifest["frames"] == len(times) == decoded_frames(video), "one playable video"
+    s = lambda t: (t - start).total_seconds()  # noqa: E731
+    assert any(s(t) < 0.8 for t in times), "footage before the stall"
+    assert any(0.8 + STALL_S < s(t) < 3.2 for t in times), "footage between the stall and the crash"
+    assert any(s(t) > 3.2 for t in times), "footage after the crash"
+    assert not any(0.8 <= s(t) < 0.8 + STALL_S for t in times), "nothing invented during the stall"
+    assert times[-1] >= end - timedelta(seconds=0.2)
+    assert env.store.get_booking("faulty").status == BookingStatus.completed
+    assert env.thread.is_alive(), "a camera fault never takes the recorder down"

@@ -1,0 +1,79 @@
+"""Scheduled recording: the exact window, segments, the joined file and its manifest, back-to-back bookings."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from services.recorder.intake import LooseSchedule
+from services.recorder.source import ScheduleSource
+from shared.models import BookingStatus
+from tests.recorder.conftest import decoded_frames, frame_times, wait_until, whole_second
+
+
+def test_records_the_window_exactly_in_segments_then_joins_them(start_recorder, listen):
+    env = start_recorder()
+    cam = env.settings.camera_id
+    events = listen(f"ezrec/{cam}/recording/#")
+    start = whole_second(1.0)
+    end = start + timedelta(seconds=2.4)
+    env.book(("exact", start, end))
+
+    _, payload = events.wait_for(lambda t, p: t.endswith("/finished") and json.loads(p)["booking_id"] == "exact",
+                                 timeout=25)
+    manifest = json.loads(payload)
+    raw = env.raw / "exact.mp4"
+    assert manifest["file"] == "exact.mp4" and raw.exists()
+    assert wait_until(lambda: not (env.raw / "exact").exists()), "segments go once the joined file is durable"
+
+    fps = env.settings.camera_fps
+    times = frame_times(raw)
+    assert abs((times[0] - start).total_seconds()) < 0.5 / fps, "first frame is the booking's first instant"
+    assert abs((times[-1] - (end - timedelta(seconds=1 / fps))).total_seconds()) < 0.5 / fps
+    assert len(times) == round(2.4 * fps) == manifest["frames"] == decoded_frames(raw)
+    steps = {round((b - a).total_seconds() * fps, 3) for a, b in zip(times, times[1:], strict=False)}
+    assert steps == {1.0}, f"no frame lost or doubled across segment joins: {steps}"
+    assert manifest["first_frame_at"].startswith(start.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert manifest["size_bytes"] == raw.stat().st_size
+
+    segments = [json.loads(p) for t, p, _ in events.messages if t.endswith("/segment")]
+    assert [s["index"] for s in segments] == [0, 1, 2], "1 s segments over 2.4 s"
+    assert manifest["segments"] == 3
+    assert all(s["file"] == f"exact/seg-{s['index']:05d}.mp4" and s["camera_id"] == cam and s["user_id"] == "u1"
+               for s in segments)
+    assert sum(s["frames"] for s in segments) == len(times)
+    assert segments[0]["start_at"] == manifest["first_frame_at"]
+    assert segments[-1]["end_at"] == manifest["last_frame_at"]
+    started = [json.loads(p) for t, p, _ in events.messages if t.endswith("/started")]
+    assert started and started[0]["first_frame_at"] == manifest["first_frame_at"]
+
+    with open(raw, "rb") as fh:
+        head = fh.read(64 * 1024)
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat")), \
+        "+faststart: the index comes first"
+    assert env.store.get_booking("exact").status == BookingStatus.completed
+
+
+def test_back_to_back_bookings_make_two_complete_files_with_no_gap(start_recorder, listen):
+    env = start_recorder(segment_seconds=10.0)
+    finished = listen(f"ezrec/{env.settings.camera_id}/recording/finished")
+    a = whole_second(1.0)
+    b = a + timedelta(seconds=2)
+    env.book(("first", a, b), ("second", b, b + timedelta(seconds=2)))
+    finished.wait_for(lambda t, p: json.loads(p)["booking_id"] == "second", timeout=25)
+    first = frame_times(env.raw / "first.mp4")
+    second = frame_times(env.raw / "second.mp4")
+    step = timedelta(seconds=1 / env.settings.camera_fps)
+    assert first[-1] < b <= second[0]
+    assert second[0] - first[-1] == step, "exactly one frame period between the two files: nothing lost"
+    assert len(first) == len(second) == 2 * env.settings.camera_fps
+
+
+def test_another_cameras_schedule_is_ignored(tmp_path):
+    source = ScheduleSource(tmp_path / "bookings.json", "cam-here", 240)
+    start = whole_second(1.0)
+    other = LooseSchedule(camera_id="cam-elsewhere", revision=5, bookings=[
+        {"id": "elsewhere", "user_id": "u1", "start_time": start.isoformat(),
+         "end_time": (start + timedelta(seconds=1)).isoformat(), "status": "confirmed"}])
+    assert source.offer(other, "test") is False
+    assert source.current() is None and not source.changed.is_set()
