@@ -1,4 +1,4 @@
-"""`ezrec status`: device health, published retained and stored."""
+"""`ezrec status`: device health, published retained and stored; alerts; Home Assistant discovery."""
 
 from __future__ import annotations
 
@@ -6,10 +6,25 @@ import threading
 
 from services.status.service import StatusService
 from shared.bus import MqttBus
-from shared.payloads import RecordingFinished, RecordingStarted
+from shared.payloads import DeadLetter, RecordingFinished, RecordingStarted, ScheduleSnapshot, VideoFailed
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 from shared.store import open_store
+from shared.topics import DEADLETTER
+
+
+def subscribe(bus: MqttBus, service: StatusService) -> None:
+    topics, pipeline = bus.topics, service.pipeline
+    bus.subscribe_text(f"{topics.base}/+/availability", service.on_availability)
+    bus.subscribe(topics.recording_started, RecordingStarted, service.on_recording_started)
+    bus.subscribe(topics.recording_finished, RecordingFinished, service.on_recording_finished)
+    bus.subscribe(topics.bookings, ScheduleSnapshot, pipeline.on_bookings)
+    bus.subscribe(topics.video_failed, VideoFailed, pipeline.on_video_failed)
+    bus.subscribe(DEADLETTER, DeadLetter, pipeline.on_deadletter)
+    # Text, not a model: the recorder's fault payload may change shape; a reason is extracted if it is JSON.
+    bus.subscribe_text(topics.recorder_fault, pipeline.on_recorder_fault)
+    if service.settings.ha_discovery:
+        bus.subscribe_text(f"{service.settings.ha_discovery_prefix}/status", service.on_ha_status)
 
 
 def run(settings: Settings) -> int:
@@ -18,9 +33,7 @@ def run(settings: Settings) -> int:
     store = open_store(settings)
     bus = MqttBus(settings, "status")
     service = StatusService(settings, store, bus)
-    bus.subscribe_text(f"{bus.topics.base}/+/availability", service.on_availability)
-    bus.subscribe(bus.topics.recording_started, RecordingStarted, service.on_recording_started)
-    bus.subscribe(bus.topics.recording_finished, RecordingFinished, service.on_recording_finished)
+    subscribe(bus, service)
     bus.start()
     runtime.start_heartbeat(lambda: {"mqtt": bus.connected.is_set()})
     thread = threading.Thread(target=service.run, args=(runtime.stop,), name="status")

@@ -1,58 +1,142 @@
-"""The status service: collect metrics, learn other services' availability from MQTT, publish."""
+"""The status service: collect a snapshot, judge alerts, publish, store; announce itself to Home Assistant."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
 
 import psutil
 
-from services.status.metrics import collect
+from services.status import alerts
+from services.status.discovery import discovery_configs, present_fields
+from services.status.metrics import Probes, device_model, system_metrics
+from services.status.pipeline import PipelineTracker, count_queue
+from services.status.reachability import cloud_reachable
 from shared.bus import MqttBus
 from shared.models import SystemStatusRow
-from shared.payloads import RecordingFinished, RecordingStarted
+from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot
 from shared.settings import Settings
 from shared.store import Store
+from shared.timeutil import utc_now
 from shared.topics import SERVICES
 
 log = logging.getLogger(__name__)
 
+FIRST_CONNECT_WAIT_S = 10.0
+
 
 class StatusService:
-    def __init__(self, settings: Settings, store: Store, bus: MqttBus) -> None:
+    def __init__(self, settings: Settings, store: Store, bus: MqttBus, *, probes: Probes | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
+        self.probes = probes or Probes()
+        self.clock = clock
         self.availability: dict[str, str] = {s: "unknown" for s in SERVICES}
-        self.recording_now: str | None = None
+        self.pipeline = PipelineTracker(settings.camera_id, settings.state_dir / "status-pipeline.json",
+                                        settings.bookings_cache_path)
+        self.thresholds = alerts.Thresholds(
+            disk_free_gb=settings.alert_disk_free_gb, temperature_c=settings.alert_temperature_c,
+            next_booking_minutes=settings.alert_next_booking_minutes, hold_s=settings.alert_hold_s)
+        self.alerts_path = settings.state_dir / "status-alerts.json"
+        self.book = alerts.load_book(self.alerts_path)
+        self.model = device_model(self.probes.device_model)
         self._lock = threading.Lock()
+        self._announced: frozenset[str] | None = None  # snapshot fields the published discovery covers
+        self._was_connected = False
+
+    # ---- bus handlers (paho's thread: quick, no I/O beyond the outbox) ---------------------------
 
     def on_availability(self, topic: str, payload: bytes) -> None:
         service = topic.rsplit("/", 2)[-2]
         with self._lock:
             self.availability[service] = payload.decode("utf-8", errors="replace")[:16]
 
-    def on_recording_started(self, _topic: str, event: RecordingStarted) -> None:
-        self.recording_now = event.booking_id
+    def on_recording_started(self, topic: str, event: RecordingStarted) -> None:
+        self.pipeline.on_recording_started(topic, event)
 
-    def on_recording_finished(self, _topic: str, event: RecordingFinished) -> None:
-        if self.recording_now == event.booking_id:
-            self.recording_now = None
+    def on_recording_finished(self, topic: str, event: RecordingFinished) -> None:
+        self.pipeline.on_recording_finished(topic, event)
 
-    def tick(self) -> None:
+    def on_ha_status(self, _topic: str, payload: bytes) -> None:
+        """Home Assistant restarted (birth message `online`): announce the entities again."""
+        announced = self._announced
+        if payload.strip() == b"online" and announced is not None:
+            self.announce(announced)
+
+    # ---- one round -------------------------------------------------------------------------------
+
+    def collect(self) -> StatusSnapshot:
+        now = self.clock()
         with self._lock:
             services = dict(self.availability)
-        snapshot = collect(self.settings.camera_id, self.settings.data_dir, services, self.recording_now)
-        self.bus.publish(self.bus.topics.status, snapshot, retain=True)
+        view = self.pipeline.view(now)
+        queue = count_queue(self.settings.raw_dir, self.settings.processed_dir)
+        return StatusSnapshot(
+            camera_id=self.settings.camera_id,
+            collected_at=now,
+            **system_metrics(self.settings.data_dir, self.probes),
+            services=services,
+            broker_connected=self.bus.connected.is_set(),
+            cloud_reachable=cloud_reachable(self.settings.supabase_url),
+            recording_now=view.recording_now,
+            current_booking=view.current_booking,
+            next_booking=view.next_booking,
+            camera_fault=view.camera_fault,
+            last_errors=view.last_errors,
+            jobs_waiting=queue.jobs_waiting,
+            segments_waiting=queue.segments_waiting,
+            uploads_pending=queue.uploads_pending,
+        )
+
+    def judge(self, snapshot: StatusSnapshot) -> StatusSnapshot:
+        """Raise or clear alerts (published once, durably) and note the active ones in the snapshot."""
+        found = alerts.checks(snapshot, self.thresholds, set(self.book.raised()))
+        book, events = alerts.evaluate(found, self.book, snapshot.collected_at, self.settings.camera_id)
+        for event in events:
+            log.warning("alert %s %s: %s", event.id, event.state, event.message)
+            self.bus.publish(self.bus.topics.alerts, event)
+        if book != self.book:
+            try:
+                alerts.save_book(self.alerts_path, book)
+            except OSError:
+                log.exception("could not save alert state; it is kept in memory")
+            self.book = book
+        return snapshot.model_copy(update={"alerts_active": book.raised()})
+
+    def announce(self, present: frozenset[str]) -> None:
+        for topic, config in discovery_configs(self.settings.camera_id, self.settings.ha_discovery_prefix,
+                                               present, self.model):
+            self.bus.publish(topic, config, retain=True)
+        self._announced = present
+
+    def tick(self) -> StatusSnapshot:
+        snapshot = self.judge(self.collect())
+        connected = self.bus.connected.is_set()
+        if connected:
+            # Only while connected: hours of stale snapshots must not queue up for a burst on reconnect.
+            self.bus.publish(self.bus.topics.status, snapshot, retain=True)
+            present = present_fields(snapshot)
+            if self.settings.ha_discovery and (present != self._announced or not self._was_connected):
+                self.announce(present)  # first round, a new field (e.g. cloud configured), or a reconnect
+        self._was_connected = connected
         try:
             self.store.put_system_status(SystemStatusRow(
                 camera_id=snapshot.camera_id, collected_at=snapshot.collected_at,
                 snapshot=snapshot.model_dump(mode="json")))
         except Exception:
             log.exception("could not store system status; will try again next interval")
+        return snapshot
 
     def run(self, stop: threading.Event) -> None:
         psutil.cpu_percent(interval=None)  # primes the counter so the first reading is meaningful
+        deadline = time.monotonic() + min(FIRST_CONNECT_WAIT_S, self.settings.system_status_interval)
+        while not stop.is_set() and not self.bus.connected.is_set() and time.monotonic() < deadline:
+            self.bus.connected.wait(0.2)
         while not stop.is_set():
             try:
                 self.tick()

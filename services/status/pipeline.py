@@ -1,0 +1,254 @@
+"""What the pipeline is doing, learnt from the bus and the recordings folders.
+
+Recording now and the camera fault come from recorder events, bookings from the retained schedule
+(or the bookings cache file until one arrives), last errors from failure events and dead letters,
+queue lengths from the files on disk. What only events can tell (recording now, errors, fault) is
+kept in DATA_DIR/state/status-pipeline.json so a restart of this service does not forget it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.atomic import write_text_atomic
+from shared.models import BookingStatus
+from shared.payloads import (
+    BookingRef,
+    DeadLetter,
+    RecordingFinished,
+    RecordingStarted,
+    ScheduledBooking,
+    ScheduleSnapshot,
+    ServiceError,
+    VideoFailed,
+)
+from shared.schedule_cache import CacheFormatError, read_cache
+from shared.timeutil import UtcDatetime, utc_now
+from shared.topics import ROOT
+
+log = logging.getLogger(__name__)
+
+REASON_LIMIT = 300
+_REASON_KEYS = ("reason", "error", "message", "detail", "fault")
+_CLEARED_WORDS = {"ok", "cleared", "clear", "resolved", "recovered"}
+
+
+class CameraFault(BaseModel):
+    reason: str
+    at: UtcDatetime
+
+
+class PipelineMemory(BaseModel):
+    """The persisted part: facts only events carry."""
+
+    recording_now: str | None = None
+    camera_fault: CameraFault | None = None
+    last_errors: dict[str, ServiceError] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    jobs_waiting: int
+    segments_waiting: int
+    uploads_pending: int
+
+
+@dataclass
+class PipelineView:
+    recording_now: str | None
+    current_booking: BookingRef | None
+    next_booking: BookingRef | None
+    camera_fault: str | None
+    last_errors: dict[str, ServiceError] = field(default_factory=dict)
+
+
+def _visible(entry: os.DirEntry[str]) -> bool:
+    """Atomic writes leave `.name.tmp` files beside their targets while in progress: not queue items."""
+    return not entry.name.startswith(".")
+
+
+def count_queue(raw_dir: Path, processed_dir: Path) -> QueueCounts:
+    """RAW: `<id>.mp4` = recording waiting for the worker, `<id>/part-*` = segments not joined yet.
+    PROCESSED: `<id>.mp4` = finished video waiting for its upload."""
+    jobs = segments = uploads = 0
+    try:
+        with os.scandir(raw_dir) as it:
+            for entry in it:
+                if not _visible(entry):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    with os.scandir(entry.path) as parts:
+                        segments += sum(1 for p in parts if _visible(p) and p.is_file())
+                elif entry.name.endswith(".mp4"):
+                    jobs += 1
+    except FileNotFoundError:
+        pass
+    try:
+        with os.scandir(processed_dir) as it:
+            uploads = sum(1 for e in it if _visible(e) and e.is_file() and e.name.endswith(".mp4"))
+    except FileNotFoundError:
+        pass
+    return QueueCounts(jobs_waiting=jobs, segments_waiting=segments, uploads_pending=uploads)
+
+
+def _ref(booking: ScheduledBooking) -> BookingRef:
+    return BookingRef(id=booking.id, user_id=booking.user_id, start_time=booking.start_time,
+                      end_time=booking.end_time)
+
+
+def bookings_around(snapshot: ScheduleSnapshot | None, now: datetime,
+                    recording_now: str | None = None) -> tuple[BookingRef | None, BookingRef | None]:
+    """(current, next): a confirmed booking whose slot contains `now`, the earliest confirmed one after it."""
+    if snapshot is None:
+        return None, None
+    current = next_up = None
+    for b in sorted(snapshot.bookings, key=lambda b: b.start_time):
+        to_record = b.status == BookingStatus.confirmed or b.id == recording_now
+        if not to_record:
+            continue
+        if b.start_time <= now < b.end_time and current is None:
+            current = _ref(b)
+        elif b.start_time > now and next_up is None:
+            next_up = _ref(b)
+    return current, next_up
+
+
+@dataclass(frozen=True)
+class FaultNote:
+    reason: str
+    active: bool
+    kind: str | None = None
+
+    @property
+    def is_camera(self) -> bool:
+        """The recorder also reports e.g. `disk_low`; only camera kinds (or an unknown kind) fault the camera."""
+        return self.kind is None or self.kind.startswith("camera")
+
+
+def fault_from_text(payload: bytes) -> FaultNote:
+    """A recorder fault message of any shape (JSON object, JSON string, plain text) -> reason, active, kind."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = text
+    if isinstance(data, dict):
+        active = not (data.get("active") is False or data.get("cleared") is True
+                      or str(data.get("state", "")).lower() in _CLEARED_WORDS)
+        reason = next((str(data[k]) for k in _REASON_KEYS if data.get(k)), text)
+        kind = data.get("kind")
+        return FaultNote(reason[:REASON_LIMIT], active, str(kind)[:32] if kind else None)
+    reason = str(data)
+    return FaultNote(reason[:REASON_LIMIT], reason.lower() not in _CLEARED_WORDS)
+
+
+class PipelineTracker:
+    """Bus handlers (called on paho's thread) plus a consistent view for the collector thread."""
+
+    def __init__(self, camera_id: str, state_path: Path, cache_path: Path | None = None) -> None:
+        self.camera_id = camera_id
+        self.state_path = state_path
+        self._lock = threading.Lock()
+        self._schedule: ScheduleSnapshot | None = None
+        self._memory = self._load()
+        if cache_path is not None:
+            self._load_cache(cache_path)
+
+    # ---- persistence -----------------------------------------------------------------------------
+
+    def _load(self) -> PipelineMemory:
+        try:
+            return PipelineMemory.model_validate_json(self.state_path.read_bytes())
+        except FileNotFoundError:
+            return PipelineMemory()
+        except (OSError, ValidationError) as exc:
+            log.warning("ignoring unreadable %s: %s", self.state_path, exc)
+            return PipelineMemory()
+
+    def _save(self) -> None:
+        """Called with the lock held; events are rare, so a write per event is cheap."""
+        try:
+            write_text_atomic(self.state_path, self._memory.model_dump_json())
+        except OSError:
+            log.exception("could not save %s", self.state_path)
+
+    def _load_cache(self, path: Path) -> None:
+        """Until the retained schedule arrives (or if the broker lost it), the device's bookings cache."""
+        try:
+            snapshot = read_cache(path)
+        except CacheFormatError as exc:
+            log.warning("bookings cache unusable: %s", exc)
+            return
+        if snapshot is not None and snapshot.camera_id == self.camera_id:
+            self._schedule = snapshot
+
+    # ---- bus handlers ----------------------------------------------------------------------------
+
+    def on_bookings(self, _topic: str, snapshot: ScheduleSnapshot) -> None:
+        if snapshot.camera_id != self.camera_id:
+            return
+        with self._lock:
+            if self._schedule is None or snapshot.revision >= self._schedule.revision:
+                self._schedule = snapshot
+
+    def on_recording_started(self, _topic: str, event: RecordingStarted) -> None:
+        with self._lock:
+            self._memory.recording_now = event.booking_id
+            self._memory.camera_fault = None  # frames are arriving: the camera works
+            self._save()
+
+    def on_recording_finished(self, _topic: str, event: RecordingFinished) -> None:
+        with self._lock:
+            if self._memory.recording_now == event.booking_id:
+                self._memory.recording_now = None
+                self._save()
+
+    def on_video_failed(self, topic: str, event: VideoFailed) -> None:
+        reason = f"{event.element}: {event.reason}"[:REASON_LIMIT]
+        self._error("worker", ServiceError(at=event.sent_at, topic=topic, reason=reason, booking_id=event.booking_id))
+
+    def on_deadletter(self, _topic: str, letter: DeadLetter) -> None:
+        parts = letter.topic.split("/")
+        if len(parts) > 2 and parts[0] == ROOT and parts[1] not in (self.camera_id, "media"):
+            return  # another camera's message on a shared broker
+        self._error(letter.service[:32], ServiceError(at=letter.sent_at, topic=letter.topic,
+                                                       reason=letter.error[:REASON_LIMIT]))
+
+    def on_recorder_fault(self, topic: str, payload: bytes) -> None:
+        note = fault_from_text(payload)
+        now = utc_now()
+        with self._lock:
+            if note.is_camera:
+                self._memory.camera_fault = CameraFault(reason=note.reason, at=now) if note.active else None
+            if note.active:
+                reason = f"{note.kind}: {note.reason}" if note.kind else note.reason
+                self._memory.last_errors["recorder"] = ServiceError(at=now, topic=topic, reason=reason[:REASON_LIMIT])
+            self._save()
+
+    def _error(self, service: str, error: ServiceError) -> None:
+        with self._lock:
+            self._memory.last_errors[service] = error
+            self._save()
+
+    # ---- view ------------------------------------------------------------------------------------
+
+    def view(self, now: datetime) -> PipelineView:
+        with self._lock:
+            memory = self._memory.model_copy(deep=True)
+            schedule = self._schedule
+        current, next_up = bookings_around(schedule, now, memory.recording_now)
+        return PipelineView(
+            recording_now=memory.recording_now,
+            current_booking=current,
+            next_booking=next_up,
+            camera_fault=memory.camera_fault.reason if memory.camera_fault else None,
+            last_errors=memory.last_errors,
+        )
