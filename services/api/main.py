@@ -1,46 +1,110 @@
-"""The FastAPI application: bookings, videos, media and status for the venue's app."""
+"""The FastAPI application: bookings, videos, media, status, live events and the dashboard."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
-from services.api.deps import AppState
-from services.api.routes import bookings, health, media, status, videos
+from services.api.auth import Authenticator
+from services.api.deps import UNAUTHORIZED, AppState
+from services.api.events import EventHub
+from services.api.limits import BodySizeLimit
+from services.api.read_cache import ReadCache
+from services.api.routes import bookings, dashboard, events, health, media, share, status, videos
 from services.api.schedule import SchedulePublisher
+from services.api.share import ShareSigner
+from services.api.thumbnails import ThumbnailCache
 from shared.bus import MqttBus
 from shared.settings import Settings
 from shared.store import Store, open_store
+from shared.sync import start_cloud_sync
+from shared.topics import MEDIA_UPDATED
 
 log = logging.getLogger(__name__)
 
+_UPLOAD_PATH = re.compile(r"^/users/[^/]+/media/")
+_MULTIPART_OVERHEAD = 64 * 1024
+
+DESCRIPTION = """
+Bookings, finished videos, media and device status for one court camera, plus live events and a
+dashboard at [`/`](/).
+
+**Auth.** Every endpoint except `/health`, `/` and valid share links needs `Authorization: Bearer <API_TOKEN>`
+(compared in constant time). When `SUPABASE_JWT_SECRET` is set, a Supabase user's access token may also
+*read* that user's own bookings, videos and settings. `/events`, video downloads and thumbnails accept the
+token as `?token=` too, for browser elements that cannot send headers.
+
+**Limits.** Request bodies: `MAX_REQUEST_BODY_MB` (default 1 MB), media uploads `MAX_UPLOAD_MB`
+(intros; logos 5 MB); larger bodies get a 413 even when sent chunked. Browser origins allowed by CORS:
+`CORS_ORIGINS` (none by default).
+
+**Times** are ISO 8601 with an offset (`Z` or `+01:00`); timestamps without one are refused with a 422.
+"""
+
+TAGS = [
+    {"name": "bookings", "description": "The schedule the recorder follows"},
+    {"name": "videos", "description": "Finished videos: metadata, download, thumbnails, share links"},
+    {"name": "share links", "description": "Public pages for shared videos; the signed token is the credential"},
+    {"name": "media", "description": "Users' intro videos, logos and sponsor logos"},
+    {"name": "status", "description": "Device health as reported by the status service"},
+    {"name": "events", "description": "Live MQTT events as Server-Sent Events"},
+    {"name": "health", "description": "Liveness without a token"},
+    {"name": "dashboard", "description": "The operator's page"},
+]
+
 
 def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | None = None) -> FastAPI:
-    if settings.api_token is None:
-        raise ValueError("API_TOKEN is not set: refusing to serve an API without authentication")
+    auth = Authenticator(settings)  # refuses to build an API without API_TOKEN
+    assert settings.api_token is not None
     store = store or open_store(settings)
     bus = bus or MqttBus(settings, "api")
-    state = AppState(settings=settings, store=store, bus=bus, schedule=SchedulePublisher(settings, store, bus))
+    hub = EventHub()
+    bus.subscribe_text(f"ezrec/{settings.camera_id}/#", hub.on_mqtt)
+    bus.subscribe_text(MEDIA_UPDATED, hub.on_mqtt)
+    state = AppState(
+        settings=settings, store=store, bus=bus, schedule=SchedulePublisher(settings, store, bus), auth=auth,
+        hub=hub, shares=ShareSigner(settings.api_token.get_secret_value()),
+        thumbnails=ThumbnailCache(settings.data_dir / "cache" / "thumbnails"), reads=ReadCache(store),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.attach(asyncio.get_running_loop())
         bus.start()
         # The retained snapshot must reflect the store even if the broker lost it (no persistence).
         state.schedule.publish(settings.camera_id)
+        cloud_sync = start_cloud_sync(settings, store, bus, lambda: state.schedule.publish(settings.camera_id))
         yield
+        if cloud_sync is not None:
+            cloud_sync.stop()
+        hub.close()
         bus.stop()
 
-    app = FastAPI(
-        title="EZREC device API",
-        version="1",
-        description="Bookings, finished videos, media and device status for one court camera. "
-        "Every endpoint except /health needs `Authorization: Bearer <API_TOKEN>`.",
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="EZREC device API", version="1", description=DESCRIPTION, openapi_tags=TAGS,
+                  lifespan=lifespan)
     app.state.ezrec = state
-    for module in (health, bookings, videos, media, status):
+
+    body_limit = int(settings.max_request_body_mb * 1024 * 1024)
+    upload_limit = settings.max_upload_mb * 1024 * 1024 + _MULTIPART_OVERHEAD
+    app.add_middleware(BodySizeLimit, limit_for=lambda path: upload_limit if _UPLOAD_PATH.match(path) else body_limit)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Range"],
+            expose_headers=["Content-Range", "Accept-Ranges", "Content-Length", "Content-Disposition"],
+            max_age=600,
+        )
+
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    for module in (dashboard, health, bookings, videos, share, media, events):
         app.include_router(module.router)
+    app.include_router(status.router, responses=UNAUTHORIZED)
+    app.include_router(media.notify_router)
     return app

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import uvicorn
 
 from services.api.main import create_app
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 
+GRACEFUL_SHUTDOWN_S = 5
+
+
+class _Server(uvicorn.Server):
+    """Ends the open /events streams as soon as shutdown starts: they never finish by themselves."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
 
 def run(settings: Settings) -> int:
     runtime = ServiceRuntime("api", settings)
     app = create_app(settings)
     runtime.start_heartbeat()
-    # uvicorn installs its own SIGINT/SIGTERM handling and shuts the lifespan (and bus) down cleanly.
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    # uvicorn handles SIGINT/SIGTERM and shuts the lifespan (and the bus) down cleanly.
+    _Server(config, app.state.ezrec.hub.close_threadsafe).run()
     runtime.stop.set()
     return 0

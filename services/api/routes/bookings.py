@@ -1,17 +1,47 @@
-"""Bookings: create (one or many), list, read, delete."""
+"""Bookings: create (one or many), list, read, change times, cancel."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
-from services.api.deps import Authorized, State
+from services.api.booking_rules import (
+    Phase,
+    RuleViolation,
+    cancel_action,
+    check_change,
+    check_times,
+    end_now,
+)
+from services.api.deps import BODY_ERRORS, FORBIDDEN, UNAUTHORIZED, Authorized, Reader, State, only_own
+from services.api.schemas import BookingTimes, ConflictError, Error, unprocessable
 from shared.models import Booking, BookingIn, BookingStatus
-from shared.store import BookingConflict
+from shared.store import BookingConflict, NotFound
 from shared.timeutil import UtcDatetime, utc_now
 
-router = APIRouter(prefix="/bookings", tags=["bookings"], dependencies=[Authorized])
+router = APIRouter(prefix="/bookings", tags=["bookings"], responses=UNAUTHORIZED)
+
+RULES = """
+**What may change, by the booking's phase** (now = the device's clock):
+
+- *upcoming* (confirmed, not started): PUT accepts any valid times; DELETE removes it (**204**).
+- *in progress* (confirmed, start <= now < end): PUT may change `end_time` only, not into the past, and the
+  recorder stops at the new end; DELETE ends it now (**200** with the booking, `end_time` = now): the
+  recorder stops, keeps what it recorded and the video is made as usual.
+- *ended* (confirmed, end passed: being finalised, or missed): PUT and DELETE answer **409**.
+- *recorded* (`completed`, `video_processed`, `video_uploaded`): PUT and DELETE answer **409**;
+  the recording and its video are kept.
+
+Every change keeps the creation rules: aware ISO 8601 times, end after start, at most MAX_BOOKING_MINUTES,
+no overlap with another booking on the same camera (409 naming it). The retained schedule snapshot on
+`ezrec/<camera_id>/bookings` and `DATA_DIR/bookings.json` are rewritten after every change.
+"""
+
+BookingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["court1-2026-11-25-1800"],
+                                description="[A-Za-z0-9_-]{1,64}")]
 
 _EXAMPLE = {
     "id": "court1-2026-11-25-1800",
@@ -19,93 +49,177 @@ _EXAMPLE = {
     "start_time": "2026-11-25T18:00:00Z",
     "end_time": "2026-11-25T19:00:00Z",
 }
+_EXAMPLES: dict[str, Any] = {
+    "one": {"summary": "One booking", "value": _EXAMPLE},
+    "list": {"summary": "Several bookings, all or nothing", "value": [
+        _EXAMPLE, {**_EXAMPLE, "id": "court1-2026-11-25-1900", "start_time": "2026-11-25T19:00:00+01:00",
+                   "end_time": "2026-11-25T20:30:00+01:00"}]},
+}
+_NOT_FOUND = {404: {"model": Error, "description": "No such booking"}}
+_BOOKING_LIST = TypeAdapter(list[Booking])
+_CONFLICT = {"model": ConflictError}
 
 
-def _check_rules(items: list[BookingIn], max_minutes: int) -> None:
+def _not_found(booking_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"booking {booking_id} not found")
+
+
+def _conflict(message: str, conflicting_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, detail={"message": message, "conflicting_id": conflicting_id})
+
+
+def _violation(exc: RuleViolation, booking_id: str, loc: tuple[str | int, ...] = ("body",)) -> Exception:
+    if exc.status == 422:
+        return unprocessable(((*loc, exc.field or "body"), f"{booking_id}: {exc.message}"))
+    return _conflict(exc.message, booking_id)
+
+
+def _check_new(items: list[BookingIn], single: bool, max_minutes: int) -> None:
     now = utc_now()
     problems = []
-    for item in items:
-        if item.end_time - item.start_time > timedelta(minutes=max_minutes):
-            problems.append(f"{item.id}: longer than MAX_BOOKING_MINUTES={max_minutes}")
-        if item.end_time <= now:
-            problems.append(f"{item.id}: ends in the past")
+    for index, item in enumerate(items):
+        try:
+            check_times(item.start_time, item.end_time, now, max_minutes)
+        except RuleViolation as exc:
+            loc = ("body", exc.field or "body") if single else ("body", index, exc.field or "body")
+            problems.append((loc, f"{item.id}: {exc.message}"))
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):
-        problems.append("the same id appears twice in one request")
+        problems.append((("body",), "the same id appears twice in one request"))
     if problems:
-        raise HTTPException(422, detail=problems)
+        raise unprocessable(*problems)
 
 
 @router.post(
     "",
     response_model=Booking | list[Booking],
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Authorized],
     summary="Create one booking or a list (all or nothing)",
+    description="Idempotent: sending the same id with the same details again answers 200 with the stored "
+    "booking; the same id with different details is a 409. Times must carry an offset (`Z` or `+01:00`).",
     responses={
-        200: {"description": "Every booking already existed with the same details (idempotent retry)"},
-        409: {"description": "Same id with different details, or overlap with another booking"},
-        422: {"description": "Naive timestamp, end before start, too long, bad id"},
+        200: {"model": Booking | list[Booking], "description": "Every booking already existed, identical"},
+        409: {**_CONFLICT, "description": "Same id with different details, or overlap with another booking"},
+        **BODY_ERRORS,
+        422: {"description": "Naive timestamp, end not after start, too long, ends in the past, bad id"},
     },
 )
 def create_bookings(
     state: State,
     response: Response,
-    body: BookingIn | list[BookingIn] = Body(..., examples=[_EXAMPLE]),
+    body: BookingIn | list[BookingIn] = Body(..., openapi_examples=_EXAMPLES),
 ) -> Booking | list[Booking]:
-    items = body if isinstance(body, list) else [body]
+    single = not isinstance(body, list)
+    items = [body] if isinstance(body, BookingIn) else body
     if not items:
-        raise HTTPException(422, detail="empty list")
-    _check_rules(items, state.settings.max_booking_minutes)
+        raise unprocessable((("body",), "empty list"))
+    _check_new(items, single, state.settings.max_booking_minutes)
     try:
         results = state.store.create_bookings(items, state.settings.camera_id)
     except BookingConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            detail={"message": str(exc), "conflicting_id": exc.conflicting_id}) from exc
+        raise _conflict(str(exc), exc.conflicting_id) from exc
     if not any(created for _, created in results):
         response.status_code = status.HTTP_200_OK
     for camera_id in sorted({b.camera_id for b, created in results if created}):
         state.schedule.publish(camera_id)
     bookings = [b for b, _ in results]
-    return bookings if isinstance(body, list) else bookings[0]
+    return bookings[0] if single else bookings
 
 
-@router.get("", response_model=list[Booking], summary="List bookings, filtered")
-def list_bookings(
+@router.get("", response_model=list[Booking], summary="List bookings, filtered", responses=FORBIDDEN,
+            description="Ordered by start time. A user token (Supabase JWT) only ever sees its own bookings.")
+async def list_bookings(
     state: State,
-    camera_id: str | None = None,
-    user_id: str | None = None,
+    principal: Reader,
+    camera_id: str | None = Query(None, examples=["cam1"]),
+    user_id: str | None = Query(None, examples=["player42"]),
     status_: BookingStatus | None = Query(None, alias="status"),
-    from_: UtcDatetime | None = Query(None, alias="from", description="bookings ending after this time"),
-    to: UtcDatetime | None = Query(None, description="bookings starting before this time"),
-) -> list[Booking]:
-    return state.store.list_bookings(camera_id=camera_id, user_id=user_id, status=status_,
-                                     ends_after=from_, starts_before=to)
+    from_: UtcDatetime | None = Query(None, alias="from", description="bookings ending after this time",
+                                      examples=["2026-11-25T00:00:00Z"]),
+    to: UtcDatetime | None = Query(None, description="bookings starting before this time",
+                                   examples=["2026-11-26T00:00:00Z"]),
+) -> Response:
+    user = only_own(principal, user_id)
+
+    def build() -> bytes:
+        return _BOOKING_LIST.dump_json(state.store.list_bookings(
+            camera_id=camera_id, user_id=user, status=status_, ends_after=from_, starts_before=to))
+
+    body = await state.reads.get(("bookings", camera_id, user, status_, from_, to), build)
+    return Response(body, media_type="application/json")
 
 
-@router.get("/{booking_id}", response_model=Booking, responses={404: {"description": "No such booking"}})
-def get_booking(state: State, booking_id: str) -> Booking:
+@router.get("/{booking_id}", response_model=Booking, summary="One booking", responses=_NOT_FOUND)
+def get_booking(state: State, principal: Reader, booking_id: BookingId) -> Booking:
+    booking = state.store.get_booking(booking_id)
+    if booking is None or not principal.can_read(booking.user_id):
+        raise _not_found(booking_id)
+    return booking
+
+
+@router.put(
+    "/{booking_id}",
+    response_model=Booking,
+    dependencies=[Authorized],
+    summary="Change a booking's start and end",
+    description=RULES,
+    responses={**_NOT_FOUND,
+               409: {**_CONFLICT, "description": "Overlap (names the other booking), or the booking's phase "
+                     "forbids the change (names this booking)"},
+               **BODY_ERRORS,
+               422: {"description": "Naive timestamp, end not after start, too long, ends in the past"}},
+)
+def update_booking(state: State, booking_id: BookingId, body: BookingTimes) -> Booking:
     booking = state.store.get_booking(booking_id)
     if booking is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"booking {booking_id} not found")
-    return booking
+        raise _not_found(booking_id)
+    try:
+        check_change(booking, body.start_time, body.end_time, utc_now(), state.settings.max_booking_minutes)
+    except RuleViolation as exc:
+        raise _violation(exc, booking_id) from exc
+    if (body.start_time, body.end_time) == (booking.start_time, booking.end_time):
+        return booking
+    try:
+        updated = state.store.update_booking_times(booking_id, body.start_time, body.end_time)
+    except NotFound as exc:
+        raise _not_found(booking_id) from exc
+    except BookingConflict as exc:
+        raise _conflict(str(exc), exc.conflicting_id) from exc
+    state.schedule.publish(updated.camera_id)
+    return updated
 
 
 @router.delete(
     "/{booking_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    summary="Cancel a booking that has not started",
-    responses={404: {"description": "No such booking"},
-               409: {"description": "Already started or recorded: the recording is kept"}},
+    response_class=Response,
+    dependencies=[Authorized],
+    summary="Cancel a booking (or end one that is recording)",
+    description=RULES,
+    responses={200: {"model": Booking, "description": "It was recording: ended now, the recording so far is kept"},
+               204: {"description": "It had not started: removed"},
+               **_NOT_FOUND,
+               409: {**_CONFLICT, "description": "It has ended or been recorded: nothing is deleted"}},
 )
-def delete_booking(state: State, booking_id: str) -> Response:
+def delete_booking(state: State, booking_id: BookingId) -> Response:
     booking = state.store.get_booking(booking_id)
     if booking is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"booking {booking_id} not found")
-    if booking.status != BookingStatus.confirmed or booking.start_time <= utc_now():
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            detail=f"booking {booking_id} has started or been recorded ({booking.status})")
-    state.store.delete_booking(booking_id)
-    state.schedule.publish(booking.camera_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
+        raise _not_found(booking_id)
+    now = utc_now()
+    try:
+        action = cancel_action(booking, now)
+    except RuleViolation as exc:
+        raise _violation(exc, booking_id) from exc
+    if action == Phase.upcoming:
+        state.store.delete_booking(booking_id)
+        state.schedule.publish(booking.camera_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    try:
+        ended = state.store.update_booking_times(booking_id, booking.start_time, end_now(booking, now))
+    except NotFound as exc:
+        raise _not_found(booking_id) from exc
+    except BookingConflict as exc:  # the recorder finished it meanwhile
+        raise _conflict(str(exc), exc.conflicting_id) from exc
+    state.schedule.publish(ended.camera_id)
+    return JSONResponse(ended.model_dump(mode="json"), status_code=status.HTTP_200_OK)

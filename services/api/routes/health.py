@@ -15,5 +15,5 @@ class Health(BaseModel):
 
 
 @router.get("/health", response_model=Health, summary="Liveness; the only endpoint without a token")
-def health(state: State) -> Health:
+async def health(state: State) -> Health:
     return Health(status="ok", mqtt_connected=state.bus.connected.is_set(), camera_id=state.settings.camera_id)

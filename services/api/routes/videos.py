@@ -1,43 +1,142 @@
-"""Finished videos: list, metadata, download (with HTTP Range)."""
+"""Finished videos: list, metadata, download (HTTP Range), thumbnail, and signed share links."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
 from fastapi.responses import FileResponse
 
-from services.api.deps import Authorized, State
-from shared.models import Video
+from services.api.auth import Principal
+from services.api.deps import BODY_ERRORS, FORBIDDEN, UNAUTHORIZED, Authorized, Reader, ReaderOrQuery, State, only_own
+from services.api.schemas import Error, Revoked, ShareLinkIn, ShareLinkOut
+from services.api.thumbnails import ThumbnailError
+from shared.models import ShareLink, Video
+from shared.timeutil import utc_now
 
-router = APIRouter(prefix="/videos", tags=["videos"], dependencies=[Authorized])
+router = APIRouter(prefix="/videos", tags=["videos"], responses=UNAUTHORIZED)
+
+VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["9b2f4c1e-5d6a-5b7c-8d9e-0f1a2b3c4d5e"])]
+_NOT_FOUND = {404: {"model": Error, "description": "No such video, or its file is not on this device"}}
 
 
-@router.get("", response_model=list[Video], summary="List videos, optionally for one booking or user")
-def list_videos(state: State, booking_id: str | None = None, user_id: str | None = None) -> list[Video]:
-    return state.store.list_videos(booking_id=booking_id, user_id=user_id)
-
-
-def _video_or_404(state: State, video_id: str) -> Video:
+def video_or_404(state: State, video_id: str, principal: Principal | None = None) -> Video:
     video = state.store.get_video(video_id)
-    if video is None:
+    if video is None or (principal is not None and not principal.can_read(video.user_id)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"video {video_id} not found")
     return video
 
 
-@router.get("/{video_id}", response_model=Video, responses={404: {"description": "No such video"}})
-def get_video(state: State, video_id: str) -> Video:
-    return _video_or_404(state, video_id)
+def video_file_response(state: State, video: Video, *, download: bool) -> FileResponse:
+    path = state.store.local_object_path("videos", video.storage_path)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"file for video {video.id} is not on this device")
+    return FileResponse(path, media_type="video/mp4", filename=f"{video.booking_id}.mp4",
+                        content_disposition_type="attachment" if download else "inline")
+
+
+@router.get("", response_model=list[Video], summary="List videos, newest first", responses=FORBIDDEN,
+            description="Optionally for one booking or one user. A user token only sees its own videos.")
+def list_videos(
+    state: State,
+    principal: Reader,
+    booking_id: str | None = Query(None, examples=["court1-2026-11-25-1800"]),
+    user_id: str | None = Query(None, examples=["player42"]),
+    limit: int | None = Query(None, ge=1, le=1000, description="At most this many (newest first)"),
+) -> list[Video]:
+    videos = state.store.list_videos(booking_id=booking_id, user_id=only_own(principal, user_id))
+    return videos[:limit] if limit else videos
+
+
+@router.get("/{video_id}", response_model=Video, summary="One video's metadata", responses=_NOT_FOUND)
+def get_video(state: State, principal: Reader, video_id: VideoId) -> Video:
+    return video_or_404(state, video_id, principal)
 
 
 @router.get(
     "/{video_id}/download",
     response_class=FileResponse,
-    summary="Download the MP4 (supports Range requests for seeking)",
-    responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "Partial content"},
-               404: {"description": "No such video"}},
+    summary="The MP4 (supports Range requests for seeking)",
+    description="Accepts the token as `?token=` too, so a `<video src>` can play it.",
+    responses={200: {"content": {"video/mp4": {}}, "description": "The whole file"},
+               206: {"content": {"video/mp4": {}}, "description": "The requested byte range"},
+               416: {"description": "Range not satisfiable"}, **_NOT_FOUND},
 )
-def download_video(state: State, video_id: str) -> FileResponse:
-    video = _video_or_404(state, video_id)
+def download_video(state: State, principal: ReaderOrQuery, video_id: VideoId,
+                   inline: bool = Query(False, description="Play in the browser instead of saving")) -> FileResponse:
+    return video_file_response(state, video_or_404(state, video_id, principal), download=not inline)
+
+
+@router.get(
+    "/{video_id}/thumbnail",
+    response_class=FileResponse,
+    summary="A JPEG of one frame (320 px wide), for lists",
+    description="Made on first request from a frame in the middle of the video and cached on disk. "
+    "Accepts the token as `?token=` too, so an `<img src>` can show it.",
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The thumbnail"}, **_NOT_FOUND,
+               422: {"description": "Bad id, or the video file cannot be decoded"}},
+)
+def video_thumbnail(state: State, principal: ReaderOrQuery, video_id: VideoId) -> FileResponse:
+    video = video_or_404(state, video_id, principal)
     path = state.store.local_object_path("videos", video.storage_path)
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"file for video {video_id} is not on this device")
-    return FileResponse(path, media_type="video/mp4", filename=f"{video.booking_id}.mp4")
+    try:
+        jpeg = state.thumbnails.get(video.id, path)  # a sync endpoint: decoding runs in the thread pool
+    except ThumbnailError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return FileResponse(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+# ---- share links -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/{video_id}/share",
+    response_model=ShareLinkOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Authorized],
+    summary="Create a signed, expiring share link",
+    description="Anyone with the link can watch (`url`: a page with a player) or fetch the MP4 (`video_url`, "
+    "with Range) until it expires or is revoked; no token header is needed. Links are signed with a key "
+    "derived from API_TOKEN: rotating API_TOKEN invalidates them all.",
+    responses={**_NOT_FOUND, **BODY_ERRORS},
+)
+def create_share_link(request: Request, state: State, video_id: VideoId,
+                      body: ShareLinkIn | None = Body(None)) -> ShareLinkOut:
+    video = video_or_404(state, video_id)
+    ttl = min(body.expires_in_s or state.settings.share_link_ttl, state.settings.share_link_ttl) if body else \
+        state.settings.share_link_ttl
+    now = utc_now().replace(microsecond=0)
+    link = state.store.create_share_link(ShareLink(id=secrets.token_urlsafe(12), video_id=video.id,
+                                                   created_at=now, expires_at=now + timedelta(seconds=ttl)))
+    token = state.shares.sign(link.id, link.video_id, link.expires_at)
+    page = str(request.url_for("share_page", token=token))
+    return ShareLinkOut(id=link.id, video_id=video.id, token=token, url=page, video_url=f"{page}/video",
+                        expires_at=link.expires_at)
+
+
+@router.get("/{video_id}/share", response_model=list[ShareLink], dependencies=[Authorized],
+            summary="The video's share links (tokens are not stored; revoked ones included)", responses=_NOT_FOUND)
+def list_share_links(state: State, video_id: VideoId) -> list[ShareLink]:
+    video_or_404(state, video_id)
+    return state.store.list_share_links(video_id)
+
+
+@router.delete("/{video_id}/share", response_model=Revoked, dependencies=[Authorized],
+               summary="Revoke every share link of the video", responses=_NOT_FOUND)
+def revoke_all_share_links(state: State, video_id: VideoId) -> Revoked:
+    video_or_404(state, video_id)
+    return Revoked(revoked=state.store.revoke_share_links(video_id))
+
+
+@router.delete("/{video_id}/share/{link_id}", response_model=Revoked, dependencies=[Authorized],
+               summary="Revoke one share link", responses={404: {"model": Error, "description": "No such link"}})
+def revoke_share_link(state: State, video_id: VideoId,
+                      link_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]) -> Revoked:
+    link = state.store.get_share_link(link_id)
+    if link is None or link.video_id != video_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"share link {link_id} not found for video {video_id}")
+    return Revoked(revoked=state.store.revoke_share_links(video_id, link_id))

@@ -1,0 +1,92 @@
+"""Request and response bodies that only the HTTP API uses (shared records live in shared/models.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.models import SafeId
+from shared.timeutil import UtcDatetime
+
+
+class Error(BaseModel):
+    detail: str = Field(examples=["booking court1-2026-11-25-1800 not found"])
+
+
+class ConflictDetail(BaseModel):
+    message: str = Field(examples=["booking b2 overlaps booking b1 on camera cam1"])
+    conflicting_id: str = Field(examples=["b1"], description="The other booking (or this one, for a state conflict)")
+
+
+class ConflictError(BaseModel):
+    detail: ConflictDetail
+
+
+class BookingTimes(BaseModel):
+    """New times for an existing booking (PUT /bookings/{id})."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"start_time": "2026-11-25T18:00:00Z", "end_time": "2026-11-25T19:30:00Z"}]})
+
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> BookingTimes:
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        return self
+
+
+class ShareLinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"expires_in_s": 86400}]})
+
+    expires_in_s: int | None = Field(
+        None, ge=60, description="Lifetime in seconds; at most SHARE_LINK_TTL, which is also the default")
+
+
+class ShareLinkOut(BaseModel):
+    id: SafeId = Field(description="Link id, for revoking this one link")
+    video_id: str
+    token: str = Field(description="Signed token; anyone holding it can watch the video until it expires")
+    url: str = Field(description="The share page (plays the video in a browser, no token header needed)",
+                     examples=["http://192.0.2.10:8000/share/eyJ...abc"])
+    video_url: str = Field(description="The MP4 itself (supports Range)")
+    expires_at: UtcDatetime
+
+
+class Revoked(BaseModel):
+    revoked: int = Field(ge=0, description="How many links were revoked by this call", examples=[1])
+
+
+class UserSettingsIn(BaseModel):
+    """Point a user's media at objects already in the `media` bucket (uploaded elsewhere)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "intro_video_path": "player42/media/intro-3f2a9c0d11e4b5a6.mp4",
+        "logo_path": "player42/media/logo-0c1d2e3f4a5b6c7d.png",
+        "sponsor_logo_paths": ["player42/media/sponsor-9a8b7c6d5e4f3a2b.png"],
+    }]})
+
+    intro_video_path: str | None = None
+    logo_path: str | None = None
+    sponsor_logo_paths: list[str] = Field(default_factory=list, max_length=3)
+
+
+class MediaNotify(BaseModel):
+    """Media of a user changed outside this API (e.g. in the venue app's own storage)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"user_id": "player42", "kind": "logo", "path": "player42/media/logo-0c1d2e3f4a5b6c7d.png"}]})
+
+    user_id: SafeId
+    kind: Literal["intro", "logo", "sponsor_logo"]
+    path: str | None = Field(None, description="New object path in the `media` bucket, or null when removed")
+
+
+def unprocessable(*problems: tuple[tuple[str | int, ...], str]) -> RequestValidationError:
+    """A 422 shaped exactly like FastAPI's own (HTTPValidationError), so clients parse one format."""
+    errors: list[dict[str, Any]] = [{"loc": list(loc), "msg": msg, "type": "value_error"} for loc, msg in problems]
+    return RequestValidationError(errors)

@@ -1,0 +1,143 @@
+"""The dashboard in headless Chromium (Debian's package, driven by Playwright): the token is asked once,
+a booking's status moves on the page as the services' events arrive, without a reload."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from shared.bus import MqttBus
+from shared.models import BookingStatus, SystemStatusRow
+from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot, VideoUploaded
+from shared.store import LocalStore
+from shared.timeutil import isoformat_z, utc_now
+from tests.api.conftest import AUTH, seed_video
+from tests.conftest import TOKEN
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT_COPY = Path("/tmp/ezrec-dashboard.png")  # for a human look after a run; the test uses tmp_path
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: run scripts/system-deps.sh (apt-get install chromium)")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+            viewport={"width": 1200, "height": 860}, timezone_id="UTC")
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def _status_snapshot(camera_id: str) -> StatusSnapshot:
+    now = utc_now()
+    return StatusSnapshot(camera_id=camera_id, collected_at=now, cpu_percent=23.2, load_1m=0.42, memory_percent=41.0,
+                          memory_used_mb=812, disk_total_gb=58.0, disk_free_gb=31.2, uptime_s=3 * 86400 + 7200,
+                          cpu_temperature_c=52.3, services={"recorder": "online", "worker": "online"})
+
+
+def test_dashboard_shows_live_booking_status(live_api, settings, browser_page, tmp_path, camera_id):
+    server = live_api()
+    store = LocalStore(settings.data_dir)
+    seed_video(settings, tmp_path, booking_id="earlier-today", user_id="player7", seconds=2.0)
+    snapshot = _status_snapshot(camera_id)
+    store.put_system_status(SystemStatusRow(camera_id=camera_id, collected_at=snapshot.collected_at,
+                                            snapshot=snapshot.model_dump(mode="json")))
+    start = utc_now() - timedelta(seconds=60)  # in progress: on "today" whatever the time of day
+    created = httpx.post(f"{server.url}/bookings", headers=AUTH, json={
+        "id": "court1-live", "user_id": "player42", "start_time": isoformat_z(start),
+        "end_time": isoformat_z(start + timedelta(minutes=30))})
+    assert created.status_code == 201, created.text
+
+    page = browser_page
+    page.goto(server.url + "/")
+    expect(page.locator("#login")).to_be_visible()
+    page.fill("#token", TOKEN)
+    page.click("#login button[type=submit]")
+    status = page.locator('tr[data-booking-id="court1-live"] .status')
+    expect(status).to_have_text("Confirmed", timeout=15_000)
+    expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+    # The API's own `online` arrives through /events: the relay is subscribed before anything is published.
+    expect(page.locator("#services")).to_contain_text("api: online", timeout=15_000)
+    expect(page.locator("#health-list")).to_contain_text("23 %")
+    page.evaluate("window.__sameDocument = true")
+
+    bus = MqttBus(settings, "test-services", client_id=f"test-{camera_id}-services",
+                  outbox_path=tmp_path / "services-outbox.db")
+    bus.start()
+    try:
+        assert bus.wait_connected(15)
+        bus.publish(bus.topics.recording_started, RecordingStarted(
+            booking_id="court1-live", camera_id=camera_id, first_frame_at=start))
+        expect(status).to_have_text("Recording", timeout=15_000)
+
+        store.advance_booking_status("court1-live", BookingStatus.completed)
+        now = utc_now()
+        bus.publish(bus.topics.recording_finished, RecordingFinished(
+            booking_id="court1-live", camera_id=camera_id, user_id="player42", file="court1-live.mp4",
+            first_frame_at=start, last_frame_at=now, frames=900, size_bytes=123456))
+        expect(status).to_have_text("Recorded", timeout=15_000)
+
+        video, _ = seed_video(settings, tmp_path, booking_id="court1-live", user_id="player42", seconds=2.0)
+        store.advance_booking_status("court1-live", BookingStatus.video_uploaded)
+        bus.publish(bus.topics.video_uploaded, VideoUploaded(
+            booking_id="court1-live", video_id=video.id, storage_path=video.storage_path,
+            size_bytes=video.size_bytes))
+        expect(status).to_have_text("Ready", timeout=15_000)
+        card = page.locator(f'.video-card[data-video-id="{video.id}"]')
+        expect(card).to_be_visible(timeout=15_000)
+
+        bus.publish(bus.topics.status, _status_snapshot(camera_id).model_copy(update={"cpu_percent": 67.0}),
+                    retain=True)
+        expect(page.locator("#health-list")).to_contain_text("67 %", timeout=15_000)
+    finally:
+        bus.stop()
+
+    assert page.evaluate("window.__sameDocument") is True  # every change arrived without a reload
+    page.wait_for_function("[...document.querySelectorAll('.video-card img')].every(i => i.complete && "
+                           "i.naturalWidth === 320)", timeout=15_000)
+    card.click()
+    expect(page.locator("#player-title")).to_have_text("court1-live (player42)")
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    shutil.copyfile(shot, SCREENSHOT_COPY)
+
+    # The token was asked once: a reload goes straight to the data.
+    page.reload()
+    expect(page.locator('tr[data-booking-id="court1-live"] .status')).to_have_text("Ready", timeout=15_000)
+    expect(page.locator("#login")).to_be_hidden()
+
+
+def test_dashboard_asks_again_when_the_token_is_refused(live_api, browser_page):
+    server = live_api()
+    page = browser_page
+    page.goto(server.url + "/")
+    page.fill("#token", "wrong-token")
+    page.click("#login button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text("The device refused this token.", timeout=15_000)
+    expect(page.locator("#app")).to_be_hidden()
+    assert page.evaluate("localStorage.getItem('ezrec.token')") is None
+
+
+def test_share_page_plays_in_chromium(live_api, settings, browser_page, tmp_path):
+    server = live_api()
+    video, _ = seed_video(settings, tmp_path, booking_id="shared", user_id="player42", seconds=2.0)
+    link = httpx.post(f"{server.url}/videos/{video.id}/share", headers=AUTH).json()
+    page = browser_page
+    page.goto(link["url"])  # a stranger's browser: no token anywhere
+    page.wait_for_function("document.getElementById('player').readyState >= 2", timeout=15_000)
+    assert page.evaluate("document.getElementById('player').duration") == pytest.approx(2.0, abs=0.2)
+    assert page.evaluate("localStorage.length") == 0
+    httpx.delete(f"{server.url}/videos/{video.id}/share", headers=AUTH)
+    assert page.goto(link["url"]).status == 410
