@@ -26,8 +26,6 @@ from shared.schedule_cache import write_snapshot
 from shared.settings import Settings
 from shared.store import LocalStore
 from shared.timeutil import isoformat_z, utc_now
-from tests.broker import Broker
-from tests.conftest import Listener
 
 FAST = dict(camera_warmup_s=0.5, segment_seconds=1.0, camera_stall_s=1.0, booking_check_interval=1.0)
 """Test defaults: short warm-up and 1 s segments, so a 2-3 s booking spans several segments."""
@@ -143,26 +141,3 @@ def payload_of(listener_messages: list[tuple[str, bytes, bool]], key: str, value
         if isinstance(data, dict) and data.get(key) == value:
             out.append(data)
     return out
-
-
-
-class QuickListener(Listener):
-    """The shared Listener, closed disconnect-first so paho's loop ends at once instead of after its 1 s select."""
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def listen(running_broker: Broker) -> Iterator[Callable[[str], Listener]]:
-    listeners: list[Listener] = []
-
-    def _listen(topic: str) -> Listener:
-        listener = QuickListener(running_broker.port, topic)
-        listeners.append(listener)
-        return listener
-
-    yield _listen
-    for listener in listeners:
-        listener.close()
