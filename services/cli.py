@@ -78,6 +78,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    from services.video_worker.intro_cache import IntroCache
     from services.video_worker.pipeline import EncodeSettings, LogoSpec, RecordingUnreadable, process_video
 
     setup_logging("process", "INFO")
@@ -85,14 +86,16 @@ def cmd_process(args: argparse.Namespace) -> int:
     logos = [LogoSpec(path=Path(p), corner=corners[i % 4]) for i, p in enumerate(args.logo or [])]
     encode = EncodeSettings(codec=args.codec, preset=args.preset, crf=args.crf,
                             bitrate=args.bitrate, threads=args.threads)
+    cache = IntroCache(Path(args.intro_cache)) if args.intro_cache else None
     try:
         result = process_video(Path(args.input), Path(args.output), intro=Path(args.intro) if args.intro else None,
-                               logos=logos, encode=encode)
+                               logos=logos, encode=encode, intro_cache=cache)
     except RecordingUnreadable as exc:
         print(f"cannot read {args.input}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"output": str(result.output), "frames": result.frames, "duration_s": result.duration_s,
-                      "intro_frames": result.intro_frames, "warnings": result.warnings}))
+                      "intro_frames": result.intro_frames, "intro_cached": result.intro_cached,
+                      "elapsed_s": round(result.elapsed_s, 3), "warnings": result.warnings}))
     return 0
 
 
@@ -136,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--crf", type=int, default=23)
     process.add_argument("--bitrate", type=int, default=None, help="bits per second (overrides --crf)")
     process.add_argument("--threads", type=int, default=0)
+    process.add_argument("--intro-cache", metavar="DIR",
+                         help="keep the intro prepared for this output here and reuse it (default: prepare it anew)")
     process.set_defaults(func=cmd_process)
     init_env = sub.add_parser("init-env", help="create .env with a random API_TOKEN if it has none")
     init_env.add_argument("--env-file", default=".env")

@@ -150,6 +150,12 @@ class MqttBus:
         with self._wake:
             self._wake.notify_all()
 
+    def reassert_online(self) -> None:
+        """Say `online` again. Processes that share one availability topic (scaled-out workers) overwrite
+        each other's retained state: one's last will must not leave the others marked offline for long."""
+        if self.connected.is_set():
+            self._client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
+
     def publish_transient(self, topic: str, payload: BaseModel) -> None:
         """QoS 0, not kept while offline: for progress ticks where only the latest matters."""
         if self.connected.is_set():

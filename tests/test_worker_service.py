@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from services.recorder.join import join_segments
 from services.video_worker import jobs as jobs_module
+from services.video_worker.intro_cache import file_sha256
 from services.video_worker.service import build
 from shared.bus import MqttBus
 from shared.models import BookingIn, BookingStatus, UserSettings
-from shared.payloads import RecordingFinished
+from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment
 from shared.store import LocalStore
 from shared.timeutil import utc_now
+from shared.topics import MEDIA_UPDATED
 from tests.media import make_intro, make_logo_png, make_recording, probe
+from tests.video_worker.segments import frame_numbers, record_segments
 
 
 class FlakyStore(LocalStore):
@@ -35,8 +41,8 @@ class FlakyStore(LocalStore):
         return super().put_object(bucket, path, src, content_type)
 
 
-def _setup(settings, store, tmp_path, booking_id="b1", with_media=True) -> Path:
-    start = utc_now() - timedelta(seconds=10)
+def _setup(settings, store, tmp_path, booking_id="b1", with_media=True, ago=10.0) -> Path:
+    start = utc_now() - timedelta(seconds=ago)
     store.create_bookings([BookingIn(id=booking_id, user_id="u1", start_time=start,
                                      end_time=start + timedelta(seconds=2))], settings.camera_id)
     store.advance_booking_status(booking_id, BookingStatus.completed)
@@ -133,3 +139,237 @@ def test_unreadable_recording_is_kept_and_reported(settings, tmp_path, run_worke
     event = json.loads(payload)
     assert event["element"] == "recording" and event["final"] is True
     assert raw.exists(), "an unreadable recording is evidence: never deleted"
+
+
+# ---------------------------------------------------------------------------------- segments
+
+
+def _segment_booking(settings, store, booking_id, counts, *, start=None, fps=15, user="u1"):
+    """A booking that ended a moment ago, recorded as recorder segments of `counts` frames each."""
+    total = sum(counts)
+    start = start or (utc_now() - timedelta(seconds=total / fps + 1)).replace(microsecond=0)
+    end = start + timedelta(seconds=total / fps)
+    store.create_bookings([BookingIn(id=booking_id, user_id=user, start_time=start, end_time=end)],
+                          settings.camera_id)
+    return record_segments(settings.raw_dir, booking_id, user, start, counts, fps=fps, end=end)
+
+
+def _wait_status(store, booking_id, status, timeout=60.0):
+    deadline = utc_now() + timedelta(seconds=timeout)
+    while utc_now() < deadline and store.get_booking(booking_id).status != status:
+        threading.Event().wait(0.1)
+    return store.get_booking(booking_id).status
+
+
+def test_segments_become_the_video_before_the_recording_is_joined(settings, tmp_path, run_worker, listen):
+    store = LocalStore(settings.data_dir)
+    intro = make_intro(tmp_path / "intro.mp4", 1.0, size=(320, 240), fps=25)
+    store.put_object("media", "u1/media/intro-x.mp4", intro, "video/mp4")
+    store.put_user_settings(UserSettings(user_id="u1", intro_video_path="u1/media/intro-x.mp4"))
+    booking_dir, segments = _segment_booking(settings, store, "s1", [15, 15, 9])
+    events = listen(f"ezrec/{settings.camera_id}/video/#")
+    worker, bus = run_worker(store)
+    for seg in segments:
+        bus.publish(bus.topics.recording_segment, seg.event("s1", settings.camera_id, "u1"))
+    assert _wait_status(store, "s1", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
+    [video] = store.list_videos(booking_id="s1")
+    stored = store.local_object_path("videos", video.storage_path)
+    intro_frames = 15
+    assert frame_numbers(stored, skip=intro_frames) == list(range(39)), "every recorded frame, in order, once"
+    info = probe(stored)
+    assert info["frames"] == intro_frames + 39 and abs(info["duration"] - (1.0 + 39 / 15)) <= 1 / 15
+    assert worker.jobs.get("s1").mode == "parts"
+    progress = [json.loads(p) for t, p, _ in events.messages if t.endswith("/video/progress")]
+    assert progress and progress[-1]["percent"] == 100.0 and all(0 <= p["percent"] <= 100 for p in progress)
+    # The recorder joins its segments and announces it: the worker checks the count and removes the recording.
+    raw = make_recording(settings.raw_dir / "s1.mp4", 39 / 15, size=(320, 240), fps=15)
+    bus.publish(bus.topics.recording_finished, RecordingFinished(
+        booking_id="s1", camera_id=settings.camera_id, user_id="u1", file="s1.mp4", first_frame_at=utc_now(),
+        last_frame_at=utc_now(), frames=39, size_bytes=raw.stat().st_size, segments=3))
+    deadline = utc_now() + timedelta(seconds=20)
+    while utc_now() < deadline and raw.exists():
+        threading.Event().wait(0.1)
+    assert not raw.exists() and worker.jobs.get("s1").mode == "parts", "not processed a second time"
+    assert not (settings.processed_dir / "s1").exists() and not (settings.processed_dir / "s1.mp4").exists()
+    assert len(store.list_videos(booking_id="s1")) == 1
+
+
+def _publish_segments(bus, settings, booking_id, segments, user="u1"):
+    for seg in segments:
+        bus.publish(bus.topics.recording_segment, seg.event(booking_id, settings.camera_id, user))
+
+
+def _finished(bus, settings, booking_id, raw, frames, user="u1"):
+    bus.publish(bus.topics.recording_finished, RecordingFinished(
+        booking_id=booking_id, camera_id=settings.camera_id, user_id=user, file=raw.name, first_frame_at=utc_now(),
+        last_frame_at=utc_now(), frames=frames, size_bytes=raw.stat().st_size))
+
+
+def test_corrupt_segment_is_skipped_with_a_warning(settings, run_worker, listen):
+    store = LocalStore(settings.data_dir)
+    _, segments = _segment_booking(settings, store, "c1", [15, 15, 15])
+    segments[1].path.write_bytes(b"\x00\x00\x00\x18ftypiso5" + bytes(range(256)) * 64)  # disk damage
+    failed = listen(f"ezrec/{settings.camera_id}/video/failed")
+    worker, bus = run_worker(store)
+    _publish_segments(bus, settings, "c1", segments)
+    assert _wait_status(store, "c1", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
+    [video] = store.list_videos(booking_id="c1")
+    assert frame_numbers(store.local_object_path("videos", video.storage_path)) == [*range(15), *range(30, 45)]
+    _, payload = failed.wait_for(lambda t, p: "seg-00001" in json.loads(p)["reason"], timeout=10)
+    event = json.loads(payload)
+    assert event["element"] == "recording" and event["final"] is False
+
+
+def test_segments_lost_before_processing_fall_back_to_the_whole_recording(settings, run_worker):
+    store = LocalStore(settings.data_dir)
+    booking_dir, segments = _segment_booking(settings, store, "w1", [15, 15, 12])
+    worker, bus = run_worker(store)
+    _publish_segments(bus, settings, "w1", segments[:1])  # the worker saw the first segment only ...
+    deadline = utc_now() + timedelta(seconds=20)
+    while utc_now() < deadline and not any(p.state == "done" for p in worker.jobs.parts("w1")):
+        threading.Event().wait(0.05)
+    raw = join_segments([s.path for s in segments], booking_dir.target, booking_dir.read_meta().origin).path
+    shutil.rmtree(booking_dir.path)  # ... then the recorder joined and removed them (the worker was busy)
+    _finished(bus, settings, "w1", raw, 42)
+    assert _wait_status(store, "w1", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
+    [video] = store.list_videos(booking_id="w1")
+    assert frame_numbers(store.local_object_path("videos", video.storage_path)) == list(range(42))
+    assert worker.jobs.get("w1").mode == "whole" and not raw.exists()
+
+
+def test_video_made_early_is_made_again_when_the_recording_holds_more(settings, tmp_path, run_worker):
+    """The segments reached the booking's end, but the joined recording has more frames (end moved): redo."""
+    store = LocalStore(settings.data_dir)
+    booking_dir, segments = _segment_booking(settings, store, "m1", [15, 15])
+    worker, bus = run_worker(store)
+    _publish_segments(bus, settings, "m1", segments)
+    assert _wait_status(store, "m1", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
+    assert worker.jobs.get("m1").mode == "parts"
+    _, longer = record_segments(tmp_path / "other", "m1", "u1", segments[0].start_at, [15, 15, 10], fps=15)
+    raw = join_segments([s.path for s in longer], booking_dir.target, segments[0].start_at).path
+    _finished(bus, settings, "m1", raw, 40)
+    deadline = utc_now() + timedelta(seconds=30)
+    while utc_now() < deadline and (worker.jobs.get("m1").mode != "whole" or worker.jobs.get("m1").state != "done"):
+        threading.Event().wait(0.1)
+    [video] = store.list_videos(booking_id="m1")
+    assert frame_numbers(store.local_object_path("videos", video.storage_path)) == list(range(40))
+    assert not raw.exists()
+
+
+def test_media_updates_fetch_prepare_and_invalidate(settings, tmp_path, run_worker):
+    from services.video_worker.fmt import OutputFormat
+    from services.video_worker.pipeline import EncodeSettings
+
+    store = LocalStore(settings.data_dir)
+    worker, bus = run_worker(store)
+    intros = worker.ctx.intros
+    fmt = OutputFormat(width=320, height=240, rate=Fraction(15), pix_fmt="yuv420p", full_range=False, bt709=False,
+                       colour=(("color_range", 1),), encode=EncodeSettings(preset="ultrafast"))
+    intros.remember_format(fmt)  # as after any processed recording of this camera
+    a = make_intro(tmp_path / "a.mp4", 0.5, size=(320, 240), fps=15)
+    b = make_intro(tmp_path / "b.mp4", 0.6, size=(320, 240), fps=15)
+    for name, path in (("intro-a.mp4", a), ("intro-b.mp4", b)):
+        store.put_object("media", f"u1/media/{name}", path, "video/mp4")
+
+    def use(intro: str | None) -> None:
+        store.put_user_settings(UserSettings(user_id="u1", intro_video_path=intro))
+        bus.publish(MEDIA_UPDATED, MediaUpdated(user_id="u1", kind="intro", path=intro))
+
+    def prepared(path: Path) -> bool:
+        return intros.lookup(file_sha256(path), fmt) is not None
+
+    def settle(predicate) -> bool:
+        deadline = utc_now() + timedelta(seconds=20)
+        while utc_now() < deadline and not predicate():
+            threading.Event().wait(0.05)
+        return predicate()
+
+    cached = settings.media_dir / "u1" / "media"
+    use("u1/media/intro-a.mp4")
+    assert settle(lambda: prepared(a)), "new intro fetched and prepared before any booking needs it"
+    assert (cached / "intro-a.mp4").is_file()
+    use("u1/media/intro-b.mp4")
+    assert settle(lambda: prepared(b) and not prepared(a)), "replaced intro: its preparation dropped"
+    assert not (cached / "intro-a.mp4").exists()
+    use(None)
+    assert settle(lambda: not prepared(b) and not (cached / "intro-b.mp4").exists()), "removed intro dropped"
+
+
+def test_changed_settings_apply_to_the_next_booking_even_without_an_event(settings, tmp_path, run_worker):
+    store = LocalStore(settings.data_dir)
+    a = make_intro(tmp_path / "a.mp4", 1.0, size=(320, 240), fps=15)
+    b = make_intro(tmp_path / "b.mp4", 0.4, size=(320, 240), fps=15)
+    store.put_object("media", "u1/media/intro-a.mp4", a, "video/mp4")
+    store.put_object("media", "u1/media/intro-b.mp4", b, "video/mp4")
+    store.put_user_settings(UserSettings(user_id="u1", intro_video_path="u1/media/intro-a.mp4"))
+    _setup(settings, store, tmp_path, "first", with_media=False, ago=60)
+    worker, _ = run_worker(store)
+    assert _wait_status(store, "first", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
+    prepared_a = list((settings.media_dir / ".prepared").glob("*.mp4"))
+    assert len(prepared_a) == 1
+    store.put_user_settings(UserSettings(user_id="u1", intro_video_path="u1/media/intro-b.mp4"))  # no event
+    _setup(settings, store, tmp_path, "second", with_media=False)
+    assert _wait_status(store, "second", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
+    [first] = store.list_videos(booking_id="first")
+    [second] = store.list_videos(booking_id="second")
+    assert probe(store.local_object_path("videos", first.storage_path))["frames"] == 15 + 30
+    assert probe(store.local_object_path("videos", second.storage_path))["frames"] == 6 + 30
+    assert not (settings.media_dir / "u1" / "media" / "intro-a.mp4").exists(), "the old intro left the cache"
+    assert not prepared_a[0].exists(), "and its preparation with it"
+
+
+def test_video_is_joined_along_with_the_last_segments(settings, run_worker, caplog):
+    """Near its end, a booking's join streams: it copies each segment as soon as it is processed."""
+    from services.recorder.camera import CapturedFrame
+    from services.recorder.layout import BookingDir
+    from services.recorder.writer import EncodeSpec, SegmentWriter
+    from shared.payloads import RecordingSegment, ScheduledBooking
+    from tests.video_worker.segments import numbered_frame
+
+    store = LocalStore(settings.data_dir)
+    fps, per_segment, total = 15, 15, 75
+    start = utc_now().replace(microsecond=0) - timedelta(seconds=2)
+    end = start + timedelta(seconds=total / fps)
+    store.create_bookings([BookingIn(id="live", user_id="u1", start_time=start, end_time=end)], settings.camera_id)
+    booking_dir = BookingDir(settings.raw_dir, "live")
+    meta = booking_dir.ensure_meta(ScheduledBooking(id="live", user_id="u1", start_time=start, end_time=end,
+                                                    status="confirmed"), origin=start)
+    caplog.set_level("INFO", logger="services.video_worker")
+    worker, bus = run_worker(store)
+
+    def record() -> None:  # the recorder, at the camera's pace
+        for first in range(0, total, per_segment):
+            index, path = booking_dir.next_segment()
+            writer = SegmentWriter(path, meta.origin, encode=EncodeSpec(320, 240, fps))
+            for n in range(first, first + per_segment):
+                at = start + timedelta(seconds=n / fps)
+                threading.Event().wait(max(0.0, (at - utc_now()).total_seconds()))
+                writer.write(CapturedFrame(numbered_frame(n, (320, 240)), at))
+            writer.close()
+            bus.publish(bus.topics.recording_segment, RecordingSegment(
+                booking_id="live", camera_id=settings.camera_id, user_id="u1", index=index,
+                file=booking_dir.relative(path), start_at=writer.first_at, end_at=writer.last_at,
+                frames=writer.frames, size_bytes=writer.size_bytes))
+
+    recorder = threading.Thread(target=record)
+    recorder.start()
+    recorder.join()
+    assert _wait_status(store, "live", BookingStatus.video_uploaded, timeout=30) == BookingStatus.video_uploaded
+    [video] = store.list_videos(booking_id="live")
+    assert frame_numbers(store.local_object_path("videos", video.storage_path)) == list(range(total))
+    assert "streamed join" in caplog.text and worker.jobs.get("live").mode == "parts"
+
+
+def test_events_naming_files_outside_the_recorder_layout_are_set_aside(settings, run_worker, listen):
+    store = LocalStore(settings.data_dir)
+    dead = listen("ezrec/deadletter")
+    worker, bus = run_worker(store)
+    bus.publish(bus.topics.recording_segment, RecordingSegment(
+        booking_id="x1", camera_id=settings.camera_id, user_id="u1", index=0, file="../../state/worker-jobs.db",
+        start_at=utc_now(), end_at=utc_now(), frames=1))
+    bus.publish(bus.topics.recording_finished, RecordingFinished(
+        booking_id="x1", camera_id=settings.camera_id, user_id="u1", file="../x1.mp4", first_frame_at=utc_now(),
+        last_frame_at=utc_now(), frames=1, size_bytes=1))
+    dead.wait_for(lambda t, p: json.loads(p)["topic"].endswith("/recording/finished"), timeout=10)
+    dead.wait_for(lambda t, p: json.loads(p)["topic"].endswith("/recording/segment"), timeout=10)
+    assert worker.jobs.parts("x1") == [] and worker.jobs.get("x1") is None

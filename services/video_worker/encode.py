@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,7 +27,7 @@ class EncodeSettings:
     preset: str = "veryfast"
     crf: int | None = 23
     bitrate: int | None = None  # bits/s; when set, a VBV-capped target instead of crf
-    threads: int = 0  # 0 = let the encoder decide
+    threads: int = 0  # 0 = one per CPU (x264's own default, 1.5 per CPU, costs ~10 MB a thread at 1080p for no gain)
     gop_seconds: float = 2.0
     audio_bitrate: int = 128_000
 
@@ -75,7 +76,7 @@ def add_video_stream(
     cc.time_base = Fraction(rate.denominator, rate.numerator)
     cc.framerate = rate
     cc.gop_size = max(1, round(settings.gop_seconds * float(rate)))
-    cc.thread_count = settings.threads
+    cc.thread_count = settings.threads or (os.cpu_count() or 1 if settings.codec in SOFTWARE_X26X else 0)
     if settings.codec in SOFTWARE_X26X:
         # PyAV defaults encoders to slice threads; x264's frame threads give ~15 % more throughput
         # and no per-frame slices (smaller files), at the cost of latency we do not care about.
@@ -232,3 +233,4 @@ class AudioTrack:
 
 def _length(item: np.ndarray | int) -> int:
     return item if isinstance(item, int) else item.shape[1]
+

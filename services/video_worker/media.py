@@ -1,6 +1,8 @@
 """The user's intro and logos, fetched from the store's `media` bucket into MEDIA_CACHE_DIR.
 
-Object names carry a content hash (the API names them so), so a cached file never goes stale.
+Object names carry a content hash (the API names them so), so a cached file never goes stale; what
+changes is which files the user's settings name. `sync_user` makes the cache follow the settings:
+fetch what is new, drop what is no longer named, and forget the intros prepared from dropped files.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from shared.store import Store, StoreError
 from shared.store.base import check_object_path
 
+from .intro_cache import IntroCache, file_sha256
+
 log = logging.getLogger(__name__)
 
 
@@ -19,15 +23,19 @@ log = logging.getLogger(__name__)
 class UserMedia:
     intro: Path | None = None
     logos: list[Path] = field(default_factory=list)
+    intro_object: str | None = None  # the store paths, frozen into a booking's plan
+    logo_objects: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
 class MediaCache:
-    def __init__(self, store: Store, cache_dir: Path) -> None:
+    def __init__(self, store: Store, cache_dir: Path, intros: IntroCache | None = None) -> None:
         self.store = store
         self.cache_dir = cache_dir
+        self.intros = intros
 
-    def _fetch(self, path: str) -> Path:
+    def local(self, path: str) -> Path:
+        """The cached copy of media object `path`, downloaded first if missing. Raises StoreError/ValueError."""
         check_object_path("media", path)
         local = self.cache_dir / path
         if not local.exists():
@@ -44,24 +52,49 @@ class MediaCache:
             return media
         if settings is None:
             return media
-        if settings.intro_video_path:
+        return self.from_objects(settings.intro_video_path,
+                                 [p for p in [settings.logo_path, *settings.sponsor_logo_paths] if p])
+
+    def from_objects(self, intro: str | None, logos: list[str]) -> UserMedia:
+        media = UserMedia(intro_object=intro, logo_objects=list(logos))
+        if intro:
             try:
-                media.intro = self._fetch(settings.intro_video_path)
+                media.intro = self.local(intro)
             except (StoreError, OSError, ValueError) as exc:
-                media.problems.append(f"intro {settings.intro_video_path} unavailable: {exc}")
-        for path in [p for p in [settings.logo_path, *settings.sponsor_logo_paths] if p]:
+                media.problems.append(f"intro {intro} unavailable: {exc}")
+        for path in logos:
             try:
-                media.logos.append(self._fetch(path))
+                media.logos.append(self.local(path))
             except (StoreError, OSError, ValueError) as exc:
                 media.problems.append(f"logo {path} unavailable: {exc}")
         return media
 
-    def drop_user(self, user_id: str, keep: set[str]) -> None:
-        """After a media change: remove cached files of this user that settings no longer name."""
+    def sync_user(self, user_id: str) -> UserMedia:
+        """Fetch the media the user's settings name now and drop the rest (settings changed or media updated)."""
+        media = self.for_user(user_id)
+        if not any(p.startswith("user settings unavailable") for p in media.problems):
+            keep = {p for p in [media.intro_object, *media.logo_objects] if p}
+            self.drop_user(user_id, keep)
+        return media
+
+    def drop_user(self, user_id: str, keep: set[str]) -> list[Path]:
+        """Remove cached files of this user that `keep` does not name, and the intros prepared from them."""
         user_dir = self.cache_dir / user_id
-        if not user_dir.exists():
-            return
+        dropped: list[Path] = []
+        if not user_dir.is_dir():
+            return dropped
         for file in user_dir.rglob("*"):
             rel = file.relative_to(self.cache_dir).as_posix()
-            if file.is_file() and rel not in keep:
-                file.unlink(missing_ok=True)
+            if not file.is_file() or rel in keep or file.name.startswith("."):
+                continue
+            if self.intros is not None:
+                try:
+                    removed = self.intros.invalidate(file_sha256(file))
+                except OSError:
+                    removed = 0
+                if removed:
+                    log.info("dropped %d prepared intro(s) made from %s", removed, rel)
+            file.unlink(missing_ok=True)
+            dropped.append(file)
+            log.info("media cache: dropped %s (no longer in %s's settings)", rel, user_id)
+        return dropped

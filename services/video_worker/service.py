@@ -1,200 +1,168 @@
-"""The video worker: recording finished -> process (intro + logos, one encode) -> upload -> clean up."""
+"""The video worker: segments and recordings in, finished videos uploaded; several may share one DATA_DIR.
+
+Three loops per worker, each claiming rows of the shared job table under a lease:
+- segments: process the next recorder segment (following one still being written), plus the
+  recovery scan of RAW_RECORDINGS_DIR and media updates;
+- jobs: make a booking's video: join its processed segments (streaming along with the last minutes
+  of the recording) or process the whole recording;
+- uploads: processed videos to the store, retried with backoff, local files removed once confirmed.
+One encoder runs at a time per worker (ctx.encode_slot). Events arrive through MQTT v5 shared
+subscriptions (`$share/workers/...`): each goes to one worker; all workers share the table.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 
-import av
-
-from services.video_worker.jobs import Job, JobState, JobTable
-from services.video_worker.media import MediaCache
-from services.video_worker.pipeline import EncodeSettings, LogoSpec, RecordingUnreadable, process_video
 from shared.bus import MqttBus
-from shared.models import BookingStatus, Video, storage_path_for_video, video_id_for
-from shared.payloads import (
-    MediaUpdated,
-    RecordingFinished,
-    VideoFailed,
-    VideoProcessed,
-    VideoProgress,
-    VideoUploaded,
-)
+from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
 from shared.settings import Settings
 from shared.store import Store
-from shared.timeutil import utc_now
 from shared.topics import MEDIA_UPDATED
+
+from .context import WorkerContext
+from .finish_step import finish_job
+from .intake import Intake
+from .jobs import JobState, JobTable, LostLease
+from .part_step import process_part
+from .upload_step import upload_job
 
 log = logging.getLogger(__name__)
 
-_CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left")
+SHARE_GROUP = "$share/workers/"
+ERROR_PAUSE_S = 1.0
 
 
 class VideoWorker:
     def __init__(self, settings: Settings, store: Store, bus: MqttBus, jobs: JobTable) -> None:
-        self.settings = settings
-        self.store = store
-        self.bus = bus
-        self.jobs = jobs
-        self.media = MediaCache(store, settings.media_dir)
-        self.wake = threading.Event()
-        self.current: str | None = None
-        self.encode = EncodeSettings(codec=settings.encoder, preset=settings.encoder_preset,
-                                     crf=settings.encoder_crf)
+        self.ctx = WorkerContext(settings, store, bus, jobs)
+        self.intake = Intake(self.ctx)
+        self.current: dict[str, str] = {}  # loop -> what it works on (for the heartbeat)
 
-    # ---- intake: events are the fast path, the directory scan the recovery path ---------------
+    @property
+    def jobs(self) -> JobTable:
+        return self.ctx.jobs
 
-    def on_recording_finished(self, _topic: str, event: RecordingFinished) -> None:
-        if event.camera_id != self.settings.camera_id:
-            return
-        if self.jobs.add(event.booking_id, event.user_id, event.file):
-            log.info("job queued for booking %s", event.booking_id)
-        self.wake.set()
-
-    def on_media_updated(self, _topic: str, event: MediaUpdated) -> None:
-        settings = self.store.get_user_settings(event.user_id)
-        keep = set()
-        if settings is not None:
-            keep = {p for p in [settings.intro_video_path, settings.logo_path, *settings.sponsor_logo_paths] if p}
-        self.media.drop_user(event.user_id, keep)
-
-    def scan(self) -> None:
-        raw_dir = self.settings.raw_dir
-        if not raw_dir.exists():
-            return
-        for raw in sorted(raw_dir.glob("*.mp4")):
-            booking_id = raw.stem
-            if self.jobs.get(booking_id) is not None:
-                continue
-            booking = self.store.get_booking(booking_id)
-            if booking is None:
-                log.warning("recording %s has no booking in the store; leaving it", raw.name)
-                continue
-            if self.jobs.add(booking_id, booking.user_id, raw.name):
-                log.info("recovered unprocessed recording %s", raw.name)
-
-    # ---- the loop --------------------------------------------------------------------------------
+    @property
+    def wake(self) -> threading.Event:
+        return self.ctx.wake
 
     def run(self, stop: threading.Event) -> None:
+        """All loops until `stop`; returns once they have ended."""
+        ctx = self.ctx
+        ctx.stop = stop
+        ctx.jobs.release_all(ctx.owners)  # rows a previous run of this worker held: free at once
+        helpers = [threading.Thread(target=self._job_loop, args=(stop,), name="worker-jobs", daemon=True),
+                   threading.Thread(target=self._upload_loop, args=(stop,), name="worker-upload", daemon=True)]
+        for thread in helpers:
+            thread.start()
+        try:
+            self._segment_loop(stop)
+        finally:
+            ctx.finish_wake.set()
+            ctx.upload_wake.set()
+            for thread in helpers:
+                thread.join(timeout=60)
+
+    # ---- loops -----------------------------------------------------------------------------------
+
+    def _segment_loop(self, stop: threading.Event) -> None:
+        ctx, owner = self.ctx, self.ctx.process_owner
         next_scan = 0.0
         while not stop.is_set():
-            now = time.time()
-            if now >= next_scan:
-                self.scan()
-                next_scan = now + self.settings.video_worker_check_interval
-            job = self.jobs.next_due(now)
-            if job is None:
-                wait = self.jobs.seconds_until_next(now)
-                timeout = min(wait if wait is not None else 1e9, max(0.0, next_scan - now))
-                self.wake.wait(timeout)
-                self.wake.clear()
-                continue
-            self.current = job.booking_id
+            if time.time() >= next_scan:
+                self._guard("scan", self.intake.scan)
+                next_scan = time.time() + ctx.settings.video_worker_check_interval
+            self._guard("media", self.intake.sync_media)
             try:
-                self.step(job)
-            finally:
-                self.current = None
+                part = ctx.jobs.claim_part(owner)
+                if part is not None:
+                    self._step("segments", f"{part.booking_id}/{part.idx}", lambda p=part: process_part(ctx, p),
+                               lambda error, p=part: ctx.jobs.retry_part(p.booking_id, p.idx, owner, error))
+                    continue
+                wait = ctx.jobs.seconds_until_next_part(time.time())
+            except Exception:  # the table itself failed (disk, lock timeout): pause, then carry on
+                log.exception("segment loop")
+                wait = ERROR_PAUSE_S
+            self._sleep(ctx.wake, wait, next_scan - time.time())
 
-    def step(self, job: Job) -> None:
-        if job.state == JobState.pending:
-            self._process(job)
-        elif job.state == JobState.processed:
-            self._upload(job)
+    def _job_loop(self, stop: threading.Event) -> None:
+        ctx, owner = self.ctx, self.ctx.finish_owner
+        while not stop.is_set():
+            try:
+                job = ctx.jobs.claim(owner, [JobState.pending])
+                if job is not None:
+                    self._step("jobs", job.booking_id, lambda j=job: finish_job(ctx, j),
+                               lambda error, j=job: ctx.jobs.retry_later(j.booking_id, owner, error))
+                    continue
+                wait = ctx.jobs.seconds_until_next([JobState.pending], time.time())
+            except Exception:
+                log.exception("job loop")
+                wait = ERROR_PAUSE_S
+            self._sleep(ctx.finish_wake, wait, ctx.settings.video_worker_check_interval)
 
-    def _paths(self, job: Job) -> tuple[Path, Path]:
-        return self.settings.raw_dir / job.raw_file, self.settings.processed_dir / f"{job.booking_id}.mp4"
+    def _upload_loop(self, stop: threading.Event) -> None:
+        ctx, owner = self.ctx, self.ctx.upload_owner
+        while not stop.is_set():
+            try:
+                job = ctx.jobs.claim(owner, [JobState.processed])
+                if job is not None:
+                    self._step("uploads", job.booking_id, lambda j=job: upload_job(ctx, j),
+                               lambda error, j=job: ctx.jobs.retry_later(j.booking_id, owner, error))
+                    continue
+                wait = ctx.jobs.seconds_until_next([JobState.processed], time.time())
+            except Exception:
+                log.exception("upload loop")
+                wait = ERROR_PAUSE_S
+            self._sleep(ctx.upload_wake, wait, ctx.settings.video_worker_check_interval)
 
-    def _process(self, job: Job) -> None:
-        raw, output = self._paths(job)
-        if output.exists():  # processed before a crash, state not yet saved
-            self.jobs.set_state(job.booking_id, JobState.processed)
-            return
-        if not raw.exists():
-            self.jobs.fail(job.booking_id, f"raw recording {raw.name} is missing")
-            self.bus.publish(self.bus.topics.video_failed, VideoFailed(
-                booking_id=job.booking_id, element="recording", reason="raw recording missing", final=True))
-            return
-        media = self.media.for_user(job.user_id)
-        for problem in media.problems:
-            log.warning("booking %s: %s", job.booking_id, problem)
-            self.bus.publish(self.bus.topics.video_failed, VideoFailed(
-                booking_id=job.booking_id, element="media", reason=problem))
-        logos = [LogoSpec(path=p, corner=_CORNERS[i % len(_CORNERS)]) for i, p in enumerate(media.logos[:4])]
-        last_tick = [0.0]
+    @staticmethod
+    def _sleep(event: threading.Event, due: float | None, cap: float) -> None:
+        event.wait(max(0.05, min(due if due is not None else cap, cap)))
+        event.clear()
 
-        def progress(percent: float, fps: float) -> None:
-            if time.monotonic() - last_tick[0] >= 1.0:
-                last_tick[0] = time.monotonic()
-                self.bus.publish_transient(self.bus.topics.video_progress, VideoProgress(
-                    booking_id=job.booking_id, percent=min(100.0, max(0.0, percent)), fps=max(0.0, fps)))
-
-        started = time.monotonic()
+    def _step(self, loop: str, what: str, step: Callable[[], None], on_error: Callable[[str], object]) -> None:
+        """One failed step never ends the worker: the row is released and tried again later."""
+        self.current[loop] = what
         try:
-            result = process_video(raw, output, intro=media.intro, logos=logos, encode=self.encode,
-                                   progress=progress)
-        except RecordingUnreadable as exc:
-            log.error("booking %s: recording unreadable: %s (kept at %s)", job.booking_id, exc, raw)
-            self.jobs.fail(job.booking_id, str(exc))
-            self.bus.publish(self.bus.topics.video_failed, VideoFailed(
-                booking_id=job.booking_id, element="recording", reason=str(exc), final=True))
-            return
+            step()
+        except LostLease as exc:
+            log.warning("%s: %s; another worker took it over", what, exc)
         except Exception as exc:
-            delay = self.jobs.retry_later(job.booking_id, f"{type(exc).__name__}: {exc}")
-            log.exception("booking %s: processing failed; retrying in %.0fs", job.booking_id, delay)
-            return
-        for warning in result.warnings:
-            element = next((e for e in ("intro", "logo", "recording", "encoder") if warning.startswith(e)), "media")
-            self.bus.publish(self.bus.topics.video_failed, VideoFailed(
-                booking_id=job.booking_id, element=element, reason=warning))
-        self.jobs.set_state(job.booking_id, JobState.processed)
-        self.store.advance_booking_status(job.booking_id, BookingStatus.video_processed)
-        self.bus.publish(self.bus.topics.video_processed, VideoProcessed(
-            booking_id=job.booking_id, duration_s=result.duration_s, frames=result.frames,
-            size_bytes=output.stat().st_size, warnings=result.warnings))
-        log.info("booking %s processed in %.1fs: %d frames, %.1fs", job.booking_id,
-                 time.monotonic() - started, result.frames, result.duration_s)
+            log.exception("%s: step failed; will be tried again", what)
+            error = f"{type(exc).__name__}: {exc}"
+            self._guard(f"{what} release", lambda: on_error(error))
+        finally:
+            self.current.pop(loop, None)
 
-    def _upload(self, job: Job) -> None:
-        """Local files go only after both the object and the videos row are confirmed."""
-        raw, output = self._paths(job)
-        if not output.exists():
-            # Only reachable if someone removed the output: process again from the raw file.
-            self.jobs.set_state(job.booking_id, JobState.pending)
-            return
-        booking = self.store.get_booking(job.booking_id)
-        camera_id = booking.camera_id if booking else self.settings.camera_id
-        path = storage_path_for_video(job.user_id, job.booking_id)
+    def _guard(self, what: str, step: Callable[[], object]) -> None:
         try:
-            info = self.store.put_object("videos", path, output, "video/mp4")
-            video = self.store.upsert_video(Video(
-                id=video_id_for(job.booking_id), booking_id=job.booking_id, user_id=job.user_id,
-                camera_id=camera_id, storage_path=path, size_bytes=info.size_bytes,
-                duration_seconds=_duration(output), uploaded_at=utc_now()))
-        except Exception as exc:
-            delay = self.jobs.retry_later(job.booking_id, f"{type(exc).__name__}: {exc}")
-            log.warning("booking %s: upload failed (%s); retrying in %.0fs", job.booking_id, exc, delay)
-            self.bus.publish(self.bus.topics.video_failed, VideoFailed(
-                booking_id=job.booking_id, element="upload", reason=str(exc)))
-            return
-        self.store.advance_booking_status(job.booking_id, BookingStatus.video_uploaded)
-        self.bus.publish(self.bus.topics.video_uploaded, VideoUploaded(
-            booking_id=job.booking_id, video_id=video.id, storage_path=path, size_bytes=info.size_bytes))
-        self.jobs.set_state(job.booking_id, JobState.done)
-        output.unlink(missing_ok=True)
-        raw.unlink(missing_ok=True)
-        log.info("booking %s uploaded to videos/%s", job.booking_id, path)
+            step()
+        except LostLease as exc:
+            log.warning("%s: %s", what, exc)
+        except Exception:
+            log.exception("%s failed", what)
 
 
-def _duration(path: Path) -> float:
-    with av.open(str(path)) as container:
-        return float(container.duration or 0) / 1_000_000
+def subscriptions(bus: MqttBus, intake: Intake) -> None:
+    """Recording events go to one worker of the group each (all workers share the table).
+
+    Media updates go to every worker: the topic is not per camera, so its group would span every
+    worker on the broker, and a member whose session outlives it (the broker keeps queueing to it)
+    would swallow updates. Handling one twice costs nothing: the cache is content-addressed.
+    """
+    topics = bus.topics
+    bus.subscribe(SHARE_GROUP + topics.recording_finished, RecordingFinished, intake.on_recording_finished)
+    bus.subscribe(SHARE_GROUP + topics.recording_segment, RecordingSegment, intake.on_recording_segment)
+    bus.subscribe(SHARE_GROUP + topics.recording_started, RecordingStarted, intake.on_recording_started)
+    bus.subscribe(MEDIA_UPDATED, MediaUpdated, intake.on_media_updated)
 
 
 def build(settings: Settings, store: Store, bus: MqttBus) -> VideoWorker:
-    jobs = JobTable(settings.state_dir / "worker-jobs.db")
+    jobs = JobTable(settings.state_dir / "worker-jobs.db", lease_s=settings.worker_lease_s)
     worker = VideoWorker(settings, store, bus, jobs)
-    bus.subscribe(bus.topics.recording_finished, RecordingFinished, worker.on_recording_finished)
-    bus.subscribe(MEDIA_UPDATED, MediaUpdated, worker.on_media_updated)
+    subscriptions(bus, worker.intake)
     return worker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -353,9 +354,13 @@ class LocalStore(Store):
         return self.files_dir / bucket / path
 
     def put_object(self, bucket: str, path: str, src: Path, content_type: str) -> ObjectInfo:
+        """`src` is a finished file its caller never rewrites in place: on the same filesystem the object
+        is a hard link to it (no copy, so storing a long video costs no time), else a copy."""
         target = self._object_file(bucket, path)
-        with atomic_path(target) as tmp:
-            shutil.copyfile(src, tmp)
+        if not _same_file(src, target):  # stored before (a retry): rename() over a link to itself is a no-op
+            with atomic_path(target) as tmp:
+                if not _link(src, tmp):
+                    shutil.copyfile(src, tmp)
         size = target.stat().st_size
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
@@ -393,3 +398,20 @@ class LocalStore(Store):
             "SELECT content_type FROM objects WHERE bucket = ? AND path = ?", (bucket, path)
         ).fetchone()
         return row["content_type"] if row else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _link(src: Path, tmp: Path) -> bool:
+    """Replace the (empty) temp file by a hard link to `src`; False when that is impossible (other filesystem)."""
+    try:
+        tmp.unlink()
+        os.link(src, tmp)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,111 @@
+"""What every step of the worker shares: settings, store, bus, the job table, caches, paths and events."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.bus import MqttBus
+from shared.payloads import VideoFailed, VideoProgress
+from shared.settings import Settings
+from shared.store import Store
+
+from .intro_cache import IntroCache
+from .jobs import JobTable
+from .media import MediaCache
+from .pipeline import EncodeSettings
+
+log = logging.getLogger(__name__)
+
+ELEMENTS = ("intro", "logo", "recording", "encoder", "segment")
+PROGRESS_EVERY_S = 1.0
+
+
+def worker_name(settings: Settings) -> str:
+    """WORKER_ID; `auto` = the host name (a container's is unique per container: `docker compose --scale`)."""
+    if settings.worker_id == "auto":
+        return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48] or "worker"
+    return settings.worker_id or "worker"
+
+
+def element_of(warning: str) -> str:
+    """The VideoFailed element a pipeline warning is about (warnings start with their element's name)."""
+    element = next((e for e in ELEMENTS if warning.startswith(e)), "media")
+    return "recording" if element == "segment" else element
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    store: Store
+    bus: MqttBus
+    jobs: JobTable
+    wake: threading.Event = field(default_factory=threading.Event)  # the segment loop
+    finish_wake: threading.Event = field(default_factory=threading.Event)  # the job loop
+    upload_wake: threading.Event = field(default_factory=threading.Event)  # the upload loop
+    encode_slot: threading.Lock = field(default_factory=threading.Lock)
+    """One encoder at a time per worker (a segment, an intro or a whole recording): memory stays bounded."""
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.name = worker_name(self.settings)
+        self.process_owner = f"{self.name}/process"
+        self.finish_owner = f"{self.name}/finish"
+        self.upload_owner = f"{self.name}/upload"
+        self.intros = IntroCache(self.settings.media_dir / ".prepared")
+        self.media = MediaCache(self.store, self.settings.media_dir, self.intros)
+        self.encode = EncodeSettings(codec=self.settings.encoder, preset=self.settings.encoder_preset,
+                                     crf=self.settings.encoder_crf)
+        self._last_progress: dict[str, float] = {}
+
+    @property
+    def owners(self) -> tuple[str, str, str]:
+        return self.process_owner, self.finish_owner, self.upload_owner
+
+    def wake_all(self) -> None:
+        self.wake.set()
+        self.finish_wake.set()
+
+    # ---- paths -----------------------------------------------------------------------------------
+
+    def raw_path(self, booking_id: str, raw_file: str | None = None) -> Path:
+        return self.settings.raw_dir / (raw_file or f"{booking_id}.mp4")
+
+    def output_path(self, booking_id: str) -> Path:
+        return self.settings.processed_dir / f"{booking_id}.mp4"
+
+    def parts_dir(self, booking_id: str) -> Path:
+        return self.settings.processed_dir / booking_id
+
+    def part_path(self, booking_id: str, idx: int) -> Path:
+        return self.parts_dir(booking_id) / f"part-{idx:05d}.mp4"
+
+    @staticmethod
+    def drop_temps(target: Path) -> None:
+        """Temp files of an earlier attempt at `target` (this worker now holds its lease, so they are garbage)."""
+        if target.parent.is_dir():
+            for tmp in target.parent.glob(f".{target.name}.*"):
+                tmp.unlink(missing_ok=True)
+
+    # ---- events ----------------------------------------------------------------------------------
+
+    def failed(self, booking_id: str, element: str, reason: str, final: bool = False) -> None:
+        self.bus.publish(self.bus.topics.video_failed, VideoFailed(
+            booking_id=booking_id, element=element, reason=reason, final=final, worker=self.name))  # type: ignore[arg-type]
+
+    def warn_all(self, booking_id: str, warnings: list[str]) -> None:
+        for warning in dict.fromkeys(warnings):  # each distinct warning once
+            self.failed(booking_id, element_of(warning), warning)
+
+    def progress(self, booking_id: str, percent: float, fps: float) -> None:
+        now = time.monotonic()
+        if now - self._last_progress.get(booking_id, 0.0) < PROGRESS_EVERY_S and percent < 100:
+            return
+        self._last_progress[booking_id] = now
+        self.bus.publish_transient(self.bus.topics.video_progress, VideoProgress(
+            booking_id=booking_id, percent=min(100.0, max(0.0, percent)), fps=max(0.0, fps), worker=self.name))

@@ -1,0 +1,45 @@
+"""Facts about a booking the worker needs beyond its events: owner, end time, capture origin of a segment.
+
+The store is asked first; the recorder's per-booking metadata (RAW/<booking>/.booking.json) answers for
+a booking the store does not know (yet).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import av
+
+from services.recorder.layout import BookingDir, BookingMeta, UnsafeId
+from services.recorder.timeline import first_capture
+
+from .context import WorkerContext
+
+
+def recorder_meta(ctx: WorkerContext, booking_id: str) -> BookingMeta | None:
+    try:
+        return BookingDir(ctx.settings.raw_dir, booking_id).read_meta()
+    except UnsafeId:
+        return None
+
+
+def booking_user(ctx: WorkerContext, booking_id: str) -> str | None:
+    booking = ctx.store.get_booking(booking_id)
+    if booking is not None:
+        return booking.user_id
+    meta = recorder_meta(ctx, booking_id)
+    return meta.user_id if meta else None
+
+
+def booking_end(ctx: WorkerContext, booking_id: str) -> float | None:
+    """The booking's end (epoch s): the store's, which follows edits, else what the recorder noted."""
+    booking = ctx.store.get_booking(booking_id)
+    if booking is not None:
+        return booking.end_time.timestamp()
+    meta = recorder_meta(ctx, booking_id)
+    return meta.end_time.timestamp() if meta else None
+
+
+def capture_start(container: av.container.InputContainer) -> datetime | None:
+    """Capture time of a recorder file's first frame, from its metadata (see services/recorder/timeline.py)."""
+    return first_capture(container)

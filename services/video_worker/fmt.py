@@ -1,0 +1,104 @@
+"""The output format of one finished video, decided once from the recording's first frame.
+
+Every piece of a video (the prepared intro, each processed segment, the whole-file encode) is encoded
+with exactly this format, so the pieces share one set of H.264 parameters and join by packet copy.
+Its `key` names cached intros and tells whether two pieces can be joined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from .encode import SOFTWARE_X26X, EncodeSettings, add_video_stream, encoder_problem
+
+FALLBACK_CODEC = "libx264"
+AVCOL_RANGE_JPEG = 2
+AVCOL_SPC_BT709 = 1
+UNSPECIFIED_TAGS = (0, 2)  # 0 = RGB/reserved, 2 = unspecified: nothing worth copying
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    width: int
+    height: int
+    rate: Fraction
+    pix_fmt: str
+    full_range: bool
+    bt709: bool
+    colour: tuple[tuple[str, int], ...]
+    encode: EncodeSettings
+
+    @property
+    def time_base(self) -> Fraction:
+        return Fraction(self.rate.denominator, self.rate.numerator)
+
+    @property
+    def colour_tags(self) -> dict[str, int]:
+        return dict(self.colour)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["rate"] = f"{self.rate.numerator}/{self.rate.denominator}"
+        data["colour"] = [list(c) for c in self.colour]
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> OutputFormat:
+        data: dict[str, Any] = json.loads(text)
+        data["rate"] = Fraction(data["rate"])
+        data["colour"] = tuple((str(k), int(v)) for k, v in data["colour"])
+        data["encode"] = EncodeSettings(**data["encode"])
+        return cls(**data)
+
+    @property
+    def key(self) -> str:
+        """Everything that shapes the bitstream (threads excepted: they do not change the parameter sets)."""
+        return hashlib.sha256(replace(self, encode=replace(self.encode, threads=0)).to_json().encode()).hexdigest()[
+            :16
+        ]
+
+
+def working_format(first: av.VideoFrame, codec: str) -> tuple[str, bool]:
+    """Pixel format frames are blended and encoded in, chosen so decoded frames need no conversion."""
+    name = first.format.name
+    if name == "yuvj420p" and codec in SOFTWARE_X26X:
+        return "yuvj420p", True
+    if name == "yuv420p":
+        return "yuv420p", first.color_range == AVCOL_RANGE_JPEG
+    return "yuv420p", False  # anything else is converted per frame (rare: 4:2:2 / 4:4:4 / odd sizes)
+
+
+def colour_tags(first: av.VideoFrame, full_range: bool) -> tuple[tuple[str, int], ...]:
+    tags = [("color_range", AVCOL_RANGE_JPEG if full_range else 1)]
+    for name in ("colorspace", "color_primaries", "color_trc"):
+        value = getattr(first, name, 2)
+        if value not in UNSPECIFIED_TAGS:
+            tags.append((name, int(value)))
+    return tuple(tags)
+
+
+def derive_format(first: av.VideoFrame, rate: Fraction, settings: EncodeSettings) -> tuple[OutputFormat, str | None]:
+    """The format for a recording whose first decoded frame is `first`; plus a warning if the encoder fell back."""
+    width, height = first.width & ~1, first.height & ~1
+    warning = None
+    pix_fmt, full_range = working_format(first, settings.codec)
+    problem = encoder_problem(settings, width, height, rate, pix_fmt)
+    if problem is not None:
+        warning = f"encoder {settings.codec} unusable ({problem}); used {FALLBACK_CODEC}"
+        settings = replace(settings, codec=FALLBACK_CODEC)
+        pix_fmt, full_range = working_format(first, settings.codec)
+    bt709 = first.colorspace == AVCOL_SPC_BT709 or (first.colorspace in UNSPECIFIED_TAGS and height >= 720)
+    fmt = OutputFormat(width=width, height=height, rate=Fraction(rate), pix_fmt=pix_fmt, full_range=full_range,
+                       bt709=bt709, colour=colour_tags(first, full_range), encode=settings)
+    return fmt, warning
+
+
+def add_format_stream(container: av.container.OutputContainer, fmt: OutputFormat) -> av.video.stream.VideoStream:
+    """The encoder for `fmt`: the one place its fields become encoder options."""
+    return add_video_stream(container, fmt.encode, fmt.width, fmt.height, fmt.rate, fmt.pix_fmt, fmt.colour_tags)

@@ -1,0 +1,214 @@
+"""One recorder segment -> one processed piece (logos + the single encode), while the booking is still running.
+
+A segment still being written is followed live (tail.py). The booking's output format and media are
+fixed at its first processed segment (its plan), so every piece of one booking joins by copy.
+When the last segment is done and the booking is over, the booking's job is created at once, without
+waiting for the recorder to join its segments.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from .assemble import recording_over
+from .context import WorkerContext
+from .facts import booking_end, booking_user, capture_start
+from .fmt import OutputFormat
+from .jobs import JobState, Part, PartState
+from .overlay import LogoSpec
+from .pipeline import RecordingUnreadable, encode_part, prepared_logos, recording_format
+from .source import MediaSource, SourceError, count_video_packets
+from .tail import TailReader
+
+log = logging.getLogger(__name__)
+
+CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left")
+CLOSED_AFTER_NEXT_S = 5.0
+"""A segment with a successor that has not changed for this long is closed (the recorder closes it in ms)."""
+STALL_S = 30.0
+"""A segment that has not grown for this long, with no close announced, is given up on (its writer died)."""
+JOIN_LEAD_SEGMENTS = 2
+"""The booking's job starts this many segment lengths before its end (the streaming join needs one)."""
+
+
+def logo_specs(paths: list[Path]) -> list[LogoSpec]:
+    return [LogoSpec(path=p, corner=CORNERS[i % len(CORNERS)]) for i, p in enumerate(paths[:4])]
+
+
+def closed_on_disk(path: Path, successor: bool, joined: bool, booking_over: bool = False,
+                   now: float | None = None) -> bool:
+    """What the files say when no event did: the booking was joined, or the writer has moved on, finished
+    (the booking is over) or died. The recorder closes a segment within milliseconds of its last write."""
+    if joined:
+        return True
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except OSError:
+        return True
+    return ((successor or booking_over) and age > CLOSED_AFTER_NEXT_S) or age > STALL_S
+
+
+def segment_closed(ctx: WorkerContext, booking_id: str, path: Path, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    end = booking_end(ctx, booking_id)
+    return closed_on_disk(path, _successor_exists(path), ctx.raw_path(booking_id).exists(),
+                          booking_over=end is not None and now > end, now=now)
+
+
+def _successor_exists(path: Path) -> bool:
+    stem = path.stem  # seg-NNNNN
+    try:
+        idx = int(stem.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    return (path.parent / f"seg-{idx + 1:05d}.mp4").exists()
+
+
+def process_part(ctx: WorkerContext, part: Part) -> None:
+    owner = ctx.process_owner
+    job = ctx.jobs.get(part.booking_id)
+    if job is not None and (job.state != JobState.pending or job.mode == "whole"):
+        ctx.jobs.finish_part(part.booking_id, part.idx, owner, PartState.gone)  # no longer needed
+        return
+    path = ctx.settings.raw_dir / part.file
+    if not path.is_file():
+        log.info("booking %s: segment %d gone before processing", part.booking_id, part.idx)
+        ctx.jobs.finish_part(part.booking_id, part.idx, owner, PartState.gone)
+        ctx.wake_all()
+        return
+    target = ctx.part_path(part.booking_id, part.idx)
+    ctx.drop_temps(target)
+    reader: TailReader | None = None
+    warnings: list[str] = []
+    try:
+        if not (part.closed or segment_closed(ctx, part.booking_id, path)):
+            def is_closed() -> bool:
+                return ctx.jobs.is_closed(part.booking_id, part.idx) or segment_closed(ctx, part.booking_id, path)
+
+            reader = TailReader(path, is_closed, stall_s=STALL_S, stop=ctx.stop)
+        source = MediaSource(path, stream=reader)
+    except FileNotFoundError:
+        ctx.jobs.finish_part(part.booking_id, part.idx, owner, PartState.gone)
+        ctx.wake_all()
+        return
+    except SourceError as exc:
+        if reader is not None:
+            reader.close()
+        if reader is not None and not reader.complete:
+            ctx.jobs.release_part(part.booking_id, part.idx, owner, delay=1.0 if reader.interrupted else 5.0)
+            return
+        reason = f"segment {path.name} unreadable: {exc}; skipped"
+        log.warning("booking %s: %s", part.booking_id, reason)
+        ctx.jobs.finish_part(part.booking_id, part.idx, owner, PartState.skipped, warnings=[reason],
+                             frames_in=count_video_packets(path), frames_out=0)
+        maybe_job(ctx, part.booking_id)
+        return
+    try:
+        _encode(ctx, part, source, target, reader, warnings)
+    finally:
+        source.close()
+        if reader is not None:
+            reader.close()
+
+
+def _encode(ctx: WorkerContext, part: Part, source: MediaSource, target: Path, reader: TailReader | None,
+            warnings: list[str]) -> None:
+    owner = ctx.process_owner
+    booking_id = part.booking_id
+    plan = _plan(ctx, part, source, warnings)
+    fmt = OutputFormat.from_json(plan["fmt"])
+    media = ctx.media.from_objects(plan.get("intro"), plan.get("logos", []))
+    warnings.extend(media.problems)
+    logos = prepared_logos(logo_specs(media.logos), fmt, warnings)
+    ctx.intros.remember_format(fmt)
+    started_at = capture_start(source.container)
+    first = started_at.timestamp() if started_at else part.start_at
+    end, start = booking_end(ctx, booking_id), plan.get("start")
+    seg_s = ctx.settings.segment_seconds
+
+    def progress(percent: float, fps: float) -> None:
+        """Percent of the whole booking, from where this segment sits in it."""
+        if first is not None and end is not None and start is not None and end > start:
+            percent = 100 * (first - start + percent / 100 * seg_s) / (end - start)
+        ctx.progress(booking_id, min(99.0, percent), fps)
+
+    try:
+        with ctx.encode_slot:
+            if media.intro is not None and not ctx.intros.has(media.intro, fmt):
+                _prepare_intro(ctx, booking_id, media.intro, fmt)
+            result = encode_part(source, target, fmt, logos, warnings, progress,
+                                 expected_frames=max(1, round(seg_s * float(fmt.rate))))
+    except RecordingUnreadable as exc:
+        if reader is not None and not reader.complete:
+            ctx.jobs.release_part(booking_id, part.idx, owner, delay=1.0)
+            return
+        reason = f"segment {Path(part.file).name} unreadable: {exc}; skipped"
+        ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.skipped, warnings=[*warnings, reason],
+                             frames_in=source.video_packets, frames_out=0)
+        maybe_job(ctx, booking_id)
+        return
+    except Exception as exc:
+        log.exception("booking %s: segment %d failed", booking_id, part.idx)
+        if not ctx.jobs.retry_part(booking_id, part.idx, owner, f"{type(exc).__name__}: {exc}"):
+            log.error("booking %s: segment %d failed for good; the recording will be processed whole",
+                      booking_id, part.idx)
+        return
+    if reader is not None and not reader.complete:
+        target.unlink(missing_ok=True)  # cut short: done again once the segment is complete
+        ctx.jobs.release_part(booking_id, part.idx, owner, delay=1.0 if reader.interrupted else 5.0)
+        return
+    start_at = first
+    end_at = (first + result.span_s) if first is not None else part.end_at
+    ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.done, frames_in=result.frames_in,
+                         frames_out=result.frames_out, output=target.relative_to(ctx.settings.processed_dir).as_posix(),
+                         fmt_key=fmt.key, has_audio=result.has_audio, warnings=warnings, start_at=start_at,
+                         end_at=end_at, closed=True)
+    log.info("booking %s: segment %d processed (%d frames)", booking_id, part.idx, result.frames_out)
+    maybe_job(ctx, booking_id)
+
+
+def _plan(ctx: WorkerContext, part: Part, source: MediaSource, warnings: list[str]) -> dict:
+    """The booking's plan: this segment's format and the user's current media, unless an earlier one fixed it."""
+    plan = ctx.jobs.plan(part.booking_id)
+    if plan is not None:
+        return plan
+    fmt = recording_format(source, ctx.encode, warnings)
+    user = part.user_id or booking_user(ctx, part.booking_id)
+    media = ctx.media.sync_user(user) if user else None
+    started_at = capture_start(source.container)
+    booking = ctx.store.get_booking(part.booking_id)
+    proposal = {
+        "fmt": fmt.to_json(),
+        "intro": media.intro_object if media and media.intro else None,
+        "logos": media.logo_objects if media else [],
+        "start": booking.start_time.timestamp() if booking else (started_at.timestamp() if started_at else None),
+    }
+    stored = ctx.jobs.plan(part.booking_id, proposal)
+    assert stored is not None
+    return stored
+
+
+def _prepare_intro(ctx: WorkerContext, booking_id: str, intro: Path, fmt: OutputFormat) -> None:
+    """While the booking runs, so the final join never waits for it."""
+    try:
+        ctx.intros.get(intro, fmt)
+    except Exception as exc:  # reported by the join, where it matters
+        log.info("booking %s: intro not prepared: %s", booking_id, exc)
+
+
+def maybe_job(ctx: WorkerContext, booking_id: str) -> None:
+    """Create the booking's job once its end is near: its join then streams along with the last segments
+    (finish_step.py), and is complete moments after the last one is processed."""
+    parts = ctx.jobs.parts(booking_id)
+    plan = ctx.jobs.plan(booking_id)
+    fps = float(OutputFormat.from_json(plan["fmt"]).rate) if plan else None
+    end = booking_end(ctx, booking_id)
+    now = time.time()
+    near = plan is not None and end is not None and now >= end - JOIN_LEAD_SEGMENTS * ctx.settings.segment_seconds
+    if near or recording_over(parts, end, fps, now):
+        user = next((p.user_id for p in parts if p.user_id), None) or booking_user(ctx, booking_id)
+        if user and ctx.jobs.add(booking_id, user):
+            log.info("booking %s: its video is assembled from here", booking_id)
+    ctx.wake_all()
