@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,12 +80,25 @@ def test_two_workers_split_the_load_and_survive_one_killed_mid_job(workers, make
     # Let `a` finish one video, then kill it while it works on another.
     assert wait_for(lambda: any(e["worker"] == "a" for e in video_events("uploaded")), 60), workers.log("a")[-2000:]
     uploaded_by_a = {e["booking_id"] for e in video_events("uploaded") if e["worker"] == "a"}
-    assert wait_for(lambda: any(e["worker"] == "a" and e["booking_id"] not in uploaded_by_a and e["percent"] < 100
-                                for e in video_events("progress")), 60, every=0.02), "a never started a second job"
+    jobs_db = settings.state_dir / "worker-jobs.db"
+
+    def held_by_a() -> list[str]:
+        with sqlite3.connect(jobs_db) as db:
+            rows = db.execute("SELECT booking_id FROM jobs WHERE owner LIKE 'a/%' AND state = 'pending'")
+            return [r[0] for r in rows]
+
+    def a_mid_job() -> bool:
+        held = held_by_a()
+        return bool(held) and held[0] not in uploaded_by_a and any(
+            e["worker"] == "a" and e["booking_id"] == held[0] and e["percent"] < 100 for e in video_events("progress"))
+
+    assert wait_for(a_mid_job, 60, every=0.02), "a never started a second job"
     a.send_signal(signal.SIGKILL)
     a.wait(timeout=10)
     killed_at = datetime.now(UTC)
-    victim = next(e["booking_id"] for e in reversed(video_events("progress")) if e["worker"] == "a")
+    held = held_by_a()
+    assert len(held) == 1, f"a was killed mid-job: {held}"
+    victim = held[0]
 
     assert wait_for(lambda: all(store.get_booking(b).status == BookingStatus.video_uploaded for b in BOOKINGS), 90), \
         workers.log("b")[-3000:]
