@@ -10,6 +10,9 @@ over several rounds:
   floor       a plain ffmpeg transcode of the recording alone (decode + encode, nothing else)
   ours_plain  `ezrec process` of the recording alone: PyAV's decode + encode (its x264 build is not the
               CLI's), to tell our pipeline's overhead from the difference between the two libx264 builds
+  encode_only our encoder set-up (services/video_worker/fmt.py) fed the recording's frames from memory: no
+              decode, no logo, no intro. No pipeline with this encoder and these settings can beat it, so
+              ffmpeg_s / encode_only_s is the ceiling of speedup_vs_ffmpeg on this machine
 Each figure is the median over the rounds (`best_of_rounds`: the fastest run of each). Peak RSS is
 the largest of our runs (wait4 rusage); the ffmpeg CLI's is reported beside it.
 Checks that our output and ffmpeg's have the same frame count and duration. Prints one JSON object.
@@ -113,6 +116,30 @@ def ours(rec: Path, intro: Path, logo: Path, out: Path, cache: Path) -> list[str
             "--logo", str(logo), "--preset", PRESET, "--bitrate", str(BITRATE), "--intro-cache", str(cache)]
 
 
+def encode_only(rec: Path, out: Path, seconds: int) -> None:
+    """Child-process body of the encode_only run: the recording's first seconds looped from memory."""
+    import av
+
+    sys.path.insert(0, str(ROOT))
+    from services.video_worker.encode import EncodeSettings
+    from services.video_worker.fmt import derive_format
+    from services.video_worker.source import MediaSource
+    from services.video_worker.video_out import VideoOutput
+
+    src = MediaSource(rec)
+    fmt, _ = derive_format(src.first, src.frame_rate(), EncodeSettings(preset=PRESET, crf=None, bitrate=BITRATE))
+    held = [f for f, _ in zip((f for f in src.frames if isinstance(f, av.VideoFrame)), range(5 * FPS), strict=False)]
+    src.close()
+    with av.open(str(out), "w", format="mp4") as container:
+        video = VideoOutput(container, fmt)
+        container.start_encoding()
+        started = time.perf_counter()
+        for i in range(seconds * FPS):
+            video.emit(held[i % len(held)])
+        video.flush()
+        print(json.dumps({"encode_s": time.perf_counter() - started}))
+
+
 def probe(path: Path) -> tuple[int, float]:
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
                           "stream=nb_read_packets:format=duration", "-of", "json", str(path)],
@@ -126,7 +153,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--keep", type=Path, help="keep media and outputs here")
+    parser.add_argument("--encode-only", type=Path, help=argparse.SUPPRESS)  # the encode_only child
     args = parser.parse_args()
+    if args.encode_only:
+        encode_only(args.encode_only, args.encode_only.with_name("encode_only.mp4"), args.seconds)
+        return 0
     if not shutil.which("ffmpeg"):
         raise SystemExit("ffmpeg CLI not found (scripts/system-deps.sh ffmpeg)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="ezrec-bench-"))
@@ -136,7 +167,8 @@ def main() -> int:
         rec, intro, logo = make_media(work, args.seconds)
         warm = work / "cache-warm"
         run(ours(rec, intro, logo, work / "prime.mp4", warm), env)  # prepares the intro once
-        times: dict[str, list[float]] = {"ours": [], "ours_cold": [], "ffmpeg": [], "floor": [], "ours_plain": []}
+        times: dict[str, list[float]] = {"ours": [], "ours_cold": [], "ffmpeg": [], "floor": [], "ours_plain": [],
+                                         "encode_only": []}
         peaks = {"ours": 0.0, "ours_cold": 0.0, "ffmpeg": 0.0}
         load_before = os.getloadavg()
         for i in range(args.rounds):
@@ -155,6 +187,9 @@ def main() -> int:
             times["ours_plain"].append(run([sys.executable, "-m", "services.cli", "process", str(rec), "-o",
                                             str(work / "plain.mp4"), "--preset", PRESET, "--bitrate",
                                             str(BITRATE)], env)[0])
+            child = subprocess.run([sys.executable, __file__, "--encode-only", str(rec), "--seconds",
+                                    str(args.seconds)], capture_output=True, text=True, check=True, env=env)
+            times["encode_only"].append(json.loads(child.stdout.splitlines()[-1])["encode_s"])
         load_after = os.getloadavg()
         med = {k: statistics.median(v) for k, v in times.items()}
         (our_frames, our_dur), (ff_frames, ff_dur) = probe(work / "ours.mp4"), probe(work / "ffmpeg.mp4")
@@ -164,6 +199,8 @@ def main() -> int:
             "ffmpeg_s": round(med["ffmpeg"], 2),
             "transcode_floor_s": round(med["floor"], 2),
             "ours_plain_transcode_s": round(med["ours_plain"], 2),
+            "encode_only_s": round(med["encode_only"], 2),
+            "speedup_ceiling": round(med["ffmpeg"] / med["encode_only"], 3),
             "speedup_vs_ffmpeg": round(med["ffmpeg"] / med["ours"], 3),
             "speedup_vs_ffmpeg_cold": round(med["ffmpeg"] / med["ours_cold"], 3),
             "overhead_vs_floor": round(med["ours"] / med["floor"], 3),
