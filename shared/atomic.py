@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,28 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_stale_temps(directory: Path, patterns: tuple[str, ...], older_than_s: float) -> list[Path]:
+    """Delete temp files of writers killed mid-write; returns what went.
+
+    A live writer keeps touching its temp file, so one untouched for `older_than_s` is dead. The newer of
+    mtime and ctime counts: a temp that is a fresh hard link to an old file has an old mtime but a new ctime.
+    """
+    if not directory.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for pattern in patterns:
+        for path in directory.glob(pattern):
+            try:
+                st = path.lstat()
+                if stat.S_ISREG(st.st_mode) and max(st.st_mtime, st.st_ctime) < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                continue
+    return removed
 
 
 @contextlib.contextmanager

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from shared.atomic import remove_stale_temps
 from shared.models import BookingIn, BookingStatus, Video, video_id_for
 from shared.store import BookingConflict, LocalStore, NotFound
 
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _b(booking_id: str, start_min: int, minutes: int = 60, user: str = "u1", camera: str | None = None) -> BookingIn:
@@ -98,3 +106,50 @@ def test_second_process_sees_writes(tmp_path):
     a.create_bookings([_b("a", 0)], "cam1")
     b.advance_booking_status("a", BookingStatus.completed)
     assert a.get_booking("a").status == BookingStatus.completed
+
+
+def test_a_put_killed_mid_write_leaves_no_temp_behind_after_restart(tmp_path, monkeypatch):
+    """kill -9 between the temp link and the rename: the next start sweeps the temp, keeps every object."""
+    store = LocalStore(tmp_path / "data")
+    src = tmp_path / "video.mp4"
+    src.write_bytes(b"\x00" * 4096)
+    store.put_object("videos", "u1/kept.mp4", src, "video/mp4")
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "import shared.store.local as local\n"
+        "def die(*_a):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "local.os.replace = die\n"  # the line after the temp is written: the rename
+        "local.LocalStore(Path(sys.argv[1])).put_object('videos', 'u1/b.mp4', Path(sys.argv[2]), 'video/mp4')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data"), str(src)], cwd=ROOT)
+    assert proc.returncode == -signal.SIGKILL
+    temps = list((tmp_path / "data" / "files" / "videos" / "u1").glob(".*.tmp"))
+    assert len(temps) == 1 and temps[0].samefile(src)  # a hard link: it would pin the video's bytes
+
+    LocalStore(tmp_path / "data").close()  # a restart right away: the temp could be a live writer's
+    assert temps[0].exists()
+    monkeypatch.setattr("shared.store.local.STALE_TEMP_S", -1.0)  # ... and one after the hour has passed
+    LocalStore(tmp_path / "data").close()
+    assert not temps[0].exists()
+    assert store.object_exists("videos", "u1/kept.mp4") and src.exists()
+    assert not store.object_exists("videos", "u1/b.mp4")
+
+
+def test_stale_temps_are_judged_by_their_last_change_not_their_content_age(tmp_path):
+    old = time.time() - 7200
+    (tmp_path / "sub").mkdir()
+    dead = tmp_path / "sub" / ".a.mp4.x1.tmp"
+    dead.write_bytes(b"x")
+    finished = tmp_path / "finished.mp4"
+    finished.write_bytes(b"y")
+    os.utime(finished, (old, old))
+    fresh_link = tmp_path / ".b.mp4.x2.tmp"
+    os.link(finished, fresh_link)  # linking a two-hour-old file: old mtime, new ctime
+    (tmp_path / ".dir.tmp").mkdir()
+
+    assert remove_stale_temps(tmp_path, ("**/.*.tmp",), 3600) == []
+    assert sorted(remove_stale_temps(tmp_path, ("**/.*.tmp",), -1.0)) == sorted([dead, fresh_link])
+    assert not dead.exists() and not fresh_link.exists()
+    assert finished.exists() and (tmp_path / ".dir.tmp").is_dir()

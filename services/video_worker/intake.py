@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from services.recorder.layout import SEGMENT_GLOB, BookingDir
+from shared.atomic import remove_stale_temps
 from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
 
 from .context import WorkerContext
@@ -157,17 +158,12 @@ class Intake:
 
     def _stale_temps(self) -> None:
         """Temp files left by a worker killed mid-write (a live writer keeps touching its temp file)."""
-        cutoff = time.time() - max(STALE_TEMP_MIN_S, 4 * self.ctx.settings.worker_lease_s)
+        older_than = max(STALE_TEMP_MIN_S, 4 * self.ctx.settings.worker_lease_s)
         processed = self.ctx.settings.processed_dir
         if not processed.is_dir():
             return
-        for tmp in [*processed.glob(".*.tmp"), *processed.glob("*/.*.tmp")]:
-            try:
-                if tmp.stat().st_mtime < cutoff:
-                    tmp.unlink(missing_ok=True)
-                    log.info("removed stale temp file %s", tmp)
-            except OSError:
-                continue
+        for tmp in remove_stale_temps(processed, (".*.tmp", "*/.*.tmp"), older_than):
+            log.info("removed stale temp file %s", tmp)
         for folder in processed.iterdir():  # pieces of a booking whose job is gone (e.g. failed)
             if folder.is_dir() and self.ctx.jobs.get(folder.name) is None and not self.ctx.jobs.parts(folder.name):
                 shutil.rmtree(folder, ignore_errors=True)

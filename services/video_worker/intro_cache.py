@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.atomic import write_text_atomic
+from shared.atomic import remove_stale_temps, write_text_atomic
 
 from .fmt import OutputFormat
 from .intro import PreparedIntro, prepare_intro
@@ -104,12 +104,4 @@ class IntroCache:
 
     def remove_stale_temps(self) -> None:
         """Temp files of a preparation killed half-way (shared.atomic names them `.<target>.<random>...`)."""
-        if not self.root.is_dir():
-            return
-        cutoff = time.time() - STALE_TEMP_S
-        for path in self.root.glob(".intro-*"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink(missing_ok=True)
-            except OSError:
-                continue
+        remove_stale_temps(self.root, (".intro-*",), STALE_TEMP_S)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.atomic import atomic_path
+from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import (
     Booking,
     BookingIn,
@@ -55,6 +55,8 @@ CREATE INDEX IF NOT EXISTS share_links_video ON share_links (video_id);
 """
 
 _HISTORY_KEEP_DAYS = 30
+STALE_TEMP_S = 3600.0
+"""An object temp file (see put_object) untouched this long belongs to a process that was killed."""
 
 
 def _ts(value: datetime) -> str:
@@ -73,6 +75,9 @@ class LocalStore(Store):
         self.root = data_dir
         self.files_dir = data_dir / "files"
         self.files_dir.mkdir(parents=True, exist_ok=True)
+        # A kill between link/copy and rename leaves `.<name>.<random>.tmp`; as a hard link it would keep
+        # a deleted video's bytes on the disk for good.
+        remove_stale_temps(self.files_dir, ("**/.*.tmp",), STALE_TEMP_S)
         self.db_path = data_dir / "ezrec.sqlite3"
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
