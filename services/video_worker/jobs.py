@@ -25,6 +25,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from shared.durable_db import open_durable_db
+
 
 class JobState(StrEnum):
     pending = "pending"  # the video waits to be made
@@ -125,12 +127,9 @@ _PART_FIELDS = ("booking_id", "idx", "user_id", "file", "closed", "start_at", "e
 
 class JobTable:
     def __init__(self, path: Path, lease_s: float = 30.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.lease_s = lease_s
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_durable_db(path, timeout_s=60)
         with self._tx() as db:
             # one statement at a time: executescript() would COMMIT the transaction
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.durable_db import open_durable_db
 from shared.store.cloud.tus import TusState
 
 
@@ -48,13 +48,9 @@ class CloudOp:
 
 class CloudOutbox:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db = open_durable_db(path)
         self._db.executescript(
             "CREATE TABLE IF NOT EXISTS ops (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,"
             " kind TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL,"
