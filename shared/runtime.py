@@ -58,6 +58,21 @@ class ServiceRuntime:
         thread.start()
         return thread
 
+    def run_until_stopped(self, loop: Callable[[threading.Event], None], name: str,
+                          on_stop: Callable[[], None] | None = None) -> None:
+        """Run the service's loop in a thread until SIGTERM/SIGINT, then `on_stop` and wait for the loop.
+
+        The main thread only waits: Python runs signal handlers there, and a main thread busy in a
+        long C call (an encode, a socket read) would hold a stop back until it returned.
+        """
+        thread = threading.Thread(target=loop, args=(self.stop,), name=name)
+        thread.start()
+        while not self.stop.wait(1.0):
+            pass
+        if on_stop is not None:
+            on_stop()
+        thread.join()
+
 
 def heartbeat_path(settings: Settings, service: str) -> Path:
     return settings.state_dir / f"heartbeat-{service}.json"

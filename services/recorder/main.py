@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from services.recorder.service import build
 from shared.bus import MqttBus
 from shared.runtime import ServiceRuntime
@@ -20,10 +18,6 @@ def run(settings: Settings) -> int:
     bus.start()
     runtime.start_heartbeat(lambda: {"recording": recorder.recording_now, "mqtt": bus.connected.is_set(),
                                      "faults": sorted(recorder.faults.active)})
-    worker = threading.Thread(target=recorder.run, args=(runtime.stop,), name="recorder")
-    worker.start()
-    while not runtime.stop.wait(1.0):
-        pass
-    worker.join()
+    runtime.run_until_stopped(recorder.run, "recorder")
     bus.stop()
     return 0

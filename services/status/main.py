@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from services.status.service import StatusService
 from shared.bus import MqttBus
 from shared.payloads import DeadLetter, RecordingFinished, RecordingStarted, ScheduleSnapshot, VideoFailed
@@ -36,10 +34,6 @@ def run(settings: Settings) -> int:
     subscribe(bus, service)
     bus.start()
     runtime.start_heartbeat(lambda: {"mqtt": bus.connected.is_set()})
-    thread = threading.Thread(target=service.run, args=(runtime.stop,), name="status")
-    thread.start()
-    while not runtime.stop.wait(1.0):
-        pass
-    thread.join()
+    runtime.run_until_stopped(service.run, "status")
     bus.stop()
     return 0

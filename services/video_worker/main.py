@@ -57,11 +57,6 @@ def run(settings: Settings) -> int:
     runtime.start_heartbeat(lambda: {"job": worker.current, "mqtt": bus.connected.is_set(),
                                      "worker_id": worker.ctx.name})
     keep_leases(worker, bus, runtime.stop, settings.worker_lease_s)
-    thread = threading.Thread(target=worker.run, args=(runtime.stop,), name="worker")
-    thread.start()
-    while not runtime.stop.wait(1.0):
-        pass
-    worker.ctx.wake_all()
-    thread.join()
+    runtime.run_until_stopped(worker.run, "worker", on_stop=worker.ctx.wake_all)
     bus.stop()
     return 0
