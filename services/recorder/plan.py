@@ -15,22 +15,27 @@ from shared.payloads import ScheduledBooking
 log = logging.getLogger(__name__)
 
 
-def recordable(bookings: list[ScheduledBooking], now: datetime, done: set[str]) -> list[ScheduledBooking]:
+def recordable(bookings: list[ScheduledBooking], now: datetime, done: set[str],
+               recording: str | None = None) -> list[ScheduledBooking]:
     """Confirmed, not over, not already recorded; a booking overlapping an earlier one is skipped.
 
-    The API refuses overlaps, so one here means bad data: never record two at once.
+    The API refuses overlaps, so one here means bad data: never record two at once. The booking being
+    recorded (`recording`) always keeps its place: a conflicting booking that shows up mid-recording,
+    even one that starts earlier, is the one skipped, so footage already running is never cut short.
+    A skipped booking is skipped while it clashes: what is left of it after the winner ends is recorded.
     """
     candidates = sorted(
         (b for b in bookings if b.status == BookingStatus.confirmed and b.end_time > now and b.id not in done),
-        key=lambda b: (b.start_time, b.id),
+        key=lambda b: (b.id != recording, b.start_time, b.id),
     )
     kept: list[ScheduledBooking] = []
     for booking in candidates:
-        if kept and booking.start_time < kept[-1].end_time:
-            log.warning("skipping booking %s: overlaps %s", booking.id, kept[-1].id)
+        clash = next((k for k in kept if booking.start_time < k.end_time and k.start_time < booking.end_time), None)
+        if clash is not None:
+            log.warning("skipping booking %s: overlaps %s", booking.id, clash.id)
             continue
         kept.append(booking)
-    return kept
+    return sorted(kept, key=lambda b: (b.start_time, b.id))
 
 
 def active_at(plan: list[ScheduledBooking], at: datetime) -> ScheduledBooking | None:

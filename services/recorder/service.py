@@ -97,7 +97,8 @@ class Recorder:
         snapshot = self.source.current()
         if snapshot is None:
             return []
-        return [b for b in recordable(snapshot.bookings, now, self._done) if not self._is_done(b.id)]
+        plan = recordable(snapshot.bookings, now, self._done, recording=self.recording_now)
+        return [b for b in plan if not self._is_done(b.id)]
 
     # ---- main loop -------------------------------------------------------------------------------
 

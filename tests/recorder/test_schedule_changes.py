@@ -66,3 +66,26 @@ def test_extended_end_is_honoured(start_recorder, listen):
     times = frame_times(env.raw / "extend.mp4")
     assert abs(times[-1] - (new_end - step)) < step / 2, "recorded on to the new end"
     assert manifest["frames"] == len(times) == round(2.4 * env.settings.camera_fps)
+
+
+def test_an_overlapping_booking_arriving_mid_recording_is_skipped_not_the_running_one(start_recorder, listen):
+    env = start_recorder()
+    events = listen(f"ezrec/{env.settings.camera_id}/recording/#")
+    step = timedelta(seconds=1 / env.settings.camera_fps)
+    s = whole_second(1.0)
+    end = s + timedelta(seconds=2.4)
+    env.publish_schedule([booking_json("running", s, end)])
+    _started(events, "running")
+    # Bad data (the API refuses overlaps): it starts earlier, so by start time alone it would win.
+    env.publish_schedule([booking_json("running", s, end),
+                          booking_json("intruder", s - timedelta(seconds=2), s + timedelta(seconds=5))])
+    manifest = _finished(events, "running")
+    times = frame_times(env.raw / "running.mp4")
+    assert abs(times[0] - s) < step / 2 and abs(times[-1] - (end - step)) < step / 2, "recorded whole"
+    assert manifest["frames"] == len(times) == round(2.4 * env.settings.camera_fps)
+    # Skipped while it clashes; once "running" is over, what is left of it is recorded: never two at once.
+    _finished(events, "intruder")
+    intruder = frame_times(env.raw / "intruder.mp4")
+    assert intruder[0] >= end, "never two at once: the intruder's footage starts after the running booking's end"
+    started = [json.loads(p)["booking_id"] for t, p, _ in events.messages if t.endswith("/started")]
+    assert started == ["running", "intruder"], started

@@ -86,3 +86,13 @@ def test_overlapping_bookings_in_different_offsets_are_caught():
     b = _booking("b", "2026-06-01T10:30:00Z", "2026-06-01T11:00:00Z")
     plan = _plan(a, b, now=datetime(2026, 6, 1, 9, 0, tzinfo=UTC))
     assert [x.id for x in plan] == ["a"], "the later overlapping booking is skipped, never recorded at once"
+
+
+def test_the_booking_being_recorded_keeps_its_place_against_an_earlier_newcomer():
+    a = _booking("a", "2026-06-01T10:00:00Z", "2026-06-01T11:00:00Z")
+    b = _booking("b", "2026-06-01T09:30:00Z", "2026-06-01T10:30:00Z")  # shows up while "a" records
+    c = _booking("c", "2026-06-01T11:00:00Z", "2026-06-01T11:30:00Z")
+    snapshot, _ = judge(LooseSchedule(camera_id="c", revision=1, bookings=[a, b, c]), max_minutes=240)
+    now = datetime(2026, 6, 1, 10, 5, tzinfo=UTC)
+    assert [x.id for x in recordable(snapshot.bookings, now, set())] == ["b", "c"]  # nothing running: first wins
+    assert [x.id for x in recordable(snapshot.bookings, now, set(), recording="a")] == ["a", "c"]
