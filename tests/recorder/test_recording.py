@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 from services.recorder.intake import LooseSchedule
@@ -77,3 +78,19 @@ def test_another_cameras_schedule_is_ignored(tmp_path):
          "end_time": (start + timedelta(seconds=1)).isoformat(), "status": "confirmed"}])
     assert source.offer(other, "test") is False
     assert source.current() is None and not source.changed.is_set()
+
+
+def test_a_booking_published_while_idle_is_recorded_on_time_without_polling(start_recorder, listen):
+    """Event driven: with the safety re-check ten minutes away, only the snapshot itself can start it."""
+    env = start_recorder(booking_check_interval=600.0)
+    events = listen(f"ezrec/{env.settings.camera_id}/recording/#")
+    time.sleep(1.5)  # the recorder has settled into its idle wait before the booking exists
+    start = whole_second(1.0)
+    end = start + timedelta(seconds=1.2)
+    env.book(("evented", start, end))
+    _, payload = events.wait_for(lambda t, p: t.endswith("/finished") and json.loads(p)["booking_id"] == "evented",
+                                 timeout=20)
+    times = frame_times(env.raw / "evented.mp4")
+    fps = env.settings.camera_fps
+    assert abs((times[0] - start).total_seconds()) < 0.5 / fps, "first frame on the booking's first instant"
+    assert json.loads(payload)["frames"] == len(times) == round(1.2 * fps)
