@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
 import jwt
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from starlette.routing import Mount, Route
 
 from services.api.main import create_app
 from tests.api.conftest import AUTH, booking_body, seed_video
@@ -71,6 +74,28 @@ def test_a_user_token_reads_only_its_own_data(jwt_client, settings, tmp_path):
 def test_bad_user_tokens_are_refused(jwt_client, token):
     assert jwt_client.get("/bookings", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
+
+# What README's Auth paragraph lists as served without a token; any other path answering must fail here.
+OPEN_OPERATIONS = {("GET", "/"), ("GET", "/health"), ("GET", "/share/{token}"), ("GET", "/share/{token}/video")}
+OPEN_OUTSIDE_SCHEMA = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static"}
+
+
+def test_only_the_documented_paths_answer_without_a_token(app, client):
+    spec = client.get("/openapi.json").json()
+    open_operations = set()
+    for path, operations in spec["paths"].items():
+        url = re.sub(r"\{[^}]+\}", "x", path).replace("sponsor_logos/x", "sponsor_logos/0")
+        for method, operation in operations.items():
+            status = client.request(method.upper(), url).status_code
+            if status != 401:
+                open_operations.add((method.upper(), path))
+            assert (status != 401) == ("security" not in operation), (method, path, status)  # /docs shows a lock
+    assert open_operations == OPEN_OPERATIONS
+    # Routes outside the schema (FastAPI's docs, the static mount) are never behind the token.
+    outside = {r.path for r in app.routes if isinstance(r, Route | Mount) and not isinstance(r, APIRoute)}
+    assert outside == OPEN_OUTSIDE_SCHEMA
+    for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static/dashboard.js"):
+        assert client.get(path).status_code == 200, path
 
 def test_user_tokens_are_ignored_without_a_jwt_secret(client):
     assert client.get("/bookings", headers={"Authorization": f"Bearer {_user_token('u1')}"}).status_code == 401

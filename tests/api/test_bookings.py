@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.api.booking_rules import Phase, RuleViolation, cancel_action, check_change, phase
-from shared.models import Booking, BookingStatus
+from shared.models import Booking, BookingIn, BookingStatus
 from shared.schedule_cache import read_cache
 from shared.store import LocalStore
 from shared.timeutil import isoformat_z, utc_now
@@ -131,6 +131,83 @@ def test_too_long_and_past_bookings_are_refused(client, settings):
     exactly = client.post("/bookings", json=booking_body(seconds=settings.max_booking_minutes * 60), headers=AUTH)
     assert exactly.status_code == 201
 
+
+
+def _seed(settings, booking_id: str, start: datetime, end: datetime,
+          status: BookingStatus | None = None) -> Booking:
+    """Store a booking as an earlier POST would have (the store does not judge times), for retries of it."""
+    store = LocalStore(settings.data_dir)
+    try:
+        [(booking, created)] = store.create_bookings(
+            [BookingIn(id=booking_id, user_id="u1", start_time=start, end_time=end)], settings.camera_id)
+        assert created
+        if status is not None:
+            booking = store.advance_booking_status(booking_id, status)
+        return booking
+    finally:
+        store.close()
+
+
+def _as_sent(booking: Booking, **change: object) -> dict:
+    return {"id": booking.id, "user_id": booking.user_id, "start_time": isoformat_z(booking.start_time),
+            "end_time": isoformat_z(booking.end_time), **change}
+
+
+def test_an_identical_resend_is_200_even_after_the_booking_ended(client, settings):
+    """A client retrying its POST after a timeout must not get a 422 because the booking has ended since."""
+    now = utc_now()
+    past = _seed(settings, "past", now - timedelta(hours=2), now - timedelta(hours=1))
+    done = _seed(settings, "done", now - timedelta(hours=4), now - timedelta(hours=3), BookingStatus.video_uploaded)
+
+    again = client.post("/bookings", json=_as_sent(past), headers=AUTH)
+    assert again.status_code == 200, again.text
+    assert again.json() == client.get("/bookings/past", headers=AUTH).json()
+    recorded = client.post("/bookings", json=_as_sent(done), headers=AUTH)
+    assert recorded.status_code == 200 and recorded.json()["status"] == "video_uploaded", recorded.text
+
+    for change in ({"user_id": "u2"}, {"end_time": isoformat_z(past.end_time - timedelta(minutes=5))}):
+        changed = client.post("/bookings", json=_as_sent(past, **change), headers=AUTH)
+        assert changed.status_code == 409, (change, changed.text)
+        assert changed.json()["detail"]["conflicting_id"] == "past"
+        assert "different details" in changed.json()["detail"]["message"]
+    fresh = client.post("/bookings", json=_as_sent(past, id="fresh"), headers=AUTH)  # a new id: every rule
+    assert fresh.status_code == 422 and "ends in the past" in fresh.text
+    assert client.get("/bookings/past", headers=AUTH).json() == again.json()
+
+
+def test_an_identical_list_resend_is_200_even_after_the_booking_ended(client, settings):
+    now = utc_now()
+    past = _seed(settings, "past", now - timedelta(hours=2), now - timedelta(hours=1))
+    stored = client.get("/bookings/past", headers=AUTH).json()
+
+    again = client.post("/bookings", json=[_as_sent(past)], headers=AUTH)
+    assert again.status_code == 200 and again.json() == [stored], again.text
+    mixed = client.post("/bookings", json=[_as_sent(past), booking_body("next", 3600)], headers=AUTH)
+    assert mixed.status_code == 201, mixed.text
+    assert [b["id"] for b in mixed.json()] == ["past", "next"] and mixed.json()[0] == stored
+
+    late = client.post("/bookings", json=[_as_sent(past), _as_sent(past, id="late")], headers=AUTH)
+    assert late.status_code == 422 and "ends in the past" in late.text
+    assert late.json()["detail"][0]["loc"] == ["body", 1, "end_time"]
+    changed = client.post("/bookings", json=[_as_sent(past, user_id="u2"), booking_body("other", 20000)],
+                          headers=AUTH)
+    assert changed.status_code == 409 and changed.json()["detail"]["conflicting_id"] == "past"
+    twice = client.post("/bookings", json=[_as_sent(past), _as_sent(past)], headers=AUTH)
+    assert twice.status_code == 422 and "twice" in twice.text
+    for absent in ("late", "other"):  # all or nothing
+        assert client.get(f"/bookings/{absent}", headers=AUTH).status_code == 404
+
+
+def test_an_identical_resend_is_200_when_the_length_limit_has_shrunk_since(client, settings):
+    start = utc_now() + timedelta(hours=1)
+    long = _seed(settings, "long", start, start + timedelta(minutes=settings.max_booking_minutes + 30))
+    again = client.post("/bookings", json=_as_sent(long), headers=AUTH)
+    assert again.status_code == 200 and again.json()["id"] == "long", again.text
+    later = start + timedelta(days=1)
+    new = client.post("/bookings", json=_as_sent(long, id="long2", start_time=isoformat_z(later),
+                                                 end_time=isoformat_z(later + (long.end_time - long.start_time))),
+                      headers=AUTH)
+    assert new.status_code == 422 and "MAX_BOOKING_MINUTES" in new.text
 
 # ---- PUT -------------------------------------------------------------------------------------------
 

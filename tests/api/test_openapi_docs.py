@@ -34,3 +34,18 @@ def test_docs_page_and_rules_are_served(client):
     delete = spec["paths"]["/bookings/{booking_id}"]["delete"]
     assert "recording" in delete["description"] and set(delete["responses"]) >= {"200", "204", "404", "409"}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_the_open_schema_holds_no_configuration(client, settings, make_settings, tmp_path):
+    """/docs, /redoc and /openapi.json need no token, so the schema must be built from the code alone."""
+    from services.api.main import create_app
+
+    other = make_settings(data_dir=tmp_path / "elsewhere", camera_id="court9", api_token="another-token-9876543210",
+                          mqtt_username="broker-user", mqtt_password="broker-pass-5678",
+                          supabase_jwt_secret="jwt-secret-with-at-least-32-characters-0000")
+    served = client.get("/openapi.json").text
+    assert create_app(other).openapi() == client.get("/openapi.json").json()
+    for value in [*settings.secret_values(), *other.secret_values(), str(settings.data_dir), str(tmp_path),
+                  "broker-user", "court9"]:
+        assert value not in served, value
+    assert client.get("/redoc").status_code == 200

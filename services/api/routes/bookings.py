@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
@@ -74,10 +75,14 @@ def _violation(exc: RuleViolation, booking_id: str, loc: tuple[str | int, ...] =
     return _conflict(exc.message, booking_id)
 
 
-def _check_new(items: list[BookingIn], single: bool, max_minutes: int) -> None:
+def _check_new(items: list[BookingIn], single: bool, max_minutes: int, stored: Container[str]) -> None:
+    """Time rules for ids not yet stored only: a stored id is answered from the store (200 when identical,
+    else 409), and a client retrying after the booking's end has passed must still get its 200."""
     now = utc_now()
     problems = []
     for index, item in enumerate(items):
+        if item.id in stored:
+            continue
         try:
             check_times(item.start_time, item.end_time, now, max_minutes)
         except RuleViolation as exc:
@@ -97,12 +102,15 @@ def _check_new(items: list[BookingIn], single: bool, max_minutes: int) -> None:
     dependencies=[Authorized],
     summary="Create one booking or a list (all or nothing)",
     description="Idempotent: sending the same id with the same details again answers 200 with the stored "
-    "booking; the same id with different details is a 409. Times must carry an offset (`Z` or `+01:00`).",
+    "booking, even once it has started, ended or been recorded (a retry after a timeout is safe); the same id "
+    "with different details is a 409. The time rules (not too long, not ended) apply to new ids only. Times "
+    "must carry an offset (`Z` or `+01:00`).",
     responses={
         200: {"model": Booking | list[Booking], "description": "Every booking already existed, identical"},
         409: {**_CONFLICT, "description": "Same id with different details, or overlap with another booking"},
         **BODY_ERRORS,
-        422: {"description": "Naive timestamp, end not after start, too long, ends in the past, bad id"},
+        422: {"description": "Naive timestamp, end not after start, bad id; for a new id also too long or "
+              "ends in the past"},
     },
 )
 def create_bookings(
@@ -114,15 +122,25 @@ def create_bookings(
     items = [body] if isinstance(body, BookingIn) else body
     if not items:
         raise unprocessable((("body",), "empty list"))
-    _check_new(items, single, state.settings.max_booking_minutes)
+    camera_id = state.settings.camera_id
+    stored = {item.id: b for item in items if (b := state.store.get_booking(item.id)) is not None}
+    _check_new(items, single, state.settings.max_booking_minutes, stored)
+    for item in items:
+        if item.id in stored and not stored[item.id].same_request(item, camera_id):
+            raise _conflict(f"booking {item.id} already exists with different details", item.id)
+    # Stored ones are answered as read, never handed to the store: were one deleted meanwhile, the store
+    # would create it again without the time rules.
+    new = [item for item in items if item.id not in stored]
     try:
-        results = state.store.create_bookings(items, state.settings.camera_id)
+        created = state.store.create_bookings(new, camera_id) if new else []
     except BookingConflict as exc:
         raise _conflict(str(exc), exc.conflicting_id) from exc
-    if not any(created for _, created in results):
+    by_id = {b.id: (b, False) for b in stored.values()} | {b.id: (b, made) for b, made in created}
+    results = [by_id[item.id] for item in items]
+    if not any(made for _, made in results):
         response.status_code = status.HTTP_200_OK
-    for camera_id in sorted({b.camera_id for b, created in results if created}):
-        state.schedule.publish(camera_id)
+    for changed_camera in sorted({b.camera_id for b, made in results if made}):
+        state.schedule.publish(changed_camera)
     bookings = [b for b, _ in results]
     return bookings[0] if single else bookings
 

@@ -14,6 +14,6 @@ class Health(BaseModel):
     camera_id: str
 
 
-@router.get("/health", response_model=Health, summary="Liveness; the only endpoint without a token")
+@router.get("/health", response_model=Health, summary="Liveness (no token needed)")
 async def health(state: State) -> Health:
     return Health(status="ok", mqtt_connected=state.bus.connected.is_set(), camera_id=state.settings.camera_id)
