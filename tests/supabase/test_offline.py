@@ -15,7 +15,8 @@ from datetime import timedelta
 
 from services.video_worker.service import build
 from shared.bus import MqttBus
-from shared.models import BookingIn, BookingStatus
+from shared.models import BookingIn, BookingStatus, Video, storage_path_for_video, video_id_for
+from shared.store.cloud.outbox import CloudOutbox
 from shared.sync import CloudSync
 from shared.timeutil import utc_now
 from tests.media import make_recording
@@ -152,3 +153,100 @@ def test_a_refused_write_is_kept_as_evidence_and_does_not_block_the_rest(store, 
     [(op_id, key, kind, error)] = store.outbox.rejected()
     assert (key, kind) == ("bad1", "video_upsert") and "HTTP 400" in error
     assert _cloud_status(db, "good1") == "confirmed"
+
+
+def _upload_finished_video(store, tmp_path, booking_id: str, size: int) -> None:
+    """What the worker does once a video is made: the object, then its row, then `video_uploaded`."""
+    for status in (BookingStatus.completed, BookingStatus.video_processed):
+        store.advance_booking_status(booking_id, status)
+    src = tmp_path / f"{booking_id}.mp4"
+    src.write_bytes(b"\0" * size)
+    path = storage_path_for_video("u1", booking_id)
+    store.put_object("videos", path, src, "video/mp4")
+    store.upsert_video(Video(id=video_id_for(booking_id), booking_id=booking_id, user_id="u1",
+                             camera_id=store.settings.camera_id, storage_path=path, size_bytes=size,
+                             duration_seconds=1.0, uploaded_at=utc_now()))
+    store.advance_booking_status(booking_id, BookingStatus.video_uploaded)
+
+
+def _cloud_steps(fake_cloud, booking_id: str) -> list[str]:
+    """What the cloud accepted for one booking's video, in the order it accepted it."""
+    steps = []
+    for entry in fake_cloud.log():
+        if entry.get("event") == "object_stored" and entry["path"] == f"u1/{booking_id}.mp4":
+            steps.append("object")
+        elif entry.get("path") == "/rest/v1/videos" and entry.get("body", {}).get("booking_id") == booking_id:
+            steps.append(f"row:{entry['status']}")
+        elif entry.get("method") == "PATCH" and f"id=eq.{booking_id}&" in entry.get("query", "") + "&":
+            steps.append(entry["body"]["status"])
+    return steps
+
+
+def test_a_refused_upload_holds_back_its_bookings_later_writes_across_a_restart_until_replayed(
+        make_store, cloud_settings, fake_cloud, db, tmp_path):
+    """A refused video must not let its row and `video_uploaded` reach the cloud without the file (the cloud
+    would then promise a video it does not have); other bookings go on, and an operator's replay lets the
+    held writes follow in their order, each exactly once."""
+    store = make_store()
+    start = utc_now() + timedelta(hours=4)
+    for i, booking_id in enumerate(("refused1", "fine1")):
+        store.create_bookings([BookingIn(id=booking_id, user_id="u1", start_time=start + timedelta(hours=i),
+                                         end_time=start + timedelta(hours=i, minutes=10))], cloud_settings.camera_id)
+    drain(store)
+    limit = db.execute("SELECT file_size_limit FROM storage.buckets WHERE id = 'videos'").fetchone()[0]
+    db.execute("UPDATE storage.buckets SET file_size_limit = 1024 WHERE id = 'videos'")  # session-wide: restored
+    try:
+        _upload_finished_video(store, tmp_path, "refused1", 4096)  # over the bucket's limit: a 4xx
+        _upload_finished_video(store, tmp_path, "fine1", 512)
+        store.sync_now()
+
+        [(op_id, key, kind, error)] = store.outbox.rejected()
+        assert (key, kind) == ("refused1", "object_put") and "maximum allowed size" in error
+        assert _cloud_steps(fake_cloud, "refused1") == ["completed", "video_processed"]
+        assert _cloud_steps(fake_cloud, "fine1") == ["completed", "video_processed", "object", "row:201",
+                                                     "video_uploaded"]
+        assert _cloud_status(db, "refused1") == "video_processed"
+        assert db.execute("SELECT booking_id FROM videos").fetchall() == [("fine1",)]
+        assert [(op.key, op.kind) for op in store.outbox.blocked()] == [
+            ("refused1", "video_upsert"), ("refused1", "booking_status")]  # kept, in order, as evidence
+
+        store.close()  # the hold lives in the outbox file, not in the process that saw the refusal
+        store = make_store()
+        assert store.sync_now() == 0 and store.outbox.pending_count() == 2
+        assert _cloud_steps(fake_cloud, "refused1") == ["completed", "video_processed"]
+    finally:
+        db.execute("UPDATE storage.buckets SET file_size_limit = %s WHERE id = 'videos'", (limit,))
+
+    assert store.outbox.replay(op_id)  # the operator lifted the cause and replays the refused write
+    drain(store)
+    assert store.outbox.rejected() == [] and store.outbox.blocked() == []
+    assert _cloud_steps(fake_cloud, "refused1") == ["completed", "video_processed", "object", "row:201",
+                                                    "video_uploaded"]
+    assert _cloud_steps(fake_cloud, "fine1") == ["completed", "video_processed", "object", "row:201",
+                                                 "video_uploaded"]
+    assert _cloud_status(db, "refused1") == "video_uploaded"
+    assert fake_cloud.object_file("videos", "u1/refused1.mp4").stat().st_size == 4096
+
+
+def test_writes_held_behind_a_refusal_never_crowd_other_keys_out_of_a_pass(tmp_path):
+    """A key can stay held for days (say a booking's writes behind a refused upload) while its writes pile up:
+    the drainer's batch must still reach the other keys, and replaying a write that was not refused must
+    change nothing. Status rows are not held: each supersedes the last."""
+    outbox = CloudOutbox(tmp_path / "cloud-outbox.sqlite3")
+    try:
+        refused = outbox.add("object_put", "b0", {})
+        outbox.reject(refused, "HTTP 413: too large")
+        held = [outbox.add("booking_status", "b0", {}) for _ in range(5)]
+        other = outbox.add("booking_status", "b1", {})
+        assert [op.id for op in outbox.runnable(limit=1)] == [other] and outbox.has_runnable()
+        assert [op.id for op in outbox.blocked()] == held and outbox.pending_count() == 6
+        assert not outbox.replay(other)
+        assert outbox.replay(refused) and [op.id for op in outbox.runnable()] == [refused, *held, other]
+
+        bad_status = outbox.add("system_status", "status:cam1", {})
+        outbox.reject(bad_status, "HTTP 400: refused")
+        later_status = outbox.add("system_status", "status:cam1", {})
+        assert later_status in [op.id for op in outbox.runnable()] and later_status not in \
+            [op.id for op in outbox.blocked()], "a refused status row must not freeze the device's status"
+    finally:
+        outbox.close()

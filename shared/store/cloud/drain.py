@@ -1,7 +1,8 @@
 """Applies the outbox to the cloud: in order per key, with exponential backoff while the cloud is away.
 
 Every process that opens the Supabase store runs one of these; the outbox lease lets only one of them
-drain at a time, so the order in the file is the order the cloud sees.
+drain at a time, so the order in the file is the order the cloud sees. A refused operation stops its key
+(the later ones wait in the outbox until it is replayed); the other keys go on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import Callable
 
 from shared.store.cloud.errors import CloudRejected, CloudUnavailable
-from shared.store.cloud.outbox import CloudOp, CloudOutbox
+from shared.store.cloud.outbox import CloudOp, CloudOutbox, holds_after_refusal
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,13 @@ class Drainer:
 
     def drain_once(self) -> int:
         """One pass; returns how many operations were applied. Stops at the first unavailable answer."""
-        if not self.outbox.pending_count():  # a read: idle processes don't write (fsync) the lease every second
+        if not self.outbox.has_runnable():  # a read: idle processes don't write (fsync) the lease every second
             return 0
         if not self.outbox.acquire_lease(self.holder, self.lease_ttl_s):
             return 0
         applied = 0
         blocked: set[str] = set()
-        for op in self.outbox.pending():
+        for op in self.outbox.runnable():  # without the keys held behind a refusal recorded in the file
             if op.key in blocked:
                 continue
             if not self.outbox.acquire_lease(self.holder, self.lease_ttl_s):
@@ -77,9 +78,14 @@ class Drainer:
                 log.warning("cloud unavailable (%s); %d operation(s) waiting, retry in %.0fs", exc,
                             self.outbox.pending_count(), self.offline_until - time.monotonic())
                 return applied
-            except CloudRejected as exc:
+            except CloudRejected as exc:  # its key's later operations must not overtake it: hold them
                 self.outbox.reject(op.id, str(exc))
-                log.error("cloud refused %s %s (kept in the outbox as failed): %s", op.kind, op.key, exc)
+                if holds_after_refusal(op.key):
+                    blocked.add(op.key)
+                    log.error("cloud refused %s %s (kept in the outbox as failed; the later operations of %s"
+                              " wait until it is replayed): %s", op.kind, op.key, op.key, exc)
+                else:
+                    log.error("cloud refused %s %s (kept in the outbox as failed): %s", op.kind, op.key, exc)
                 continue
             except Exception as exc:  # a bug or a local problem: keep the op, keep its key's order
                 self.outbox.attempt_failed(op.id, f"{type(exc).__name__}: {exc}")

@@ -2,8 +2,10 @@
 
 Each operation carries an ordering key (a booking id, `user:<id>`, `status:<camera>`): operations with
 the same key are applied strictly in the order they were added, so the cloud never sees a booking's
-`video_uploaded` before its object and its videos row. One process at a time drains, holding a lease
-that expires (a crashed holder blocks nobody for longer than the lease).
+`video_uploaded` before its object and its videos row. An operation the cloud refused stays here as failed
+(`failed_at` set) and holds back every later operation of its key until an operator replays it; the hold is
+read from this file, so it survives restarts. One process at a time drains, holding a lease that expires (a
+crashed holder blocks nobody for longer than the lease).
 """
 
 from __future__ import annotations
@@ -37,6 +39,19 @@ def _alive(holder: str) -> bool:
     return True
 
 
+SNAPSHOT_KEY_PREFIX = "status:"
+"""Keys of the device's system_status rows: each row supersedes the one before, so a refused one holds
+nothing back (holding would freeze the venue's view of the device and grow the outbox a row a minute)."""
+_BEHIND_REFUSED = (f"(o.key NOT LIKE '{SNAPSHOT_KEY_PREFIX}%' AND EXISTS (SELECT 1 FROM ops f WHERE f.key = o.key"
+                   " AND f.failed_at IS NOT NULL AND f.id < o.id))")
+"""An operation `o` queued after a refused operation of its key (ops_failed_key answers it)."""
+
+
+def holds_after_refusal(key: str) -> bool:
+    """Whether a refused operation of `key` holds back the key's later ones (everything but status rows)."""
+    return not key.startswith(SNAPSHOT_KEY_PREFIX)
+
+
 @dataclass(frozen=True)
 class CloudOp:
     id: int
@@ -56,6 +71,7 @@ class CloudOutbox:
             " kind TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL,"
             " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, failed_at REAL);"
             "CREATE INDEX IF NOT EXISTS ops_pending_key ON ops (key) WHERE failed_at IS NULL;"
+            "CREATE INDEX IF NOT EXISTS ops_failed_key ON ops (key, id) WHERE failed_at IS NOT NULL;"
             "CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);"
             "CREATE TABLE IF NOT EXISTS seen_in_cloud (booking_id TEXT PRIMARY KEY);"
         )
@@ -73,12 +89,31 @@ class CloudOutbox:
                                    (key, kind, json.dumps(payload), time.time()))
             return int(cur.lastrowid or 0)
 
-    def pending(self, limit: int = 500) -> list[CloudOp]:
+    def _select(self, where: str, limit: int) -> list[CloudOp]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, key, kind, payload, attempts FROM ops WHERE failed_at IS NULL ORDER BY id LIMIT ?",
+                f"SELECT id, key, kind, payload, attempts FROM ops o WHERE {where} ORDER BY id LIMIT ?",
                 (limit,)).fetchall()
         return [CloudOp(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def pending(self, limit: int = 500) -> list[CloudOp]:
+        """Every operation not yet applied, including those held behind a refused one."""
+        return self._select("failed_at IS NULL", limit)
+
+    def runnable(self, limit: int = 500) -> list[CloudOp]:
+        """What the drainer may apply: pending and not behind a refused operation of the same key. Filtered
+        here, before the limit, so a key held for days never crowds the other keys out of a pass."""
+        return self._select(f"failed_at IS NULL AND NOT {_BEHIND_REFUSED}", limit)
+
+    def blocked(self, limit: int = 500) -> list[CloudOp]:
+        """Pending operations held behind a refused one of their key: kept, in order, for after its replay."""
+        return self._select(f"failed_at IS NULL AND {_BEHIND_REFUSED}", limit)
+
+    def has_runnable(self) -> bool:
+        """A read, so an idle drainer (or one facing only held keys) does not take the lease every second."""
+        with self._lock:
+            return self._db.execute(
+                f"SELECT 1 FROM ops o WHERE failed_at IS NULL AND NOT {_BEHIND_REFUSED} LIMIT 1").fetchone() is not None
 
     def done(self, op_id: int) -> None:
         with self._lock:
@@ -89,15 +124,33 @@ class CloudOutbox:
             self._db.execute("UPDATE ops SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, op_id))
 
     def reject(self, op_id: int, error: str) -> None:
-        """Kept, not deleted: a refused write is evidence, and an operator may replay it (failed_at = NULL)."""
+        """Kept, not deleted: a refused write is evidence, and an operator may replay it (`replay`). Until then
+        the later operations of its key wait (`blocked`): applying them would reorder the key."""
         with self._lock:
             self._db.execute("UPDATE ops SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ?",
                              (error, time.time(), op_id))
+
+    def replay(self, op_id: int) -> bool:
+        """An operator's retry of a refused operation (once its cause is fixed): it becomes pending again, first
+        of its key, and the operations it held follow it in order. False when `op_id` is not a refused one."""
+        with self._lock:
+            cur = self._db.execute("UPDATE ops SET failed_at = NULL WHERE id = ? AND failed_at IS NOT NULL", (op_id,))
+            return cur.rowcount == 1
 
     def has_pending(self, key: str, kind: str | None = None) -> bool:
         sql = "SELECT 1 FROM ops WHERE failed_at IS NULL AND key = ?" + (" AND kind = ?" if kind else "")
         with self._lock:
             return self._db.execute(sql + " LIMIT 1", (key, kind) if kind else (key,)).fetchone() is not None
+
+    def kept(self, kinds: tuple[str, ...]) -> list[CloudOp]:
+        """Operations of these kinds still here, pending or refused. Applied ones are deleted, so a write
+        missing from this list (and known to have been queued) is confirmed by the cloud."""
+        marks = ", ".join("?" * len(kinds))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, key, kind, payload, attempts FROM ops WHERE kind IN ({marks}) ORDER BY id",
+                kinds).fetchall()
+        return [CloudOp(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
     def pending_count(self) -> int:
         with self._lock:
