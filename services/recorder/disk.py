@@ -1,9 +1,11 @@
 """Disk guard: keep MIN_FREE_DISK_MB free, reclaiming only files whose video is already uploaded.
 
 A file is reclaimable when the store says its booking is `video_uploaded` (the cloud has it):
-leftover raw recordings, segment folders and processed videos, oldest first. Anything else is
-the only copy of someone's match and is never touched; if that is not enough the recorder stops
-cleanly and reports instead of filling the disk and writing a corrupt file.
+leftover raw recordings, segment folders and processed videos; and whatever the store itself lists
+as reclaimable (with Supabase: the local mirror copies of videos whose upload the cloud confirmed;
+the embedded store lists nothing, its files are the videos). All of them go oldest first. Anything
+else is the only copy of someone's match and is never touched; if that is not enough the recorder
+stops cleanly and reports instead of filling the disk and writing a corrupt file.
 """
 
 from __future__ import annotations
@@ -48,22 +50,26 @@ class DiskGuard:
 
     def reclaim(self) -> list[Path]:
         removed: list[Path] = []
-        for path in self._reclaimable():
+        for path, from_store in self._reclaimable():
             if self.ok():
                 break
             try:
-                if path.is_dir():
+                if from_store:
+                    if not self.store.reclaim_file(path):  # became the only copy again since it was listed
+                        continue
+                elif path.is_dir():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-            except OSError as exc:
+            except Exception as exc:  # one file that cannot go (or a store hiccup) must not stop the rest
                 log.warning("could not reclaim %s: %s", path, exc)
                 continue
             log.warning("disk low: removed already-uploaded %s", path)
             removed.append(path)
         return removed
 
-    def _reclaimable(self) -> list[Path]:
+    def _reclaimable(self) -> list[tuple[Path, bool]]:
+        """(path, listed by the store), oldest first across the recordings folders and the store's copies."""
         uploaded: dict[str, bool] = {}
 
         def is_uploaded(booking_id: str) -> bool:
@@ -72,7 +78,7 @@ class DiskGuard:
                 uploaded[booking_id] = booking is not None and booking.status == BookingStatus.video_uploaded
             return uploaded[booking_id]
 
-        found: list[tuple[float, Path]] = []
+        found: list[tuple[float, Path, bool]] = []
         for folder, with_dirs in ((self.raw_dir, True), (self.processed_dir, False)):
             if not folder.is_dir():
                 continue
@@ -85,7 +91,23 @@ class DiskGuard:
                     continue
                 if SAFE_ID.match(booking_id) and is_uploaded(booking_id):
                     try:
-                        found.append((entry.stat().st_mtime, entry))
+                        found.append((entry.stat().st_mtime, entry, False))
                     except OSError:
                         continue
-        return [path for _, path in sorted(found)]
+        try:
+            copies = self.store.reclaimable_files()
+        except Exception as exc:  # the recordings folders can still make room
+            log.warning("store could not list reclaimable files: %s", exc)
+            copies = []
+        try:
+            device: int | None = self.raw_dir.stat().st_dev
+        except OSError:
+            device = None
+        for copy in copies:
+            try:
+                st = copy.stat()
+            except OSError:
+                continue
+            if device is None or st.st_dev == device:  # on another disk, removing it would free nothing here
+                found.append((st.st_mtime, copy, True))
+        return [(path, from_store) for _, path, from_store in sorted(found)]

@@ -144,6 +144,19 @@ class Store(ABC):
         """A file the API can serve directly (with Range), when the object lives on this device."""
         return None
 
+    # local copies the disk guard may free
+    @abstractmethod
+    def reclaimable_files(self) -> list[Path]:
+        """Files this store keeps on the device only as copies of data held safely elsewhere, oldest first.
+
+        The recorder's disk guard deletes them (through reclaim_file) before it would stop recording for
+        lack of space; a file that is the only copy of anything must never be listed."""
+
+    @abstractmethod
+    def reclaim_file(self, file: Path) -> bool:
+        """Delete one file listed by reclaimable_files, checking again first: it may have become the only
+        copy since it was listed (a new upload of the same object). False when it was kept."""
+
     def change_token(self) -> object | None:
         """A value that differs whenever the data may have changed since it was last read by this thread;
         None when the store cannot tell (then callers must not cache reads)."""

@@ -392,6 +392,13 @@ class LocalStore(Store):
         target = self._object_file(bucket, path)
         return target if target.is_file() else None
 
+    def reclaimable_files(self) -> list[Path]:
+        """Nothing: in embedded mode these files ARE the storage (the only copy of every video)."""
+        return []
+
+    def reclaim_file(self, file: Path) -> bool:
+        return False
+
     def change_token(self) -> tuple[int, int]:
         """SQLite's data_version moves when any other connection (any process) commits; total_changes
         counts this thread's own writes. Together: unchanged token = unchanged database."""

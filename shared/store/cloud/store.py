@@ -6,21 +6,27 @@ in the durable cloud outbox (DATA_DIR/state/cloud-outbox.sqlite3); a background 
 outbox to Supabase in order per booking, with backoff while the cloud is away.
 
 What "confirmed" means for put_object: the object is in the mirror (fsynced, renamed into place) and its
-upload is queued durably. The mirror copy is the store's own and is only ever removed by an explicit
-delete_object, which is itself queued behind the upload; so a caller may delete its source file as soon
-as put_object + upsert_video return, and the cloud still gets the bytes, the row and the status, in that
-order (the status op is queued after both under the same booking key). The field notes' failure (row
-written, upload lost, only copy deleted) cannot happen: nothing reaches the cloud out of that order and
-no copy is deleted before the cloud has it.
+upload is queued durably. The mirror copy is the store's own and is removed only by an explicit
+delete_object (itself queued behind the upload) or, for a video, by the recorder's disk guard once the
+cloud has confirmed the upload (reclaimable_files / reclaim_file); so a caller may delete its source file
+as soon as put_object + upsert_video return, and the cloud still gets the bytes, the row and the status,
+in that order (the status op is queued after both under the same booking key). The field notes' failure
+(row written, upload lost, only copy deleted) cannot happen: nothing reaches the cloud out of that order
+and no copy is deleted before the cloud has it.
 
 Share links stay device-local (they are signed with the device's API token and served by its API).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -33,6 +39,7 @@ from shared.models import (
     SystemStatusRow,
     UserSettings,
     Video,
+    storage_path_for_video,
 )
 from shared.schedule_cache import KEEP_PAST
 from shared.settings import Settings
@@ -57,6 +64,8 @@ log = logging.getLogger(__name__)
 
 _HASHED_NAME = re.compile(r"-(?P<sha>[0-9a-f]{16})\.[A-Za-z0-9]+$")
 PULL_LIMIT = 1000
+MIRROR_LOCK_WAIT_S = 2.0
+"""How long the disk guard (in the recorder's frame loop) waits for a put_object in progress."""
 
 
 def object_key(bucket: str, path: str) -> str:
@@ -83,6 +92,32 @@ def verify_media(path: str, file: Path) -> bool:
     return digest.hexdigest().startswith(match["sha"])
 
 
+def _flock(fd: int, wait_s: float | None) -> bool:
+    if wait_s is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
+@contextmanager
+def exclusive(lock_file: Path, wait_s: float | None = None) -> Iterator[bool]:
+    """An flock shared by every process on DATA_DIR (and every thread: each call opens its own descriptor).
+    Yields False when not taken within wait_s (None: waits as long as it takes)."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        yield _flock(fd, wait_s)
+    finally:
+        os.close(fd)
+
+
 class SupabaseStore(Store):
     def __init__(self, settings: Settings, *, local: LocalStore | None = None) -> None:
         if not settings.supabase_url or settings.supabase_service_role_key is None:
@@ -91,6 +126,7 @@ class SupabaseStore(Store):
         self.settings = settings
         self.local = local or LocalStore(settings.data_dir)
         self.outbox = CloudOutbox(settings.state_dir / "cloud-outbox.sqlite3")
+        self.mirror_lock = settings.state_dir / "mirror.lock"
         self.cloud = CloudClient(settings.supabase_url, settings.supabase_service_role_key.get_secret_value(),
                                  timeout_s=settings.supabase_storage_timeout_s, tus_state=self.outbox.tus)
         self.drainer = Drainer(self.outbox, self._apply, retry_min_s=settings.supabase_retry_min_s,
@@ -273,9 +309,11 @@ class SupabaseStore(Store):
     # ---- objects ---------------------------------------------------------------------------------------
 
     def put_object(self, bucket: str, path: str, src: Path, content_type: str) -> ObjectInfo:
-        info = self.local.put_object(bucket, path, src, content_type)
-        self._queue("object_put", object_key(bucket, path),
-                    {"bucket": bucket, "path": path, "content_type": content_type, "size": info.size_bytes})
+        # Under the mirror lock: reclaim_file must never find new bytes in the mirror before their upload is queued.
+        with exclusive(self.mirror_lock):
+            info = self.local.put_object(bucket, path, src, content_type)
+            self._queue("object_put", object_key(bucket, path),
+                        {"bucket": bucket, "path": path, "content_type": content_type, "size": info.size_bytes})
         return info
 
     def _cached_object(self, bucket: str, path: str) -> Path:
@@ -323,6 +361,57 @@ class SupabaseStore(Store):
 
     def object_content_type(self, bucket: str, path: str) -> str | None:
         return self.local.object_content_type(bucket, path)
+
+    # ---- mirror copies the disk guard may free -----------------------------------------------------------
+
+    def _unsent_videos(self) -> set[str]:
+        """Video paths with an upload still in the outbox: pending, or refused and kept for a human."""
+        return {op.payload["path"] for op in self.outbox.kept(("object_put",)) if op.payload.get("bucket") == "videos"}
+
+    def _upload_confirmed(self, path: str, unsent: set[str]) -> bool:
+        """The cloud has the mirror's videos/<path>: its booking is `video_uploaded` here (the worker sets that
+        only after put_object returned, so the upload was queued) and that upload has left the outbox
+        (applied operations are deleted; pending and refused ones stay)."""
+        try:
+            check_object_path("videos", path)
+        except ValueError:
+            return False
+        booking = self.local.get_booking(Path(path).stem)
+        return (booking is not None and booking.status == BookingStatus.video_uploaded
+                and storage_path_for_video(booking.user_id, booking.id) == path and path not in unsent)
+
+    def reclaimable_files(self) -> list[Path]:
+        """Mirror copies of videos whose upload the cloud confirmed, oldest first: without this, a cloud-backed
+        device keeps every video it ever made until the disk fills and the recorder stops."""
+        root = self.local.files_dir / "videos"
+        if not root.is_dir():
+            return []
+        unsent = self._unsent_videos()
+        found: list[tuple[float, Path]] = []
+        for file in root.glob("*/*.mp4"):
+            if not self._upload_confirmed(file.relative_to(root).as_posix(), unsent):
+                continue
+            try:
+                found.append((file.stat().st_mtime, file))
+            except OSError:
+                continue
+        return [file for _, file in sorted(found)]
+
+    def reclaim_file(self, file: Path) -> bool:
+        """Checked again under the mirror lock, since a new upload of the same video may have been queued after
+        the listing. Only the file goes: the object's row stays (the object still exists, in the cloud)."""
+        root = self.local.files_dir / "videos"
+        if not file.is_relative_to(root):
+            return False
+        with exclusive(self.mirror_lock, MIRROR_LOCK_WAIT_S) as taken:
+            if not taken or not self._upload_confirmed(file.relative_to(root).as_posix(), self._unsent_videos()):
+                return False
+            try:
+                file.unlink()
+            except FileNotFoundError:
+                return False
+        log.info("mirror copy of videos/%s removed to free disk space (the cloud has it)", file.relative_to(root))
+        return True
 
     # ---- bookings made in the cloud ----------------------------------------------------------------------
 
