@@ -76,8 +76,9 @@ def _visible(entry: os.DirEntry[str]) -> bool:
 
 
 def count_queue(raw_dir: Path, processed_dir: Path) -> QueueCounts:
-    """RAW: `<id>.mp4` = recording waiting for the worker, `<id>/part-*` = segments not joined yet.
-    PROCESSED: `<id>.mp4` = finished video waiting for its upload."""
+    """RAW: `<id>.mp4` = recording waiting for the worker, `<id>/seg-*` = segments not joined yet.
+    PROCESSED: `<id>.mp4` = finished video waiting for its upload (with Supabase, the outbox's queued
+    uploads are added by the service: see Store.videos_waiting_for_upload)."""
     jobs = segments = uploads = 0
     try:
         with os.scandir(raw_dir) as it:

@@ -76,6 +76,11 @@ class StatusService:
             services = dict(self.availability)
         view = self.pipeline.view(now)
         queue = count_queue(self.settings.raw_dir, self.settings.processed_dir)
+        try:
+            in_outbox = self.store.videos_waiting_for_upload()
+        except Exception:  # a store hiccup must not cost the rest of the snapshot
+            log.exception("counting the store's queued uploads failed")
+            in_outbox = 0
         return StatusSnapshot(
             camera_id=self.settings.camera_id,
             collected_at=now,
@@ -90,7 +95,7 @@ class StatusService:
             last_errors=view.last_errors,
             jobs_waiting=queue.jobs_waiting,
             segments_waiting=queue.segments_waiting,
-            uploads_pending=queue.uploads_pending,
+            uploads_pending=queue.uploads_pending + in_outbox,
         )
 
     def judge(self, snapshot: StatusSnapshot) -> StatusSnapshot:

@@ -144,6 +144,11 @@ class Store(ABC):
         """A file the API can serve directly (with Range), when the object lives on this device."""
         return None
 
+    def videos_waiting_for_upload(self) -> int:
+        """Videos put_object accepted that the storage does not hold yet (0 where put_object stores them itself):
+        the status service adds them to `uploads_pending`, since the worker's own file is gone by then."""
+        return 0
+
     # local copies the disk guard may free
     @abstractmethod
     def reclaimable_files(self) -> list[Path]:

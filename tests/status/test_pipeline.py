@@ -28,10 +28,10 @@ def test_queue_counts_read_the_recordings_folders(tmp_path):
     processed.mkdir()
     for name in ("b1.mp4", "b3.mp4", ".b4.mp4.abc.mp4", "notes.txt"):  # a hidden temp of an atomic write
         (raw / name).write_bytes(b"x")
-    for name in ("part-000.mp4", "part-001.mp4", ".part-002.tmp"):
+    for name in ("seg-00000.mp4", "seg-00001.mp4", ".seg-00002.mp4.abc.tmp"):  # the recorder's names
         (raw / "b2" / name).write_bytes(b"x")
     (raw / "b5").mkdir()
-    (raw / "b5" / "part-000.mp4").write_bytes(b"x")
+    (raw / "b5" / "seg-00000.mp4").write_bytes(b"x")
     for name in ("b0.mp4", ".b9.mp4.tmp.mp4"):
         (processed / name).write_bytes(b"x")
     q = count_queue(raw, processed)

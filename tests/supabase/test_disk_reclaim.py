@@ -13,6 +13,7 @@ from pathlib import Path
 
 from services.recorder.disk import MB, DiskGuard
 from services.recorder.service import build
+from services.status.service import StatusService
 from shared.bus import MqttBus
 from shared.models import BookingIn, BookingStatus, Video, storage_path_for_video, video_id_for
 from shared.schedule_cache import write_snapshot
@@ -166,3 +167,14 @@ def test_a_cloud_backed_recorder_makes_room_from_confirmed_mirrors_and_records(
     assert len(frame_times(settings.raw_dir / "fits.mp4")) == round(1.2 * settings.camera_fps)
     assert not files["old_up"].exists() and files["new_up"].exists()
     assert files["pending"].exists() and files["refused"].exists()
+
+
+def test_status_counts_the_uploads_still_in_the_outbox(store, cloud_settings, tmp_path):
+    """With Supabase the worker's file is gone once put_object queued it: the outbox is where uploads wait."""
+    status = StatusService(cloud_settings, store, MqttBus(cloud_settings, "status"))
+    assert status.collect().uploads_pending == 0
+    _finished_video(store, tmp_path, "queued", 1)
+    assert store.videos_waiting_for_upload() == 1
+    assert status.collect().uploads_pending == 1, "queued in the outbox, not yet in the cloud"
+    drain(store)
+    assert status.collect().uploads_pending == 0

@@ -380,6 +380,9 @@ class SupabaseStore(Store):
         return (booking is not None and booking.status == BookingStatus.video_uploaded
                 and storage_path_for_video(booking.user_id, booking.id) == path and path not in unsent)
 
+    def videos_waiting_for_upload(self) -> int:
+        return len(self._unsent_videos())
+
     def reclaimable_files(self) -> list[Path]:
         """Mirror copies of videos whose upload the cloud confirmed, oldest first: without this, a cloud-backed
         device keeps every video it ever made until the disk fills and the recorder stops."""
