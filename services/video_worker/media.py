@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.store import Store, StoreError
-from shared.store.base import check_object_path
+from shared.store.base import check_object_path, verify_media
 
 from .intro_cache import IntroCache, file_sha256
 
@@ -33,14 +33,32 @@ class MediaCache:
         self.store = store
         self.cache_dir = cache_dir
         self.intros = intros
+        self._verified: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime_ns) when its hash last matched
 
     def local(self, path: str) -> Path:
-        """The cached copy of media object `path`, downloaded first if missing. Raises StoreError/ValueError."""
+        """The cached copy of media object `path`, checked against the content hash in its name (fetched again
+        when it does not match: a truncated or damaged copy). Raises StoreError/ValueError/OSError."""
         check_object_path("media", path)
         local = self.cache_dir / path
+        if local.exists() and not self._matches(path, local):
+            log.warning("media cache: %s does not match the hash in its name; fetching it again", path)
+            local.unlink()
         if not local.exists():
             self.store.get_object("media", path, local)
+            if not self._matches(path, local):
+                local.unlink(missing_ok=True)
+                raise ValueError(f"{path}: the stored file does not match the hash in its name")
         return local
+
+    def _matches(self, path: str, local: Path) -> bool:
+        """verify_media, hashed once per version of the file (a booking's segments all ask for the same media)."""
+        st = local.stat()
+        if self._verified.get(local) == (st.st_size, st.st_mtime_ns):
+            return True
+        if not verify_media(path, local):
+            return False
+        self._verified[local] = (st.st_size, st.st_mtime_ns)
+        return True
 
     def for_user(self, user_id: str) -> UserMedia:
         """Missing media is not an error: the recording is delivered without it."""

@@ -6,6 +6,7 @@ select, object upload/download), so SupabaseStore can implement them one to one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from datetime import datetime
@@ -40,6 +41,23 @@ class BookingConflict(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+_HASHED_NAME = re.compile(r"-(?P<sha>[0-9a-f]{16})\.[A-Za-z0-9]+$")
+
+
+def verify_media(path: str, file: Path) -> bool:
+    """Media names carry the first 16 hex digits of their sha256 (the API names them so): check them."""
+    match = _HASHED_NAME.search(path)
+    if not file.is_file() or file.stat().st_size == 0:
+        return False
+    if match is None:
+        return True
+    digest = hashlib.sha256()
+    with open(file, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest().startswith(match["sha"])
 
 
 def check_object_path(bucket: str, path: str) -> None:

@@ -64,6 +64,12 @@ def test_media_follow_the_cloud_settings(cloud_settings, make_store, fake_cloud,
     out = store.get_object("media", new_logo, tmp_path / "check.png")
     assert out.read_bytes() == (tmp_path / "logo2.png").read_bytes()
 
+    # a damaged copy in the worker's own cache (MEDIA_CACHE_DIR) is not used either: fetched again
+    cached = cloud_settings.media_dir / new_logo
+    cached.write_bytes(b"\x89PNG truncated")
+    media = cache.for_user("u1")
+    assert media.problems == [] and [p.read_bytes() for p in media.logos] == [(tmp_path / "logo2.png").read_bytes()]
+
     # offline: settings and files come from the mirror
     fake_cloud.stop()
     offline = MediaCache(store, tmp_path / "fresh-cache").for_user("u1")

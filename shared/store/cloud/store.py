@@ -20,10 +20,8 @@ Share links stay device-local (they are signed with the device's API token and s
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,7 +41,7 @@ from shared.models import (
 )
 from shared.schedule_cache import KEEP_PAST
 from shared.settings import Settings
-from shared.store.base import BookingConflict, NotFound, Store, StoreError, check_object_path
+from shared.store.base import BookingConflict, NotFound, Store, StoreError, check_object_path, verify_media
 from shared.store.cloud.client import CloudClient
 from shared.store.cloud.drain import Drainer
 from shared.store.cloud.errors import CloudRejected, CloudUnavailable
@@ -62,7 +60,6 @@ from shared.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
-_HASHED_NAME = re.compile(r"-(?P<sha>[0-9a-f]{16})\.[A-Za-z0-9]+$")
 PULL_LIMIT = 1000
 MIRROR_LOCK_WAIT_S = 2.0
 """How long the disk guard (in the recorder's frame loop) waits for a put_object in progress."""
@@ -76,20 +73,6 @@ def object_key(bucket: str, path: str) -> str:
     if bucket == "media" and len(parts) >= 3 and parts[1] == "media":
         return f"user:{parts[0]}"
     return f"object:{bucket}/{path}"
-
-
-def verify_media(path: str, file: Path) -> bool:
-    """Media names carry the first 16 hex digits of their sha256 (the API names them so): check them."""
-    match = _HASHED_NAME.search(path)
-    if not file.is_file() or file.stat().st_size == 0:
-        return False
-    if match is None:
-        return True
-    digest = hashlib.sha256()
-    with open(file, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest().startswith(match["sha"])
 
 
 def _flock(fd: int, wait_s: float | None) -> bool:
