@@ -12,7 +12,7 @@ from shared.store import open_store
 def run(settings: Settings) -> int:
     runtime = ServiceRuntime("recorder", settings)
     runtime.install_signal_handlers()
-    store = open_store(settings)
+    store = open_store(settings, drain=False)  # the worker and the API upload (see open_store)
     bus = MqttBus(settings, "recorder")
     recorder = build(settings, store, bus)
     bus.start()

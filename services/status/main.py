@@ -28,7 +28,7 @@ def subscribe(bus: MqttBus, service: StatusService) -> None:
 def run(settings: Settings) -> int:
     runtime = ServiceRuntime("status", settings)
     runtime.install_signal_handlers()
-    store = open_store(settings)
+    store = open_store(settings, drain=False)  # the worker and the API upload (see open_store)
     bus = MqttBus(settings, "status")
     service = StatusService(settings, store, bus)
     subscribe(bus, service)
