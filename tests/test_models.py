@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -51,3 +52,40 @@ def test_cache_file_has_one_versioned_schema(tmp_path):
     path.write_text(json.dumps([{"id": "b1"}]))  # the old "list one week, dict the next" failure
     with pytest.raises(CacheFormatError, match="schema"):
         read_cache(path)
+
+
+def test_concurrent_cache_writers_never_leave_a_torn_file_or_a_lower_revision(tmp_path):
+    """The API writes bookings.json from several threads (and the cloud sync from another process): the lock
+    serialises them, so every write sees the one before and readers only ever see a whole file."""
+    path = tmp_path / "bookings.json"
+    bookings = [BookingIn(id=f"b{i}", user_id="u1", start_time=datetime(2026, 1, 1, 10, tzinfo=UTC),
+                          end_time=datetime(2026, 1, 1, 11, tzinfo=UTC)) for i in range(3)]
+    store = LocalStore(tmp_path / "data")
+    stored = [b for b, _ in store.create_bookings(bookings[:1], "cam1")]
+    revisions: list[int] = []
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            snapshot = read_cache(path)  # raises on a torn file
+            if snapshot is not None:
+                seen.append(snapshot.revision)
+
+    def writer() -> None:
+        for _ in range(40):
+            revisions.append(write_snapshot(path, "cam1", stored).revision)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    store.close()
+    assert len(set(revisions)) == 160, "two writers never produced the same revision (each saw the last)"
+    assert read_cache(path).revision == max(revisions)
+    assert seen == sorted(seen), "a reader never sees the revision go backwards"

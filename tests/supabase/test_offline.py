@@ -16,6 +16,7 @@ from datetime import timedelta
 from services.video_worker.service import build
 from shared.bus import MqttBus
 from shared.models import BookingIn, BookingStatus, Video, storage_path_for_video, video_id_for
+from shared.store.cloud.drain import Drainer
 from shared.store.cloud.outbox import CloudOutbox
 from shared.sync import CloudSync
 from shared.timeutil import utc_now
@@ -248,5 +249,26 @@ def test_writes_held_behind_a_refusal_never_crowd_other_keys_out_of_a_pass(tmp_p
         later_status = outbox.add("system_status", "status:cam1", {})
         assert later_status in [op.id for op in outbox.runnable()] and later_status not in \
             [op.id for op in outbox.blocked()], "a refused status row must not freeze the device's status"
+    finally:
+        outbox.close()
+
+
+def test_the_drainer_backs_off_exponentially_with_jitter_up_to_the_cap(tmp_path):
+    """Offline for hours must not mean a request a second: 1, 2, 4 ... s (each 80-100 % of that), capped."""
+    outbox = CloudOutbox(tmp_path / "cloud-outbox.sqlite3")
+    try:
+        drainer = Drainer(outbox, lambda op: None, retry_min_s=1.0, retry_max_s=30.0)
+        assert drainer.backoff_s() == 0.0 and drainer.cloud_reachable
+        delays = []
+        for _ in range(9):
+            drainer.note_unavailable()
+            delays.append(drainer.backoff_s())
+        for n, delay in enumerate(delays):
+            nominal = min(30.0, 2.0 ** n)
+            assert 0.8 * nominal <= delay <= nominal, (n, delay)
+        assert delays[-1] >= 0.8 * 30 and not drainer.cloud_reachable
+        assert len({round(d, 6) for d in delays[-4:]}) > 1, "jitter: devices that lost the cloud together spread out"
+        drainer.note_reachable()
+        assert drainer.backoff_s() == 0.0 and drainer.cloud_reachable
     finally:
         outbox.close()
