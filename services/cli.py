@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("input")
     process.add_argument("-o", "--output", required=True)
     process.add_argument("--intro")
-    process.add_argument("--logo", action="append", help="PNG with alpha; repeat for sponsor logos (max 4)")
+    process.add_argument("--logo", action="extend", nargs="+", metavar="FILE",
+                         help="PNG with alpha: the user's logo, then up to three sponsor logos")
     process.add_argument("--codec", default="libx264")
     process.add_argument("--preset", default="veryfast")
     process.add_argument("--crf", type=int, default=23)

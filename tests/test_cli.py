@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
 import os
 import stat
 
+import av
+
 from services.cli import main
 from shared.runtime import ServiceRuntime
+from tests.media import make_intro, make_logo_png, make_recording
 
 
 def test_init_env_creates_a_token_once(tmp_path, capsys):
@@ -27,3 +31,27 @@ def test_health_follows_the_heartbeat(settings, monkeypatch, capsys):
     runtime.beat()
     assert main(["health", "worker"]) == 0
     assert "healthy" in capsys.readouterr().out
+
+
+def test_process_makes_the_finished_video_from_the_command_line(tmp_path, capsys):
+    """`ezrec process INPUT -o OUTPUT --intro FILE --logo FILE ...` as documented: intro first, every logo drawn."""
+    rec = make_recording(tmp_path / "rec.mp4", 2.0)
+    intro = make_intro(tmp_path / "intro.mp4", 1.0)
+    logos = [make_logo_png(tmp_path / f"logo{i}.png") for i in range(2)]
+    out = tmp_path / "out" / "video.mp4"
+    assert main(["process", str(rec), "-o", str(out), "--intro", str(intro), "--logo", *map(str, logos)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["warnings"] == [] and report["intro_frames"] == 30 and report["frames"] == 30 + 60
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]
+        assert (video.codec_context.name, video.format.name) == ("h264", "yuv420p")
+        assert sum(1 for _ in c.demux(video) if _.size) == 90
+    assert not any(p.name.endswith(".tmp") for p in out.parent.iterdir())
+
+
+def test_process_reports_an_unreadable_recording_and_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert main(["process", str(bad), "-o", str(tmp_path / "out.mp4")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [bad]
