@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     encoder: str = "libx264"
     encoder_preset: str = "veryfast"
     encoder_crf: int = Field(default=23, ge=0, le=51)
+    encoder_bitrate: int = Field(default=0, ge=0)  # bits/s; 0 = CRF (libx264) or a size-based default (hardware)
     worker_id: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,48}$")  # distinct per worker sharing DATA_DIR
     worker_lease_s: float = Field(default=30.0, ge=1)  # a worker silent this long is presumed dead; others take over
     worker_nice: int = Field(default=10, ge=0, le=19)  # CPU priority below the recorder's (0 = unchanged)

@@ -60,7 +60,7 @@ class WorkerContext:
         self.intros = IntroCache(self.settings.media_dir / ".prepared")
         self.media = MediaCache(self.store, self.settings.media_dir, self.intros)
         self.encode = EncodeSettings(codec=self.settings.encoder, preset=self.settings.encoder_preset,
-                                     crf=self.settings.encoder_crf)
+                                     crf=self.settings.encoder_crf, bitrate=self.settings.encoder_bitrate or None)
         self._last_progress: dict[str, float] = {}
 
     @property

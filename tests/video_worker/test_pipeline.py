@@ -531,3 +531,25 @@ def test_non_420_recording_is_converted_and_still_gets_logos(tmp_path: Path, med
     x, y, w, h = result.logo_boxes[0]
     f = frames_rgb(out, [12])[12]
     assert near(f[y + h // 2, x + w // 2], (255, 0, 0)) and near(f[20, 20], (40, 132, 90), 12)
+
+
+def test_encoder_bitrate_setting_reaches_the_encode_and_sets_the_size(tmp_path: Path, make_settings) -> None:
+    """ENCODER_BITRATE replaces the CRF (and is what a hardware encoder gets): the file size follows it."""
+    from services.video_worker.service import build
+    from shared.bus import MqttBus
+    from shared.store import LocalStore
+
+    rec = make_recording(tmp_path / "rec.mp4", 3.0, size=(640, 360))
+    sizes = {}
+    for bitrate in (100_000, 400_000):
+        settings = make_settings(encoder_bitrate=bitrate, encoder_preset="ultrafast",
+                                 data_dir=tmp_path / f"data-{bitrate}")
+        store = LocalStore(settings.data_dir)
+        worker = build(settings, store, MqttBus(settings, "worker"))
+        assert worker.ctx.encode.bitrate == bitrate
+        out = process_video(rec, tmp_path / f"out-{bitrate}.mp4", encode=worker.ctx.encode)
+        sizes[bitrate] = out.output.stat().st_size * 8 / out.duration_s
+        worker.ctx.jobs.close()
+        store.close()
+    assert 0.5 * 100_000 < sizes[100_000] < 1.6 * 100_000, sizes
+    assert sizes[400_000] > 2.5 * sizes[100_000], sizes
