@@ -3,13 +3,19 @@ background draining only where it belongs (not in the recorder's or the status s
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from shared.store import LocalStore, StoreError, open_store
 from shared.store.cloud import SupabaseStore
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_url_without_its_key_is_refused_with_the_fix_in_the_message(make_settings):
@@ -46,3 +52,26 @@ def test_only_draining_processes_upload(cloud_settings, fake_cloud, tmp_path):
             worker_side.close()
     finally:
         recorder_side.close()
+
+
+def test_a_process_that_only_writes_never_loads_the_supabase_client(cloud_settings):
+    """The recorder and the status service pay ~20 MB less: the client is made on first use only."""
+    code = (
+        "import sys\n"
+        "from shared.settings import Settings\n"
+        "from shared.store import open_store\n"
+        "from shared.models import SystemStatusRow\n"
+        "from shared.timeutil import utc_now\n"
+        "store = open_store(Settings(), drain=False)\n"
+        "store.put_system_status(SystemStatusRow(camera_id='cam1', collected_at=utc_now(), snapshot={}))\n"
+        "store.videos_waiting_for_upload(); store.reclaimable_files()\n"
+        "before = 'supabase' in sys.modules\n"
+        "store.cloud\n"
+        "print(before, 'supabase' in sys.modules)\n"
+        "store.close()\n"
+    )
+    env = {**os.environ, "DATA_DIR": str(cloud_settings.data_dir), "SUPABASE_URL": cloud_settings.supabase_url,
+           "SUPABASE_SERVICE_ROLE_KEY": "k", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["False", "True"]

@@ -22,11 +22,13 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.models import (
     Booking,
@@ -42,7 +44,6 @@ from shared.models import (
 from shared.schedule_cache import KEEP_PAST
 from shared.settings import Settings
 from shared.store.base import BookingConflict, NotFound, Store, StoreError, check_object_path, verify_media
-from shared.store.cloud.client import CloudClient
 from shared.store.cloud.drain import Drainer
 from shared.store.cloud.errors import CloudRejected, CloudUnavailable
 from shared.store.cloud.outbox import CloudOp, CloudOutbox
@@ -57,6 +58,9 @@ from shared.store.cloud.rows import (
 )
 from shared.store.local import LocalStore
 from shared.timeutil import utc_now
+
+if TYPE_CHECKING:
+    from shared.store.cloud.client import CloudClient
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +114,27 @@ class SupabaseStore(Store):
         self.local = local or LocalStore(settings.data_dir)
         self.outbox = CloudOutbox(settings.state_dir / "cloud-outbox.sqlite3")
         self.mirror_lock = settings.state_dir / "mirror.lock"
-        self.cloud = CloudClient(settings.supabase_url, settings.supabase_service_role_key.get_secret_value(),
-                                 timeout_s=settings.supabase_storage_timeout_s, tus_state=self.outbox.tus)
+        self._cloud: CloudClient | None = None
+        self._cloud_lock = threading.Lock()
         self.drainer = Drainer(self.outbox, self._apply, retry_min_s=settings.supabase_retry_min_s,
                                retry_max_s=settings.supabase_retry_max_s)
         self._closed = False
 
     # ---- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def cloud(self) -> CloudClient:
+        """Made on first use: importing the supabase client costs ~20 MB, which the processes that only write
+        to the outbox (the recorder, the status service) never need to pay."""
+        with self._cloud_lock:
+            if self._cloud is None:
+                from shared.store.cloud.client import CloudClient
+
+                key = self.settings.supabase_service_role_key
+                assert self.settings.supabase_url and key is not None  # checked in __init__
+                self._cloud = CloudClient(self.settings.supabase_url, key.get_secret_value(),
+                                          timeout_s=self.settings.supabase_storage_timeout_s, tus_state=self.outbox.tus)
+            return self._cloud
 
     def start(self) -> None:
         self.drainer.start()
@@ -126,7 +144,8 @@ class SupabaseStore(Store):
             return
         self._closed = True
         self.drainer.stop()
-        self.cloud.close()
+        if self._cloud is not None:
+            self._cloud.close()
         self.outbox.close()
         self.local.close()
 
