@@ -373,3 +373,34 @@ def test_events_naming_files_outside_the_recorder_layout_are_set_aside(settings,
     dead.wait_for(lambda t, p: json.loads(p)["topic"].endswith("/recording/finished"), timeout=10)
     dead.wait_for(lambda t, p: json.loads(p)["topic"].endswith("/recording/segment"), timeout=10)
     assert worker.jobs.parts("x1") == [] and worker.jobs.get("x1") is None
+
+
+def test_a_corrupt_intro_and_logo_are_reported_and_the_recording_still_delivered(settings, tmp_path, run_worker,
+                                                                               listen):
+    """The player's recording never pays for bad media: each bad element is a `video/failed` warning."""
+    store = LocalStore(settings.data_dir)
+    raw = _setup(settings, store, tmp_path, booking_id="bad1", with_media=False)
+    intro = make_intro(tmp_path / "intro.mp4", 1.0, size=(320, 240), fps=25)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(intro.read_bytes()[: intro.stat().st_size // 3])
+    not_png = tmp_path / "logo.png"
+    not_png.write_bytes(b"GIF89a but not really an image")
+    store.put_object("media", "u1/media/intro-t.mp4", truncated, "video/mp4")
+    store.put_object("media", "u1/media/logo-t.png", not_png, "image/png")
+    store.put_user_settings(UserSettings(user_id="u1", intro_video_path="u1/media/intro-t.mp4",
+                                         logo_path="u1/media/logo-t.png"))
+    events = listen(f"ezrec/{settings.camera_id}/video/#")
+    worker, bus = run_worker(store)
+    bus.publish(bus.topics.recording_finished, RecordingFinished(
+        booking_id="bad1", camera_id=settings.camera_id, user_id="u1", file="bad1.mp4",
+        first_frame_at=utc_now(), last_frame_at=utc_now(), frames=30, size_bytes=raw.stat().st_size))
+    events.wait_for(lambda t, p: t.endswith("/video/uploaded"), timeout=60)
+    failed = [json.loads(p) for t, p, _ in events.messages if t.endswith("/video/failed")]
+    assert {f["element"] for f in failed} >= {"intro", "logo"}, failed
+    assert all(f["booking_id"] == "bad1" and f["reason"] and not f["final"] for f in failed)
+    [video] = store.list_videos(booking_id="bad1")
+    info = probe(store.local_object_path("videos", video.storage_path))
+    assert abs(info["duration"] - 2.0) <= 2 / 15, "the recording alone, whole"
+    assert store.get_booking("bad1").status == BookingStatus.video_uploaded
+    progress = [json.loads(p) for t, p, _ in events.messages if t.endswith("/video/progress")]
+    assert progress and all(p["fps"] >= 0 for p in progress) and any(p["fps"] > 0 for p in progress)
