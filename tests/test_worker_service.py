@@ -404,3 +404,32 @@ def test_a_corrupt_intro_and_logo_are_reported_and_the_recording_still_delivered
     assert store.get_booking("bad1").status == BookingStatus.video_uploaded
     progress = [json.loads(p) for t, p, _ in events.messages if t.endswith("/video/progress")]
     assert progress and all(p["fps"] >= 0 for p in progress) and any(p["fps"] > 0 for p in progress)
+
+
+def test_media_updates_fetch_and_drop_logos_and_sponsor_logos(settings, tmp_path, run_worker):
+    """The cache follows the settings for every logo too: fetched when named, dropped when no longer named."""
+    store = LocalStore(settings.data_dir)
+    worker, bus = run_worker(store)
+    for name in ("logo-a.png", "sponsor-1.png", "sponsor-2.png"):
+        store.put_object("media", f"u1/media/{name}", make_logo_png(tmp_path / name), "image/png")
+    cached = settings.media_dir / "u1" / "media"
+
+    def use(logo: str | None, sponsors: list[str]) -> None:
+        store.put_user_settings(UserSettings(user_id="u1", logo_path=logo, sponsor_logo_paths=sponsors))
+        bus.publish(MEDIA_UPDATED, MediaUpdated(user_id="u1", kind="logo", path=logo))
+
+    def settle(predicate) -> bool:
+        deadline = utc_now() + timedelta(seconds=20)
+        while utc_now() < deadline and not predicate():
+            threading.Event().wait(0.05)
+        return predicate()
+
+    def present() -> set[str]:
+        return {p.name for p in cached.glob("*.png")} if cached.is_dir() else set()
+
+    use("u1/media/logo-a.png", ["u1/media/sponsor-1.png", "u1/media/sponsor-2.png"])
+    assert settle(lambda: present() == {"logo-a.png", "sponsor-1.png", "sponsor-2.png"}), present()
+    use("u1/media/logo-a.png", ["u1/media/sponsor-2.png"])  # one sponsor removed
+    assert settle(lambda: present() == {"logo-a.png", "sponsor-2.png"}), present()
+    use(None, [])  # the user removes every logo
+    assert settle(lambda: present() == set()), present()
