@@ -42,7 +42,12 @@ _bearer = HTTPBearer(auto_error=False, description="API_TOKEN from the device's 
                      "own data, that user's Supabase access token when SUPABASE_JWT_SECRET is set)")
 _Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _QUERY_TOKEN = Query(None, description="The same token as the Authorization header, for clients that cannot send "
-                     "headers (EventSource, <video src>, <img src>)")
+                     "headers (EventSource, <video src>, <img src>)", examples=["my-device-api-token"])
+
+UserFilter = Annotated[str | None, Query(
+    description="Only this user's rows (a user token always reads its own; naming another user is a 403)",
+    examples=["player42"])]
+"""The optional `user_id` filter of the list routes (pair with `only_own`)."""
 
 UNAUTHORIZED = {401: {"model": Error, "description": "Missing or invalid token"}}
 

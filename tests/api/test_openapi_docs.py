@@ -1,11 +1,33 @@
-"""/docs describes every endpoint: a summary, a documented success response, examples on every JSON body."""
+"""/docs describes every endpoint: a written summary, a documented success response, examples on every JSON body,
+and a description and an example on every path and query parameter."""
 
 from __future__ import annotations
+
+import re
 
 
 def _resolve(spec: dict, schema: dict) -> dict:
     ref = schema.get("$ref")
     return spec["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else schema
+
+
+def _parameter_examples(param: dict) -> list:
+    """Examples on the parameter itself (`example`, OpenAPI `examples`) or in its schema (JSON Schema `examples`)."""
+    schema = param.get("schema", {})
+    found = [param["example"]] if "example" in param else []
+    found += [example["value"] for example in param.get("examples", {}).values() if "value" in example]
+    for part in [schema, *schema.get("anyOf", [])]:
+        found += part.get("examples", []) + ([part["example"]] if "example" in part else [])
+    return found
+
+
+def _generated_summary(path: str, method: str, operation_id: str) -> str:
+    """What FastAPI writes when a route gives no summary: the route's name title-cased (`latest_status` ->
+    `Latest Status`). The name is read back from FastAPI's default operationId, `<name><path>_<method>` with
+    every non-word character made `_` (`latest_status_status_get`)."""
+    suffix = re.sub(r"\W", "_", path) + f"_{method}"
+    assert operation_id.endswith(suffix), f"{operation_id}: not FastAPI's default operationId; update this check"
+    return operation_id.removesuffix(suffix).replace("_", " ").title()
 
 
 def test_every_operation_is_documented(client):
@@ -15,6 +37,15 @@ def test_every_operation_is_documented(client):
     for path, method, op in operations:
         where = f"{method.upper()} {path}"
         assert op.get("summary"), where
+        assert op["summary"] != _generated_summary(path, method, op["operationId"]), f"{where}: no summary written"
+        for param in op.get("parameters", []):
+            name = f"{where}: {param['in']} parameter {param['name']}"
+            assert param.get("description", "").strip(), f"{name} without a description"
+            examples = _parameter_examples(param)
+            assert examples, f"{name} without an example"
+            schema = param.get("schema", {})
+            for pattern in [p["pattern"] for p in [schema, *schema.get("anyOf", [])] if "pattern" in p]:
+                assert all(re.search(pattern, str(e)) for e in examples), f"{name}: an example breaks {pattern}"
         assert any(code.startswith("2") for code in op["responses"]), where
         body = op.get("requestBody", {}).get("content", {}).get("application/json")
         if body is not None:

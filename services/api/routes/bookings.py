@@ -17,7 +17,7 @@ from services.api.booking_rules import (
     check_times,
     end_now,
 )
-from services.api.deps import BODY_ERRORS, FORBIDDEN, UNAUTHORIZED, Authorized, Reader, State, only_own
+from services.api.deps import BODY_ERRORS, FORBIDDEN, UNAUTHORIZED, Authorized, Reader, State, UserFilter, only_own
 from services.api.schemas import BookingTimes, ConflictError, Error, unprocessable
 from shared.models import Booking, BookingIn, BookingStatus
 from shared.store import BookingConflict, NotFound
@@ -42,7 +42,7 @@ no overlap with another booking on the same camera (409 naming it). The retained
 """
 
 BookingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["court1-2026-11-25-1800"],
-                                description="[A-Za-z0-9_-]{1,64}")]
+                                description="The booking's id, as given at creation ([A-Za-z0-9_-]{1,64})")]
 
 _EXAMPLE = {
     "id": "court1-2026-11-25-1800",
@@ -150,9 +150,10 @@ def create_bookings(
 async def list_bookings(
     state: State,
     principal: Reader,
-    camera_id: str | None = Query(None, examples=["cam1"]),
-    user_id: str | None = Query(None, examples=["player42"]),
-    status_: BookingStatus | None = Query(None, alias="status"),
+    camera_id: str | None = Query(None, description="Only bookings on this camera (court)", examples=["cam1"]),
+    user_id: UserFilter = None,
+    status_: BookingStatus | None = Query(None, alias="status", description="Only bookings in this state",
+                                          examples=["confirmed"]),
     from_: UtcDatetime | None = Query(None, alias="from", description="bookings ending after this time",
                                       examples=["2026-11-25T00:00:00Z"]),
     to: UtcDatetime | None = Query(None, description="bookings starting before this time",

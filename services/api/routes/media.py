@@ -26,7 +26,12 @@ notify_router = APIRouter(prefix="/media", tags=["media"], responses=UNAUTHORIZE
 MAX_SPONSOR_LOGOS = 3
 _SETTINGS_LOCK = threading.Lock()
 """User settings are read, changed and written whole: one change at a time, so none is lost."""
-UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["player42"])]
+UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["player42"],
+                             description="The user whose media this is (the `user_id` of their bookings)")]
+MediaKind = Annotated[Literal["intro", "logo"], Path(description="`intro` (a clip put before each of the user's "
+                                                     "videos) or `logo` (a PNG overlaid on them)", examples=["logo"])]
+SponsorIndex = Annotated[int, Path(ge=0, lt=MAX_SPONSOR_LOGOS, examples=[0],
+                                   description="0-based position in the user's `sponsor_logo_paths`")]
 _CHUNK = 1024 * 1024
 _UPLOAD_ERRORS = {
     **BODY_ERRORS,
@@ -94,7 +99,7 @@ def _drop_unreferenced(state: State, before: UserSettings, after: UserSettings) 
     "the file is decoded once before it is stored. Publishes `ezrec/media/updated`.",
     responses=_UPLOAD_ERRORS,
 )
-async def upload_media(state: State, user_id: UserId, kind: Literal["intro", "logo"], file: UploadFile) -> UserSettings:
+async def upload_media(state: State, user_id: UserId, kind: MediaKind, file: UploadFile) -> UserSettings:
     path = await _store_checked(state, user_id, kind, file)
     return await run_in_threadpool(_set_media, state, user_id, kind, path)
 
@@ -112,7 +117,7 @@ def _set_media(state: State, user_id: str, kind: Literal["intro", "logo"], path:
 
 @router.delete("/media/{kind}", response_model=UserSettings, dependencies=[Authorized],
                summary="Remove the user's intro or logo")
-def delete_media(state: State, user_id: UserId, kind: Literal["intro", "logo"]) -> UserSettings:
+def delete_media(state: State, user_id: UserId, kind: MediaKind) -> UserSettings:
     return _set_media(state, user_id, kind, None)
 
 
@@ -151,8 +156,7 @@ def _append_sponsor_logo(state: State, user_id: str, path: str) -> UserSettings:
 @router.delete("/media/sponsor_logos/{index}", response_model=UserSettings, dependencies=[Authorized],
                summary="Remove one sponsor logo (0-based position in sponsor_logo_paths)",
                responses={404: {"model": Error, "description": "No sponsor logo at that position"}})
-def delete_sponsor_logo(state: State, user_id: UserId,
-                        index: Annotated[int, Path(ge=0, lt=MAX_SPONSOR_LOGOS)]) -> UserSettings:
+def delete_sponsor_logo(state: State, user_id: UserId, index: SponsorIndex) -> UserSettings:
     with _SETTINGS_LOCK:
         before = _current(state, user_id)
         if index >= len(before.sponsor_logo_paths):

@@ -7,7 +7,7 @@ import pathlib
 from string import Template
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse, HTMLResponse
 
 from services.api.deps import State
@@ -18,7 +18,9 @@ from shared.timeutil import isoformat_z, utc_now
 
 router = APIRouter(prefix="/share", tags=["share links"])
 
-ShareToken = Annotated[str, Path(pattern=TOKEN_PATTERN, description="The token from POST /videos/{id}/share")]
+ShareToken = Annotated[str, Path(pattern=TOKEN_PATTERN, description="The token from POST /videos/{id}/share",
+                                 examples=["azNKOXhRMm1UOHZXYjFaYzo5YjJmNGMxZS01ZDZhLTViN2MtOGQ5ZS0wZjFhMmIzYzRkNWU6"
+                                           "MTc5NTU1MDQwMA.q1VvW8n3XkZ2bR5tY7uP0sLcJ4hD9gA6eF1iM3oN8rT"])]
 
 _PAGE = Template((pathlib.Path(__file__).parent.parent / "templates" / "share.html").read_text("utf-8"))
 _HEADERS = {
@@ -83,7 +85,9 @@ def share_page(state: State, token: ShareToken) -> HTMLResponse:
             responses={200: {"content": {"video/mp4": {}}, "description": "The whole file"},
                        206: {"content": {"video/mp4": {}}, "description": "The requested byte range"},
                        416: {"description": "Range not satisfiable"}, **_REFUSED})
-def share_video(state: State, token: ShareToken, download: bool = False) -> FileResponse | HTMLResponse:
+def share_video(state: State, token: ShareToken,
+                download: bool = Query(False, description="Save as a file (attachment) instead of playing inline",
+                                       examples=[True])) -> FileResponse | HTMLResponse:
     try:
         video = _resolve(state, token)
     except _Refused as exc:

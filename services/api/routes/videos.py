@@ -10,7 +10,17 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
 from fastapi.responses import FileResponse
 
 from services.api.auth import Principal
-from services.api.deps import BODY_ERRORS, FORBIDDEN, UNAUTHORIZED, Authorized, Reader, ReaderOrQuery, State, only_own
+from services.api.deps import (
+    BODY_ERRORS,
+    FORBIDDEN,
+    UNAUTHORIZED,
+    Authorized,
+    Reader,
+    ReaderOrQuery,
+    State,
+    UserFilter,
+    only_own,
+)
 from services.api.schemas import Error, Revoked, ShareLinkIn, ShareLinkOut
 from services.api.thumbnails import ThumbnailError
 from shared.models import ShareLink, Video
@@ -18,7 +28,10 @@ from shared.timeutil import utc_now
 
 router = APIRouter(prefix="/videos", tags=["videos"], responses=UNAUTHORIZED)
 
-VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["9b2f4c1e-5d6a-5b7c-8d9e-0f1a2b3c4d5e"])]
+VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["9b2f4c1e-5d6a-5b7c-8d9e-0f1a2b3c4d5e"],
+                              description="The video's `id` (from GET /videos)")]
+LinkId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["k3J9xQ2mT8vWb1Zc"],
+                             description="The share link's `id` (from POST or GET /videos/{video_id}/share)")]
 _NOT_FOUND = {404: {"model": Error, "description": "No such video, or its file is not on this device"}}
 
 
@@ -42,9 +55,10 @@ def video_file_response(state: State, video: Video, *, download: bool) -> FileRe
 def list_videos(
     state: State,
     principal: Reader,
-    booking_id: str | None = Query(None, examples=["court1-2026-11-25-1800"]),
-    user_id: str | None = Query(None, examples=["player42"]),
-    limit: int | None = Query(None, ge=1, le=1000, description="At most this many (newest first)"),
+    booking_id: str | None = Query(None, description="Only videos of this booking",
+                                   examples=["court1-2026-11-25-1800"]),
+    user_id: UserFilter = None,
+    limit: int | None = Query(None, ge=1, le=1000, description="At most this many (newest first)", examples=[20]),
 ) -> list[Video]:
     videos = state.store.list_videos(booking_id=booking_id, user_id=only_own(principal, user_id))
     return videos[:limit] if limit else videos
@@ -65,7 +79,8 @@ def get_video(state: State, principal: Reader, video_id: VideoId) -> Video:
                416: {"description": "Range not satisfiable"}, **_NOT_FOUND},
 )
 def download_video(state: State, principal: ReaderOrQuery, video_id: VideoId,
-                   inline: bool = Query(False, description="Play in the browser instead of saving")) -> FileResponse:
+                   inline: bool = Query(False, description="Play in the browser instead of saving",
+                                        examples=[True])) -> FileResponse:
     return video_file_response(state, video_or_404(state, video_id, principal), download=not inline)
 
 
@@ -135,7 +150,7 @@ def revoke_all_share_links(state: State, video_id: VideoId) -> Revoked:
 @router.delete("/{video_id}/share/{link_id}", response_model=Revoked, dependencies=[Authorized],
                summary="Revoke one share link", responses={404: {"model": Error, "description": "No such link"}})
 def revoke_share_link(state: State, video_id: VideoId,
-                      link_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]) -> Revoked:
+                      link_id: LinkId) -> Revoked:
     link = state.store.get_share_link(link_id)
     if link is None or link.video_id != video_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"share link {link_id} not found for video {video_id}")
