@@ -1,0 +1,190 @@
+"""Stand-ins for `libcamera` and `picamera2`, the one thing this machine cannot have: a Pi camera.
+
+They keep picamera2's documented contract, so picam.py is tested against what a Pi would hand it:
+`start_recording(encoder, output)` starts the outputs and an encoder thread that, for every frame
+at the configured FrameRate in real time, calls `output.outputframe(bytes, keyframe, timestamp)`.
+The bytes are H.264 Annex-B access units from libx264 (no global header, so SPS/PPS come again with
+every keyframe, as `repeat=True` asks of the Pi's encoder), a keyframe every `iperiod` frames, no
+B-frames; `timestamp` is the sensor's monotonic clock in microseconds, relative to the first frame
+(picamera2's Encoder._timestamp). Only the pixels are made up: a gradient with a moving box.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+
+@dataclass
+class Transform:
+    """libcamera.Transform: the ISP's flips (a 180° turn is hflip + vflip)."""
+
+    hflip: bool = False
+    vflip: bool = False
+    transpose: bool = False
+
+
+class Output:
+    """picamera2.outputs.Output: the encoder starts it, feeds it frames, stops it."""
+
+    def __init__(self, pts: Any = None) -> None:
+        self.recording = False
+        self.ptsoutput = pts
+
+    def start(self) -> None:
+        self.recording = True
+
+    def stop(self) -> None:
+        self.recording = False
+
+    def outputframe(self, frame: Any, keyframe: bool = True, timestamp: int | None = None,
+                    packet: Any = None, audio: bool = False) -> None:
+        """Subclasses write the frame somewhere."""
+
+
+class H264Encoder:
+    """picamera2.encoders.H264Encoder's constructor; the stand-in camera does the encoding."""
+
+    def __init__(self, bitrate: int | None = None, repeat: bool = False, iperiod: int | None = None,
+                 framerate: float | None = None, enable_sps_framerate: bool = False, qp: int | None = None,
+                 profile: str | None = None) -> None:
+        self.bitrate, self.repeat, self.iperiod = bitrate, repeat, iperiod
+        self.output: Output | None = None
+
+
+@dataclass
+class PiState:
+    """What the test arranges (an open failure) and observes (what picam.py asked the camera for)."""
+
+    init_error: Exception | None = None
+    opened: list[Picamera2] = field(default_factory=list)
+    attempts: int = 0
+
+
+class Picamera2:
+    state = PiState()
+
+    def __init__(self, camera_num: int = 0) -> None:
+        type(self).state.attempts += 1
+        if type(self).state.init_error is not None:
+            raise type(self).state.init_error
+        self.config: dict[str, Any] | None = None
+        self.encoder: H264Encoder | None = None
+        self.frames_sent = 0
+        self.keyframes_with_headers = 0
+        self.closed = False
+        self.stopped = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        type(self).state.opened.append(self)
+
+    def create_video_configuration(self, main: dict[str, Any] | None = None, lores: Any = None, raw: Any = None,
+                                   transform: Transform | None = None, controls: dict[str, Any] | None = None,
+                                   **kwargs: Any) -> dict[str, Any]:
+        main = {"size": (1280, 720), "format": "XBGR8888", **(main or {})}
+        return {"use_case": "video", "main": main, "transform": transform or Transform(),
+                "controls": {"FrameRate": 30.0, **(controls or {})}, **kwargs}
+
+    def configure(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def start_recording(self, encoder: H264Encoder, output: Output, pts: Any = None, quality: Any = None) -> None:
+        if self.config is None:
+            raise RuntimeError("Camera must be configured before recording")
+        if not isinstance(output, Output):
+            raise RuntimeError("Must pass Output")
+        self.encoder = encoder
+        encoder.output = output
+        output.start()
+        self._thread = threading.Thread(target=self._encode, args=(encoder, output), name="pi-encoder",
+                                        daemon=True)
+        self._thread.start()
+
+    def _encode(self, encoder: H264Encoder, output: Output) -> None:
+        assert self.config is not None
+        width, height = self.config["main"]["size"]
+        fps = float(self.config["controls"]["FrameRate"])
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+        ctx.time_base, ctx.framerate = Fraction(1, round(fps)), Fraction(round(fps))
+        ctx.gop_size, ctx.max_b_frames = encoder.iperiod or 60, 0
+        if encoder.bitrate:
+            ctx.bit_rate = encoder.bitrate
+        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": "scenecut=0"}
+        ctx.open()
+        sensor0 = time.monotonic_ns()
+        first_us: int | None = None
+        n = 0
+        while not self._stop.is_set():
+            due_ns = sensor0 + round(n * 1e9 / fps)
+            delay = (due_ns - time.monotonic_ns()) / 1e9
+            if delay > 0 and self._stop.wait(delay):
+                break
+            sensor_us = due_ns // 1000
+            first_us = sensor_us if first_us is None else first_us
+            frame = av.VideoFrame.from_ndarray(_picture(width, height, n), format="yuv420p")
+            frame.pts = n
+            for packet in ctx.encode(frame):
+                data = bytes(packet)
+                assert data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")), "Annex-B start code"
+                if packet.is_keyframe and _has_sps_pps(data):
+                    self.keyframes_with_headers += 1
+                output.outputframe(data, packet.is_keyframe, sensor_us - first_us)
+                self.frames_sent += 1
+            n += 1
+
+    def stop_recording(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.encoder is not None and self.encoder.output is not None:
+            self.encoder.output.stop()
+        self.stopped = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _picture(width: int, height: int, n: int) -> np.ndarray:
+    """yuv420p planes: a diagonal luma gradient with a bright box moving 4 px a frame, neutral chroma."""
+    planes = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
+    y = (np.add.outer(np.arange(height), np.arange(width)) * 255 // (width + height)).astype(np.uint8)
+    x0 = (n * 4) % max(1, width - 32)
+    y[height // 3:height // 3 + 32, x0:x0 + 32] = 235
+    planes[:height] = y
+    return planes
+
+
+def _has_sps_pps(data: bytes) -> bool:
+    """NAL types 7 (SPS) and 8 (PPS) after Annex-B start codes."""
+    types_seen = {data[i + 3] & 0x1F for i in range(len(data) - 3) if data[i:i + 3] == b"\x00\x00\x01"}
+    return {7, 8} <= types_seen
+
+
+def install(monkeypatch: pytest.MonkeyPatch) -> PiState:
+    """Puts the stand-ins where `from libcamera import …` / `from picamera2… import …` look; fresh state per test."""
+    state = PiState()
+    monkeypatch.setattr(Picamera2, "state", state)
+    libcamera = types.ModuleType("libcamera")
+    libcamera.Transform = Transform  # type: ignore[attr-defined]
+    picamera2 = types.ModuleType("picamera2")
+    picamera2.Picamera2 = Picamera2  # type: ignore[attr-defined]
+    picamera2.__path__ = []  # a package, so its submodules import
+    encoders = types.ModuleType("picamera2.encoders")
+    encoders.H264Encoder = H264Encoder  # type: ignore[attr-defined]
+    outputs = types.ModuleType("picamera2.outputs")
+    outputs.Output = Output  # type: ignore[attr-defined]
+    picamera2.encoders, picamera2.outputs = encoders, outputs  # type: ignore[attr-defined]
+    for name, module in (("libcamera", libcamera), ("picamera2", picamera2), ("picamera2.encoders", encoders),
+                         ("picamera2.outputs", outputs)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return state
