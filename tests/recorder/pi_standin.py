@@ -66,6 +66,7 @@ class PiState:
     """What the test arranges (an open failure) and observes (what picam.py asked the camera for)."""
 
     init_error: Exception | None = None
+    configure_error: Exception | None = None  # raised by configure(), after the camera was opened
     opened: list[Picamera2] = field(default_factory=list)
     attempts: int = 0
 
@@ -95,6 +96,8 @@ class Picamera2:
                 "controls": {"FrameRate": 30.0, **(controls or {})}, **kwargs}
 
     def configure(self, config: dict[str, Any]) -> None:
+        if type(self).state.configure_error is not None:
+            raise type(self).state.configure_error
         self.config = config
 
     def start_recording(self, encoder: H264Encoder, output: Output, pts: Any = None, quality: Any = None) -> None:

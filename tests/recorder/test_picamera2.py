@@ -9,7 +9,8 @@ the production code.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 import av
 import pytest
@@ -84,3 +85,40 @@ def test_a_pi_camera_failing_to_start_is_a_retried_fault_not_a_crash(start_recor
     assert (first["kind"], first["booking_id"], first["active"]) == ("camera_open", "no-camera", True), reports
     assert PI_FAULT in first["reason"] and first["retry_in_s"] > 0
     assert env.thread.is_alive(), "a missing camera never takes the recorder down"
+
+
+def test_a_camera_that_fails_after_opening_is_released_before_the_retry(pi):
+    pi.configure_error = RuntimeError("Failed to configure: device busy")
+    with pytest.raises(CameraError, match="device busy"):
+        open_source("picamera2", 320, 240, 15, 1.0)
+    assert pi.opened and pi.opened[0].closed, "a half-opened camera is closed, not left to the garbage collector"
+
+
+def test_capture_times_follow_a_wall_clock_step_and_keep_exact_steps_otherwise(pi, monkeypatch):
+    """A Pi has no RTC: NTP may step the clock during a session; the sensor's own steps stay exact."""
+    camera = open_source("picamera2", 320, 240, 15, 1.0)
+    try:
+        frames = camera.frames()
+        before = [next(frames).captured_at for _ in range(10)]
+        steps = {round((b - a).total_seconds() * 15, 3) for a, b in zip(before, before[1:], strict=False)}
+        assert steps == {1.0}, steps
+        real = time.time
+        monkeypatch.setattr("services.recorder.picam.time.time", lambda: real() + 3600)
+        after = [next(frames).captured_at for _ in range(10)]
+        assert abs((after[-1] - datetime.now(UTC)).total_seconds() - 3600) < 1.0, "re-anchored to the new clock"
+    finally:
+        camera.close()
+
+
+def test_frames_dropped_while_the_recorder_is_behind_mark_the_next_one_as_after_a_gap(pi):
+    """The queue holds 4 s; past that the next packet says so, and the remux restarts at a keyframe."""
+    camera = open_source("picamera2", 320, 240, 15, 1.0)
+    try:
+        time.sleep(4.8)  # nobody reads: the 60-frame queue fills and frames are dropped
+        frames = camera.frames()
+        seen = [next(frames) for _ in range(75)]
+        gaps = [i for i, item in enumerate(seen) if item.after_gap]
+        assert gaps and gaps[0] >= 59, f"the first packet after the drop is marked: {gaps}"
+        assert all(not item.after_gap for item in seen[:gaps[0]])
+    finally:
+        camera.close()
