@@ -154,6 +154,14 @@ def _segment_booking(settings, store, booking_id, counts, *, start=None, fps=15,
     return record_segments(settings.raw_dir, booking_id, user, start, counts, fps=fps, end=end)
 
 
+def _settle(predicate, timeout: float = 20.0) -> bool:
+    """Wait for the worker's threads to act on an event: True once `predicate` holds."""
+    deadline = utc_now() + timedelta(seconds=timeout)
+    while utc_now() < deadline and not predicate():
+        threading.Event().wait(0.05)
+    return predicate()
+
+
 def _wait_status(store, booking_id, status, timeout=60.0):
     deadline = utc_now() + timedelta(seconds=timeout)
     while utc_now() < deadline and store.get_booking(booking_id).status != status:
@@ -278,21 +286,15 @@ def test_media_updates_fetch_prepare_and_invalidate(settings, tmp_path, run_work
     def prepared(path: Path) -> bool:
         return intros.lookup(file_sha256(path), fmt) is not None
 
-    def settle(predicate) -> bool:
-        deadline = utc_now() + timedelta(seconds=20)
-        while utc_now() < deadline and not predicate():
-            threading.Event().wait(0.05)
-        return predicate()
-
     cached = settings.media_dir / "u1" / "media"
     use("u1/media/intro-a.mp4")
-    assert settle(lambda: prepared(a)), "new intro fetched and prepared before any booking needs it"
+    assert _settle(lambda: prepared(a)), "new intro fetched and prepared before any booking needs it"
     assert (cached / "intro-a.mp4").is_file()
     use("u1/media/intro-b.mp4")
-    assert settle(lambda: prepared(b) and not prepared(a)), "replaced intro: its preparation dropped"
+    assert _settle(lambda: prepared(b) and not prepared(a)), "replaced intro: its preparation dropped"
     assert not (cached / "intro-a.mp4").exists()
     use(None)
-    assert settle(lambda: not prepared(b) and not (cached / "intro-b.mp4").exists()), "removed intro dropped"
+    assert _settle(lambda: not prepared(b) and not (cached / "intro-b.mp4").exists()), "removed intro dropped"
 
 
 def test_changed_settings_apply_to_the_next_booking_even_without_an_event(settings, tmp_path, run_worker):
@@ -418,18 +420,12 @@ def test_media_updates_fetch_and_drop_logos_and_sponsor_logos(settings, tmp_path
         store.put_user_settings(UserSettings(user_id="u1", logo_path=logo, sponsor_logo_paths=sponsors))
         bus.publish(MEDIA_UPDATED, MediaUpdated(user_id="u1", kind="logo", path=logo))
 
-    def settle(predicate) -> bool:
-        deadline = utc_now() + timedelta(seconds=20)
-        while utc_now() < deadline and not predicate():
-            threading.Event().wait(0.05)
-        return predicate()
-
     def present() -> set[str]:
         return {p.name for p in cached.glob("*.png")} if cached.is_dir() else set()
 
     use("u1/media/logo-a.png", ["u1/media/sponsor-1.png", "u1/media/sponsor-2.png"])
-    assert settle(lambda: present() == {"logo-a.png", "sponsor-1.png", "sponsor-2.png"}), present()
+    assert _settle(lambda: present() == {"logo-a.png", "sponsor-1.png", "sponsor-2.png"}), present()
     use("u1/media/logo-a.png", ["u1/media/sponsor-2.png"])  # one sponsor removed
-    assert settle(lambda: present() == {"logo-a.png", "sponsor-2.png"}), present()
+    assert _settle(lambda: present() == {"logo-a.png", "sponsor-2.png"}), present()
     use(None, [])  # the user removes every logo
-    assert settle(lambda: present() == set()), present()
+    assert _settle(lambda: present() == set()), present()

@@ -104,16 +104,8 @@ def test_three_bookings_with_the_cloud_away_in_the_middle(cloud_settings, make_s
     assert db.execute("SELECT count(*) FROM storage.objects WHERE bucket_id = 'videos'").fetchone() == (3,)
 
     # ... and in order per booking: statuses forward only, the object and the row before `video_uploaded`
-    log = fake_cloud.log()
     for booking_id in ids:
-        steps = []
-        for entry in log:
-            if entry.get("event") == "object_stored" and entry["path"] == f"u1/{booking_id}.mp4":
-                steps.append("object")
-            elif entry.get("path") == "/rest/v1/videos" and entry.get("body", {}).get("booking_id") == booking_id:
-                steps.append(f"row:{entry['status']}")
-            elif entry.get("method") == "PATCH" and f"id=eq.{booking_id}&" in entry.get("query", "") + "&":
-                steps.append(entry["body"]["status"])
+        steps = _cloud_steps(fake_cloud, booking_id)
         assert steps == ["completed", "video_processed", "object", "row:201", "video_uploaded"], (booking_id, steps)
 
 
