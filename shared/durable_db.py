@@ -3,7 +3,28 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
+
+WAL_RETRY_S = 0.05
+
+
+def enable_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch to WAL, waiting out other processes doing the same.
+
+    Services start together (`ezrec up`, compose), and several may open a new database file at once;
+    the journal-mode switch then fails with "database is locked" at once instead of waiting for the busy
+    timeout, so it is retried here until `timeout_s`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
 
 
 def open_durable_db(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
@@ -15,6 +36,6 @@ def open_durable_db(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
-    db.execute("PRAGMA journal_mode=WAL")
+    enable_wal(db, timeout_s)
     db.execute("PRAGMA synchronous=FULL")
     return db

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.atomic import atomic_path, remove_stale_temps
+from shared.durable_db import enable_wal
 from shared.models import (
     Booking,
     BookingIn,
@@ -89,7 +90,7 @@ class LocalStore(Store):
         if conn is None:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn, 30)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
