@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_request_body_mb: float = Field(default=1, gt=0)  # every body but media uploads (MAX_UPLOAD_MB)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # comma-separated; empty = none
     supabase_jwt_secret: SecretStr | None = None  # set: Supabase user JWTs (HS256) may read their own data
+    # set: Supabase user JWTs signed with the project's asymmetric keys (ES256/RS256) are verified with these
+    # public keys, e.g. https://<project>.supabase.co/auth/v1/.well-known/jwks.json
+    supabase_jwks_url: str | None = None
     share_link_ttl: int = Field(default=7 * 24 * 3600, ge=60)  # seconds a video share link stays valid
 
     supabase_url: str | None = None

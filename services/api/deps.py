@@ -39,7 +39,8 @@ async def get_state(request: Request) -> AppState:
 
 
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN from the device's .env (or, for reads of a user's "
-                     "own data, that user's Supabase access token when SUPABASE_JWT_SECRET is set)")
+                     "own data, that user's Supabase access token when SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL "
+                     "is set)")
 _Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _QUERY_TOKEN = Query(None, description="The same token as the Authorization header, for clients that cannot send "
                      "headers (EventSource, <video src>, <img src>)", examples=["my-device-api-token"])

@@ -39,9 +39,10 @@ dashboard at [`/`](/).
 **Auth.** Every endpoint needs `Authorization: Bearer <API_TOKEN>` (compared in constant time) except
 `/health`, the dashboard shell (`/`, `/static/*`: it asks for the token), this description (`/docs`,
 `/redoc`, `/openapi.json`: built from the code alone, no configuration or data) and share links
-(`/share/{token}`: the signed token is the credential). When `SUPABASE_JWT_SECRET` is set, a Supabase
-user's access token may also *read* that user's own bookings, videos and settings. `/events`, video
-downloads and thumbnails accept the token as `?token=` too, for browser elements that cannot send headers.
+(`/share/{token}`: the signed token is the credential). When `SUPABASE_JWT_SECRET` or
+`SUPABASE_JWKS_URL` is set, a Supabase user's access token may also *read* that user's own bookings,
+videos and settings. `/events`, video downloads and thumbnails accept the token as `?token=` too, for
+browser elements that cannot send headers.
 
 **Limits.** Request bodies: `MAX_REQUEST_BODY_MB` (default 1 MB), media uploads `MAX_UPLOAD_MB`
 (intros; logos 5 MB); larger bodies get a 413 even when sent chunked. Browser origins allowed by CORS:
