@@ -83,9 +83,7 @@ def test_recording_finished_event_becomes_an_uploaded_video(settings, tmp_path, 
     raw = _setup(settings, store, tmp_path)
     uploaded = listen(f"ezrec/{settings.camera_id}/video/#")
     worker, bus = run_worker(store)
-    bus.publish(bus.topics.recording_finished, RecordingFinished(
-        booking_id="b1", camera_id=settings.camera_id, user_id="u1", file="b1.mp4",
-        first_frame_at=utc_now(), last_frame_at=utc_now(), frames=30, size_bytes=raw.stat().st_size))
+    _finished(bus, settings, "b1", raw, 30)
     uploaded.wait_for(lambda t, p: t.endswith("/video/uploaded"), timeout=60)
     topics = [t.rsplit("/", 1)[-1] for t, _, _ in uploaded.messages if not t.endswith("progress")]
     assert topics.index("processed") < topics.index("uploaded")
@@ -393,9 +391,7 @@ def test_a_corrupt_intro_and_logo_are_reported_and_the_recording_still_delivered
                                          logo_path="u1/media/logo-t.png"))
     events = listen(f"ezrec/{settings.camera_id}/video/#")
     worker, bus = run_worker(store)
-    bus.publish(bus.topics.recording_finished, RecordingFinished(
-        booking_id="bad1", camera_id=settings.camera_id, user_id="u1", file="bad1.mp4",
-        first_frame_at=utc_now(), last_frame_at=utc_now(), frames=30, size_bytes=raw.stat().st_size))
+    _finished(bus, settings, "bad1", raw, 30)
     events.wait_for(lambda t, p: t.endswith("/video/uploaded"), timeout=60)
     failed = [json.loads(p) for t, p, _ in events.messages if t.endswith("/video/failed")]
     assert {f["element"] for f in failed} >= {"intro", "logo"}, failed
