@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from shared.timeutil import UtcDatetime, utc_now
 
-SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+SAFE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+SafeId = Annotated[str, StringConstraints(pattern=SAFE_ID_PATTERN)]
 """Ids become file and object names: the pattern keeps path characters out."""
 
 

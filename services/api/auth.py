@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 import jwt
 
+from shared.models import SAFE_ID_PATTERN
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_USER_ID = re.compile(SAFE_ID_PATTERN)
 SUPABASE_AUDIENCE = "authenticated"
 ASYMMETRIC = ("ES256", "RS256")
 JWKS_REFRESH_S = 600.0

@@ -18,13 +18,13 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from shared.atomic import write_text_atomic
-from shared.models import SafeId
+from shared.models import SAFE_ID_PATTERN, SafeId
 from shared.payloads import ScheduledBooking
 from shared.timeutil import UtcDatetime
 
 log = logging.getLogger(__name__)
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SAFE_ID = re.compile(SAFE_ID_PATTERN)
 META_NAME = ".booking.json"
 SEGMENT_GLOB = "seg-*.mp4"
 _SEGMENT_NAME = re.compile(r"^seg-(\d{5})\.mp4$")

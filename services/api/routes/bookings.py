@@ -19,7 +19,7 @@ from services.api.booking_rules import (
 )
 from services.api.deps import BODY_ERRORS, FORBIDDEN, UNAUTHORIZED, Authorized, Reader, State, UserFilter, only_own
 from services.api.schemas import BookingTimes, ConflictError, Error, unprocessable
-from shared.models import Booking, BookingIn, BookingStatus
+from shared.models import SAFE_ID_PATTERN, Booking, BookingIn, BookingStatus
 from shared.store import BookingConflict, NotFound
 from shared.timeutil import UtcDatetime, utc_now
 
@@ -41,7 +41,7 @@ no overlap with another booking on the same camera (409 naming it). The retained
 `ezrec/<camera_id>/bookings` and `DATA_DIR/bookings.json` are rewritten after every change.
 """
 
-BookingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["court1-2026-11-25-1800"],
+BookingId = Annotated[str, Path(pattern=SAFE_ID_PATTERN, examples=["court1-2026-11-25-1800"],
                                 description="The booking's id, as given at creation ([A-Za-z0-9_-]{1,64})")]
 
 _EXAMPLE = {

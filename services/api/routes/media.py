@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from services.api.deps import BODY_ERRORS, UNAUTHORIZED, Authorized, Reader, State
 from services.api.media_checks import MAX_LOGO_BYTES, MediaRejected, check_intro, check_logo
 from services.api.schemas import Error, MediaNotify, UserSettingsIn, unprocessable
-from shared.models import UserSettings, storage_path_for_media
+from shared.models import SAFE_ID_PATTERN, UserSettings, storage_path_for_media
 from shared.payloads import MediaUpdated
 from shared.store.base import check_object_path
 from shared.topics import MEDIA_UPDATED
@@ -26,7 +26,7 @@ notify_router = APIRouter(prefix="/media", tags=["media"], responses=UNAUTHORIZE
 MAX_SPONSOR_LOGOS = 3
 _SETTINGS_LOCK = threading.Lock()
 """User settings are read, changed and written whole: one change at a time, so none is lost."""
-UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["player42"],
+UserId = Annotated[str, Path(pattern=SAFE_ID_PATTERN, examples=["player42"],
                              description="The user whose media this is (the `user_id` of their bookings)")]
 MediaKind = Annotated[Literal["intro", "logo"], Path(description="`intro` (a clip put before each of the user's "
                                                      "videos) or `logo` (a PNG overlaid on them)", examples=["logo"])]

@@ -23,14 +23,14 @@ from services.api.deps import (
 )
 from services.api.schemas import Error, Revoked, ShareLinkIn, ShareLinkOut
 from services.api.thumbnails import ThumbnailError
-from shared.models import ShareLink, Video
+from shared.models import SAFE_ID_PATTERN, ShareLink, Video
 from shared.timeutil import utc_now
 
 router = APIRouter(prefix="/videos", tags=["videos"], responses=UNAUTHORIZED)
 
-VideoId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["9b2f4c1e-5d6a-5b7c-8d9e-0f1a2b3c4d5e"],
+VideoId = Annotated[str, Path(pattern=SAFE_ID_PATTERN, examples=["9b2f4c1e-5d6a-5b7c-8d9e-0f1a2b3c4d5e"],
                               description="The video's `id` (from GET /videos)")]
-LinkId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["k3J9xQ2mT8vWb1Zc"],
+LinkId = Annotated[str, Path(pattern=SAFE_ID_PATTERN, examples=["k3J9xQ2mT8vWb1Zc"],
                              description="The share link's `id` (from POST or GET /videos/{video_id}/share)")]
 _NOT_FOUND = {404: {"model": Error, "description": "No such video, or its file is not on this device"}}
 
