@@ -89,11 +89,12 @@ class CloudOutbox:
                                    (key, kind, json.dumps(payload), time.time()))
             return int(cur.lastrowid or 0)
 
-    def _select(self, where: str, limit: int) -> list[CloudOp]:
+    def _select(self, where: str, limit: int = -1, params: tuple[object, ...] = ()) -> list[CloudOp]:
+        """Operations matching `where`, oldest first (limit -1: all)."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT id, key, kind, payload, attempts FROM ops o WHERE {where} ORDER BY id LIMIT ?",
-                (limit,)).fetchall()
+                (*params, limit)).fetchall()
         return [CloudOp(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
     def pending(self, limit: int = 500) -> list[CloudOp]:
@@ -145,12 +146,7 @@ class CloudOutbox:
     def kept(self, kinds: tuple[str, ...]) -> list[CloudOp]:
         """Operations of these kinds still here, pending or refused. Applied ones are deleted, so a write
         missing from this list (and known to have been queued) is confirmed by the cloud."""
-        marks = ", ".join("?" * len(kinds))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT id, key, kind, payload, attempts FROM ops WHERE kind IN ({marks}) ORDER BY id",
-                kinds).fetchall()
-        return [CloudOp(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        return self._select(f"kind IN ({', '.join('?' * len(kinds))})", params=kinds)
 
     def pending_count(self) -> int:
         with self._lock:
