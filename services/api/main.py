@@ -48,6 +48,8 @@ browser elements that cannot send headers.
 (intros; logos 5 MB); larger bodies get a 413 even when sent chunked. Browser origins allowed by CORS:
 `CORS_ORIGINS` (none by default).
 
+**Paths** are exact: with a trailing slash they answer 404, never a redirect.
+
 **Times** are ISO 8601 with an offset (`Z` or `+01:00`); timestamps without one are refused with a 422.
 """
 
@@ -90,8 +92,10 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
         hub.close()
         bus.stop()
 
+    # No trailing-slash redirects: a client that follows them (curl -L, requests) would turn
+    # `DELETE /videos/{id}/share/` (an empty link id) into `DELETE /videos/{id}/share`, revoking every link.
     app = FastAPI(title="EZREC device API", version="1", description=DESCRIPTION, openapi_tags=TAGS,
-                  lifespan=lifespan)
+                  lifespan=lifespan, redirect_slashes=False)
     app.state.ezrec = state
 
     body_limit = int(settings.max_request_body_mb * 1024 * 1024)

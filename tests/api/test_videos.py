@@ -166,3 +166,24 @@ def test_thumbnail_pixels_come_from_the_video(settings, tmp_path):
         out = next(jpeg.decode(video=0)).to_ndarray(format="rgb24")
     assert out.shape == (120, 160, 3)
     assert np.abs(out.reshape(-1, 3).mean(axis=0) - (200, 40, 40)).max() < 8
+
+
+def test_a_trailing_slash_never_redirects_an_unsafe_method(app, client, settings, tmp_path):
+    """`DELETE /videos/{id}/share/` (an empty link id) once answered 307 to `DELETE /videos/{id}/share`, which
+    revokes every link: curl -L and requests follow that. An unsafe method is never redirected."""
+    video, _ = seed_video(settings, tmp_path)
+    link = client.post(f"/videos/{video.id}/share", headers=AUTH).json()
+    r = client.delete(f"/videos/{video.id}/share/", headers=AUTH, follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers, (r.status_code, r.headers)
+    followed = client.delete(f"/videos/{video.id}/share/", headers=AUTH, follow_redirects=True)
+    assert followed.status_code == 404 and not followed.history
+    assert client.get(f"/share/{link['token']}").status_code == 200  # nothing was revoked
+    # Every unsafe operation the API declares, asked with a trailing slash: never a redirect.
+    filled = {"video_id": video.id, "link_id": link["id"], "booking_id": "b1", "user_id": "u1", "kind": "intro",
+              "index": "0"}
+    for path, operations in app.openapi()["paths"].items():
+        for method in set(operations) - {"get", "head"}:
+            url = re.sub(r"\{(\w+)\}", lambda m: filled.get(m[1], "x"), path) + "/"
+            answer = client.request(method.upper(), url, headers=AUTH, follow_redirects=False)
+            assert not answer.is_redirect, (method, url, answer.status_code)
+
