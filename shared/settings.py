@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     # public keys, e.g. https://<project>.supabase.co/auth/v1/.well-known/jwks.json
     supabase_jwks_url: str | None = None
     share_link_ttl: int = Field(default=7 * 24 * 3600, ge=60)  # seconds a video share link stays valid
+    # where players reach the API (e.g. https://court1.example.org): share links are built on it, never on
+    # the request's Host header; unset = links relative to the API's own origin
+    public_base_url: str | None = None
 
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None
@@ -80,6 +84,17 @@ class Settings(BaseSettings):
     worker_nice: int = Field(default=10, ge=0, le=19)  # CPU priority below the recorder's (0 = unchanged)
 
     log_level: str = "INFO"
+
+    @field_validator("public_base_url", mode="before")
+    @classmethod
+    def _base_url(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(str(value))
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("PUBLIC_BASE_URL must be an http(s) URL without query or fragment, "
+                             "e.g. https://court1.example.org")
+        return str(value).rstrip("/")
 
     @field_validator("supabase_url", "mqtt_username", mode="before")
     @classmethod

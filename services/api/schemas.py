@@ -51,8 +51,9 @@ class ShareLinkOut(BaseModel):
     id: SafeId = Field(description="Link id, for revoking this one link")
     video_id: str
     token: str = Field(description="Signed token; anyone holding it can watch the video until it expires")
-    url: str = Field(description="The share page (plays the video in a browser, no token header needed)",
-                     examples=["http://192.0.2.10:8000/share/eyJ...abc"])
+    url: str = Field(description="The share page (plays the video in a browser, no token header needed): on "
+                     "PUBLIC_BASE_URL when it is set, else a path relative to the API's origin",
+                     examples=["https://court1.example.org/share/eyJ...abc", "/share/eyJ...abc"])
     video_url: str = Field(description="The MP4 itself (supports Range)")
     expires_at: UtcDatetime
 

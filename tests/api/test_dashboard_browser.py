@@ -135,9 +135,10 @@ def test_share_page_plays_in_chromium(live_api, settings, browser_page, tmp_path
     video, _ = seed_video(settings, tmp_path, booking_id="shared", user_id="player42", seconds=2.0)
     link = httpx.post(f"{server.url}/videos/{video.id}/share", headers=AUTH).json()
     page = browser_page
-    page.goto(link["url"])  # a stranger's browser: no token anywhere
+    assert link["url"].startswith("/share/")  # no PUBLIC_BASE_URL: relative to the API's origin
+    page.goto(server.url + link["url"])  # a stranger's browser: no token anywhere
     page.wait_for_function("document.getElementById('player').readyState >= 2", timeout=15_000)
     assert page.evaluate("document.getElementById('player').duration") == pytest.approx(2.0, abs=0.2)
     assert page.evaluate("localStorage.length") == 0
     httpx.delete(f"{server.url}/videos/{video.id}/share", headers=AUTH)
-    assert page.goto(link["url"]).status == 410
+    assert page.goto(server.url + link["url"]).status == 410

@@ -187,3 +187,21 @@ def test_a_trailing_slash_never_redirects_an_unsafe_method(app, client, settings
             answer = client.request(method.upper(), url, headers=AUTH, follow_redirects=False)
             assert not answer.is_redirect, (method, url, answer.status_code)
 
+
+def test_share_urls_never_come_from_the_host_header(client, make_settings, settings, tmp_path):
+    """`Host: evil.example` once gave `http://evil.example/share/...`: a link a victim would trust."""
+    video, _ = seed_video(settings, tmp_path)
+    evil = {**AUTH, "Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    link = client.post(f"/videos/{video.id}/share", headers=evil).json()
+    assert "evil.example" not in link["url"] + link["video_url"]
+    assert link["url"] == f"/share/{link['token']}" and link["video_url"] == f"{link['url']}/video"  # relative
+
+    from fastapi.testclient import TestClient
+
+    from services.api.main import create_app
+
+    configured = make_settings(public_base_url="https://court1.example.org/ezrec/")
+    with TestClient(create_app(configured)) as other:
+        link = other.post(f"/videos/{video.id}/share", headers=evil).json()
+        assert link["url"] == f"https://court1.example.org/ezrec/share/{link['token']}"
+        assert other.get(link["url"].removeprefix("https://court1.example.org/ezrec")).status_code == 200

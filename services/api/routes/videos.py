@@ -35,6 +35,13 @@ LinkId = Annotated[str, Path(pattern=SAFE_ID_PATTERN, examples=["k3J9xQ2mT8vWb1Z
 _NOT_FOUND = {404: {"model": Error, "description": "No such video, or its file is not on this device"}}
 
 
+def share_url(request: Request, public_base_url: str | None, token: str) -> str:
+    """On PUBLIC_BASE_URL, else relative to this API's origin: never on the Host header, which the client
+    chooses (`Host: evil.example` would hand out links to another site)."""
+    path = request.app.url_path_for("share_page", token=token)
+    return f"{public_base_url}{path}" if public_base_url else f"{request.scope.get('root_path', '')}{path}"
+
+
 def video_or_404(state: State, video_id: str, principal: Principal | None = None) -> Video:
     video = state.store.get_video(video_id)
     if video is None or (principal is not None and not principal.can_read(video.user_id)):
@@ -115,8 +122,9 @@ def video_thumbnail(state: State, principal: ReaderOrQuery, video_id: VideoId) -
     dependencies=[Authorized],
     summary="Create a signed, expiring share link",
     description="Anyone with the link can watch (`url`: a page with a player) or fetch the MP4 (`video_url`, "
-    "with Range) until it expires or is revoked; no token header is needed. Links are signed with a key "
-    "derived from API_TOKEN: rotating API_TOKEN invalidates them all.",
+    "with Range) until it expires or is revoked; no token header is needed. Both are built on PUBLIC_BASE_URL "
+    "when it is set, else they are paths relative to the API's origin (never taken from the Host header). "
+    "Links are signed with a key derived from API_TOKEN: rotating API_TOKEN invalidates them all.",
     responses={**_NOT_FOUND, **BODY_ERRORS},
 )
 def create_share_link(request: Request, state: State, video_id: VideoId,
@@ -128,7 +136,7 @@ def create_share_link(request: Request, state: State, video_id: VideoId,
     link = state.store.create_share_link(ShareLink(id=secrets.token_urlsafe(12), video_id=video.id,
                                                    created_at=now, expires_at=now + timedelta(seconds=ttl)))
     token = state.shares.sign(link.id, link.video_id, link.expires_at)
-    page = str(request.url_for("share_page", token=token))
+    page = share_url(request, state.settings.public_base_url, token)
     return ShareLinkOut(id=link.id, video_id=video.id, token=token, url=page, video_url=f"{page}/video",
                         expires_at=link.expires_at)
 
