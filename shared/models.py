@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-from shared.timeutil import UtcDatetime, utc_now
+from shared.timeutil import StrictUtcDatetime, UtcDatetime, utc_now
 
 SAFE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 SafeId = Annotated[str, StringConstraints(pattern=SAFE_ID_PATTERN)]
@@ -42,14 +42,21 @@ class BookingIn(BaseModel):
     id: SafeId
     user_id: SafeId
     camera_id: SafeId | None = None
-    start_time: UtcDatetime
-    end_time: UtcDatetime
+    start_time: StrictUtcDatetime
+    end_time: StrictUtcDatetime
 
-    @model_validator(mode="after")
-    def _end_after_start(self) -> BookingIn:
-        if self.end_time <= self.start_time:
-            raise ValueError("end_time must be after start_time")
-        return self
+    @field_validator("end_time")
+    @classmethod
+    def _end_after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        return end_after_start(end, info)
+
+
+def end_after_start(end: datetime, info: ValidationInfo) -> datetime:
+    """A field validator, not a model one, so the 422 points at `end_time` (skipped when start_time was invalid)."""
+    start = info.data.get("start_time")
+    if start is not None and end <= start:
+        raise ValueError("end_time must be after start_time")
+    return end
 
 
 class Booking(BaseModel):

@@ -50,7 +50,8 @@ browser elements that cannot send headers.
 
 **Paths** are exact: with a trailing slash they answer 404, never a redirect.
 
-**Times** are ISO 8601 with an offset (`Z` or `+01:00`); timestamps without one are refused with a 422.
+**Times** are ISO 8601 text with an offset (`Z` or `+01:00`), from 2000-01-01 and before 2100-01-01; a timestamp
+without an offset, a bare number (unix time) or a date alone is refused with a 422 whose `loc` names the field.
 """
 
 TAGS = [

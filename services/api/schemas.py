@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    RootModel,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 
-from shared.models import SafeId
-from shared.timeutil import UtcDatetime
+from shared.models import BookingIn, SafeId, end_after_start
+from shared.timeutil import StrictUtcDatetime, UtcDatetime
 
 
 class Error(BaseModel):
@@ -30,14 +40,30 @@ class BookingTimes(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"start_time": "2026-11-25T18:00:00Z", "end_time": "2026-11-25T19:30:00Z"}]})
 
-    start_time: UtcDatetime
-    end_time: UtcDatetime
+    start_time: StrictUtcDatetime
+    end_time: StrictUtcDatetime
 
-    @model_validator(mode="after")
-    def _end_after_start(self) -> BookingTimes:
-        if self.end_time <= self.start_time:
-            raise ValueError("end_time must be after start_time")
-        return self
+    @field_validator("end_time")
+    @classmethod
+    def _end_after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        return end_after_start(end, info)
+
+
+_ONE, _MANY = TypeAdapter(BookingIn), TypeAdapter(list[BookingIn])
+
+
+def _one_or_many(value: object) -> BookingIn | list[BookingIn]:
+    """A list is validated as a list, anything else as one booking: errors then point at the field
+    (`body.start_time`, `body.1.end_time`), not at a member of a union (`function-after[...]`)."""
+    return (_MANY if isinstance(value, list) else _ONE).validate_python(value)
+
+
+_OneOrMany = Annotated[BookingIn | list[BookingIn],
+                      PlainValidator(_one_or_many, json_schema_input_type=BookingIn | list[BookingIn])]
+
+
+class BookingsIn(RootModel[_OneOrMany]):
+    """POST /bookings: one booking, or a list of them (all or nothing)."""
 
 
 class ShareLinkIn(BaseModel):

@@ -121,6 +121,63 @@ def test_bad_bookings_get_422_with_a_reason(client, change, reason):
     assert isinstance(r.json()["detail"], list) and "loc" in r.json()["detail"][0]
 
 
+def _locs(response) -> list[list]:
+    return [e["loc"] for e in response.json()["detail"]]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (1900000000, "a bare number (unix time) is not ISO 8601"),
+        ("1900000000", "nor is one in a string"),
+        (1900000000.5, "nor a float"),
+        (True, "nor a boolean"),
+        ("2030-01-01", "a date alone has no time and no offset"),
+        ("2030-01-01T10:00:00", "no offset"),
+        ("Wed, 01 Jan 2030 10:00:00 GMT", "an HTTP date is not ISO 8601"),
+        ("9999-01-01T10:00:00Z", "year 9999 is outside the sane window"),
+        ("1970-01-01T00:00:00Z", "so is 1970"),
+        ("2100-01-01T00:00:00Z", "the window ends before 2100"),
+    ],
+)
+def test_times_are_iso_8601_with_an_offset_in_a_sane_window_and_errors_name_the_field(client, value, why):
+    """The README promises ISO 8601 with an offset; a bare number once passed as unix time and year 9999 was
+    booked. A 422 points at the field (`["body", "start_time"]`), not at pydantic's union member."""
+    single = client.post("/bookings", json={**booking_body("t1"), "start_time": value}, headers=AUTH)
+    assert single.status_code == 422, (why, single.text)
+    assert _locs(single) == [["body", "start_time"]], why
+    batch = client.post("/bookings", json=[booking_body("t0", 30000), {**booking_body("t2"), "end_time": value}],
+                        headers=AUTH)
+    assert batch.status_code == 422 and _locs(batch) == [["body", 1, "end_time"]], (why, batch.text)
+    client.post("/bookings", json=booking_body("t3"), headers=AUTH)
+    moved = client.put("/bookings/t3", json={"start_time": value, "end_time": booking_body()["end_time"]},
+                       headers=AUTH)
+    assert moved.status_code == 422 and _locs(moved) == [["body", "start_time"]], (why, moved.text)
+    query = client.get("/bookings", params={"from": str(value)}, headers=AUTH)
+    assert query.status_code == 422 and _locs(query) == [["query", "from"]], (why, query.text)
+    since = client.get("/status/history", params={"since": str(value)}, headers=AUTH)
+    assert since.status_code == 422 and _locs(since) == [["query", "since"]], (why, since.text)
+
+
+def test_end_before_start_is_reported_on_end_time(client):
+    body = booking_body("e1")
+    body["start_time"], body["end_time"] = body["end_time"], body["start_time"]
+    single = client.post("/bookings", json=body, headers=AUTH)
+    assert single.status_code == 422 and _locs(single) == [["body", "end_time"]], single.text
+    assert "end_time must be after start_time" in single.text
+    batch = client.post("/bookings", json=[booking_body("e0", 30000), body], headers=AUTH)
+    assert _locs(batch) == [["body", 1, "end_time"]], batch.text
+    assert _locs(client.post("/bookings", json=7, headers=AUTH)) == [["body"]]
+    accepted = {"2030-01-01T10:00:00Z": "2030-01-01T10:00:00Z", "2030-01-01T11:00:00+01:00": "2030-01-01T10:00:00Z",
+                "2030-01-01T05:00-05:00": "2030-01-01T10:00:00Z", "2030-01-01T10:00:00+0000": "2030-01-01T10:00:00Z",
+                "2030-01-01T10:00:00.250Z": "2030-01-01T10:00:00.250000Z"}
+    for i, (good, stored) in enumerate(accepted.items()):
+        r = client.post("/bookings", json={"id": f"g{i}", "user_id": "u1", "start_time": good,
+                                           "end_time": "2030-01-01T10:30:00Z"}, headers=AUTH)
+        assert r.status_code == 201 and r.json()["start_time"] == stored, (good, r.text)
+        assert client.delete(f"/bookings/g{i}", headers=AUTH).status_code == 204
+
+
 def test_too_long_and_past_bookings_are_refused(client, settings):
     r = client.post("/bookings", json=booking_body(seconds=(settings.max_booking_minutes + 1) * 60), headers=AUTH)
     assert r.status_code == 422 and "MAX_BOOKING_MINUTES" in r.text

@@ -18,10 +18,10 @@ from services.api.booking_rules import (
     end_now,
 )
 from services.api.deps import BODY_ERRORS, FORBIDDEN, UNAUTHORIZED, Authorized, Reader, State, UserFilter, only_own
-from services.api.schemas import BookingTimes, ConflictError, Error, unprocessable
+from services.api.schemas import BookingsIn, BookingTimes, ConflictError, Error, unprocessable
 from shared.models import SAFE_ID_PATTERN, Booking, BookingIn, BookingStatus
 from shared.store import BookingConflict, NotFound
-from shared.timeutil import UtcDatetime, utc_now
+from shared.timeutil import StrictUtcDatetime, utc_now
 
 router = APIRouter(prefix="/bookings", tags=["bookings"], responses=UNAUTHORIZED)
 
@@ -116,10 +116,10 @@ def _check_new(items: list[BookingIn], single: bool, max_minutes: int, stored: C
 def create_bookings(
     state: State,
     response: Response,
-    body: BookingIn | list[BookingIn] = Body(..., openapi_examples=_EXAMPLES),
+    body: BookingsIn = Body(..., openapi_examples=_EXAMPLES),
 ) -> Booking | list[Booking]:
-    single = not isinstance(body, list)
-    items = [body] if isinstance(body, BookingIn) else body
+    single = not isinstance(body.root, list)
+    items = [body.root] if isinstance(body.root, BookingIn) else body.root
     if not items:
         raise unprocessable((("body",), "empty list"))
     camera_id = state.settings.camera_id
@@ -154,9 +154,9 @@ async def list_bookings(
     user_id: UserFilter = None,
     status_: BookingStatus | None = Query(None, alias="status", description="Only bookings in this state",
                                           examples=["confirmed"]),
-    from_: UtcDatetime | None = Query(None, alias="from", description="bookings ending after this time",
+    from_: StrictUtcDatetime | None = Query(None, alias="from", description="bookings ending after this time",
                                       examples=["2026-11-25T00:00:00Z"]),
-    to: UtcDatetime | None = Query(None, description="bookings starting before this time",
+    to: StrictUtcDatetime | None = Query(None, description="bookings starting before this time",
                                    examples=["2026-11-26T00:00:00Z"]),
 ) -> Response:
     user = only_own(principal, user_id)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from services.api.deps import Authorized, State
 from services.api.schemas import Error
 from shared.models import SystemStatusRow
-from shared.timeutil import UtcDatetime, utc_now
+from shared.timeutil import StrictUtcDatetime, utc_now
 
 router = APIRouter(prefix="/status", tags=["status"], dependencies=[Authorized])
 
@@ -32,7 +32,7 @@ def latest_status(state: State) -> SystemStatusRow:
 @router.get("/history", response_model=list[SystemStatusRow], summary="Snapshots since a time (for charts)")
 def status_history(
     state: State,
-    since: UtcDatetime | None = Query(None, description="Snapshots collected at or after this time (with a UTC "
+    since: StrictUtcDatetime | None = Query(None, description="Snapshots collected at or after this time (with a UTC "
                                       "offset); default: the last 24 hours", examples=["2026-11-25T00:00:00Z"]),
 ) -> list[SystemStatusRow]:
     return state.store.list_system_status(state.settings.camera_id, since or utc_now() - timedelta(hours=24))
