@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel, ValidationError
 
 from shared.outbox import Outbox
@@ -38,6 +39,7 @@ class _Subscription:
     match_filter: str
     model: type[BaseModel] | None
     handler: Handler
+    with_retain: bool = False
 
 
 def _match_filter(topic_filter: str) -> str:
@@ -101,6 +103,11 @@ class MqttBus:
     def subscribe_text(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
         """For plain-text topics (availability: `online`/`offline`, the Home Assistant convention)."""
         self._subs.append(_Subscription(topic_filter, _match_filter(topic_filter), None, handler))
+
+    def subscribe_retained(self, topic_filter: str, handler: Callable[[str, bytes, bool], None]) -> None:
+        """Bytes plus the retain flag as the publisher set it (MQTT v5 Retain As Published), so a live message
+        that was published retained (a will, a `online`, a snapshot) is told apart from a plain one."""
+        self._subs.append(_Subscription(topic_filter, _match_filter(topic_filter), None, handler, with_retain=True))
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -209,7 +216,7 @@ class MqttBus:
                  self.settings.mqtt_port, self.client_id, getattr(flags, "session_present", None))
         client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         for sub in self._subs:
-            client.subscribe(sub.topic_filter, qos=1)
+            client.subscribe(sub.topic_filter, options=SubscribeOptions(qos=1, retainAsPublished=sub.with_retain))
         self.connected.set()
         with self._wake:
             self._wake.notify_all()
@@ -238,7 +245,10 @@ class MqttBus:
                 self._dead_letter(msg, f"invalid {sub.model.__name__}: {_short_errors(exc)}")
                 return
         try:
-            sub.handler(msg.topic, payload)
+            if sub.with_retain:
+                sub.handler(msg.topic, payload, bool(msg.retain))
+            else:
+                sub.handler(msg.topic, payload)
         except Exception as exc:  # a handler bug must not take the subscriber down
             log.exception("handler for %s failed", msg.topic)
             self._dead_letter(msg, f"handler error: {type(exc).__name__}: {exc}")

@@ -1,10 +1,15 @@
 """GET /events: the device's MQTT events relayed to browsers as Server-Sent Events.
 
-paho delivers on its own thread; each message is formatted once and handed to the event loop,
-which copies it into every connected client's bounded queue. A client too slow to keep up is
-disconnected (its browser's EventSource reconnects and reloads), so one stuck tab never grows memory.
-The last message of each retained topic (schedule, status, availability) is replayed to a new client
-first, so a fresh page shows the current state without waiting for the next change.
+paho delivers on its own thread; each message is checked and formatted once there and handed to the
+event loop, which copies it into every connected client's bounded queue. Only EZREC payloads pass: a
+topic this device publishes, a payload that validates against that topic's model (re-serialized, so
+unknown fields never reach a browser), at most MAX_EVENT_BYTES (the schedule: MAX_SCHEDULE_BYTES).
+Anything else is dropped here and counted, never stored or sent.
+
+A new client first gets the retained state: the last message *published retained* on the schedule, the
+status and each known service's availability topic (at most 2 + 4 entries). Plain messages are never
+kept for replay. A client whose queue holds more than QUEUE_SIZE events or QUEUE_BYTES is too slow and
+is disconnected (its browser's EventSource reconnects and reloads), so one stuck tab never grows memory.
 """
 
 from __future__ import annotations
@@ -17,32 +22,113 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ValidationError
+
+from shared.payloads import (
+    Alert,
+    MediaUpdated,
+    RecorderFault,
+    RecordingFinished,
+    RecordingSegment,
+    RecordingStarted,
+    ScheduleSnapshot,
+    StatusSnapshot,
+    VideoFailed,
+    VideoProcessed,
+    VideoProgress,
+    VideoUploaded,
+)
+from shared.topics import MEDIA_UPDATED, SERVICES, Topics
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
+QUEUE_BYTES = 4 * 1024 * 1024
 HEARTBEAT_S = 15.0
-_RETAINED_SUFFIXES = ("/bookings", "/status", "/availability")
+MAX_EVENT_BYTES = 64 * 1024
+MAX_SCHEDULE_BYTES = 1024 * 1024  # a schedule months ahead is ~170 bytes a booking
+AVAILABILITY = ("online", "offline")
 
 
 @dataclass(eq=False)
 class _Client:
     queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    queued_bytes: int = 0
 
 
-def format_event(event_id: int, topic: str, payload: bytes) -> str:
-    """One SSE frame: `id`, then `data` = {"topic", "payload"} (JSON payloads embedded as JSON)."""
-    try:
-        body: object = json.loads(payload)
-    except ValueError:
-        body = payload.decode("utf-8", errors="replace")
+@dataclass(frozen=True)
+class Relayed:
+    topic: str
+    body: object  # the JSON value sent as `payload`
+    retained_slot: bool  # a topic whose retained message is replayed to new clients
+
+
+def format_event(event_id: int, topic: str, body: object) -> str:
+    """One SSE frame: `id`, then `data` = {"topic", "payload"}."""
     data = json.dumps({"topic": topic, "payload": body}, separators=(",", ":"))
     return f"id: {event_id}\ndata: {data}\n\n"
 
 
+class Relay:
+    """Which messages a browser may see: this camera's topics, each with its payload model."""
+
+    def __init__(self, camera_id: str) -> None:
+        topics = Topics(camera_id)
+        self.camera_id = camera_id
+        self.models: dict[str, type[BaseModel]] = {
+            topics.bookings: ScheduleSnapshot,
+            topics.recording_started: RecordingStarted,
+            topics.recording_segment: RecordingSegment,
+            topics.recording_finished: RecordingFinished,
+            topics.recorder_fault: RecorderFault,
+            topics.video_progress: VideoProgress,
+            topics.video_processed: VideoProcessed,
+            topics.video_uploaded: VideoUploaded,
+            topics.video_failed: VideoFailed,
+            topics.status: StatusSnapshot,
+            topics.alerts: Alert,
+            MEDIA_UPDATED: MediaUpdated,
+        }
+        self.availability = {topics.availability(s) for s in SERVICES}
+        self.retained_slots = {topics.bookings, topics.status, *self.availability}
+        self.limits = {topics.bookings: MAX_SCHEDULE_BYTES}
+
+    def check(self, topic: str, payload: bytes) -> Relayed | None:
+        """The message as a browser gets it, or None (with the reason logged) when it is not one of ours."""
+        limit = self.limits.get(topic, MAX_EVENT_BYTES)
+        if len(payload) > limit:
+            log.warning("not relaying %d bytes on %s (limit %d)", len(payload), topic, limit)
+            return None
+        slot = topic in self.retained_slots
+        if topic in self.availability:
+            text = payload.decode("utf-8", errors="replace")
+            if text not in AVAILABILITY:
+                log.warning("not relaying availability %r on %s", text[:32], topic)
+                return None
+            return Relayed(topic, text, slot)
+        model = self.models.get(topic)
+        if model is None:
+            log.debug("not relaying %s: not an EZREC topic", topic)
+            return None
+        try:
+            parsed = model.model_validate_json(payload)
+        except ValidationError as exc:
+            log.warning("not relaying %s: not a %s (%d errors)", topic, model.__name__, exc.error_count())
+            return None
+        if getattr(parsed, "camera_id", self.camera_id) != self.camera_id:
+            log.warning("not relaying %s: for camera %s", topic, getattr(parsed, "camera_id", None))
+            return None
+        return Relayed(topic, json.loads(parsed.model_dump_json()), slot)
+
+
 class EventHub:
-    def __init__(self, queue_size: int = QUEUE_SIZE, heartbeat_s: float = HEARTBEAT_S) -> None:
+    def __init__(self, camera_id: str = "cam1", queue_size: int = QUEUE_SIZE, heartbeat_s: float = HEARTBEAT_S,
+                 queue_bytes: int = QUEUE_BYTES) -> None:
+        self.relay = Relay(camera_id)
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.heartbeat_s = heartbeat_s
+        self.dropped = 0
         self._clients: set[_Client] = set()
         self._retained: dict[str, str] = {}
         self._ids = itertools.count(1)
@@ -55,24 +141,35 @@ class EventHub:
         self._loop = loop
         self._closed = False
 
-    def on_mqtt(self, topic: str, payload: bytes) -> None:
-        """Runs on paho's thread: format once, then let the event loop fan out."""
-        frame = format_event(next(self._ids), topic, payload)
+    def on_mqtt(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Runs on paho's thread: check and format once, then let the event loop fan out. `retained` is the
+        flag as published (the bus subscribes with Retain As Published)."""
+        relayed = self.relay.check(topic, payload)
+        if relayed is None:
+            self.dropped += 1
+            return
+        frame = format_event(next(self._ids), topic, relayed.body)
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # loop closing during shutdown
-            loop.call_soon_threadsafe(self._fan_out, topic, frame)
+            loop.call_soon_threadsafe(self._fan_out, topic, frame, relayed.retained_slot and retained)
 
-    def _fan_out(self, topic: str, frame: str) -> None:
-        if topic.endswith(_RETAINED_SUFFIXES):
+    def _fan_out(self, topic: str, frame: str, keep: bool) -> None:
+        if keep:
             self._retained[topic] = frame
         for client in list(self._clients):
+            if client.queued_bytes + len(frame) > self.queue_bytes:
+                log.warning("event client too slow (%d bytes queued); disconnecting it", client.queued_bytes)
+                self._drop(client)
+                continue
             try:
                 client.queue.put_nowait(frame)
             except asyncio.QueueFull:
                 log.warning("event client too slow (%d queued); disconnecting it", client.queue.qsize())
                 self._drop(client)
+                continue
+            client.queued_bytes += len(frame)
 
     def _drop(self, client: _Client) -> None:
         self._clients.discard(client)
@@ -96,6 +193,10 @@ class EventHub:
     def client_count(self) -> int:
         return len(self._clients)
 
+    @property
+    def retained_bytes(self) -> int:
+        return sum(len(frame) for frame in self._retained.values())
+
     # ---- streaming -------------------------------------------------------------------------------
 
     async def stream(self) -> AsyncIterator[str]:
@@ -113,6 +214,7 @@ class EventHub:
                     continue
                 if frame is None:
                     break
+                client.queued_bytes -= len(frame)
                 yield frame
         finally:
             self._clients.discard(client)

@@ -71,9 +71,9 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
     assert settings.api_token is not None
     store = store or open_store(settings)
     bus = bus or MqttBus(settings, "api")
-    hub = EventHub()
-    bus.subscribe_text(f"ezrec/{settings.camera_id}/#", hub.on_mqtt)
-    bus.subscribe_text(MEDIA_UPDATED, hub.on_mqtt)
+    hub = EventHub(settings.camera_id)
+    bus.subscribe_retained(f"ezrec/{settings.camera_id}/#", hub.on_mqtt)
+    bus.subscribe_retained(MEDIA_UPDATED, hub.on_mqtt)
     state = AppState(
         settings=settings, store=store, bus=bus, schedule=SchedulePublisher(settings, store, bus), auth=auth,
         hub=hub, shares=ShareSigner(settings.api_token.get_secret_value()),

@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from services.api.events import EventHub
-from shared.payloads import RecordingStarted
+from shared.payloads import RecordingStarted, StatusSnapshot
 from shared.timeutil import utc_now
 from tests.conftest import TOKEN
 
@@ -116,7 +116,7 @@ def test_events_relay_mqtt_to_sse(live_api, sse, running_broker, camera_id):
     assert stream.wait_for(lambda e: e["topic"] == "ezrec/media/updated")["payload"]["user_id"] == "u1"
     # Another camera's events are not this device's.
     _publish(running_broker.port, "ezrec/othercam/recording/started", b"{}")
-    _publish(running_broker.port, f"ezrec/{camera_id}/video/progress", b'{"booking_id":"b1","percent":50}')
+    _publish(running_broker.port, f"ezrec/{camera_id}/video/progress", b'{"booking_id":"b1","percent":50,"fps":9}')
     after = stream.wait_for(lambda e: e["topic"] != f"ezrec/{camera_id}/bookings")
     assert after["topic"] == f"ezrec/{camera_id}/video/progress"
 
@@ -125,7 +125,7 @@ def test_a_new_client_gets_the_current_retained_state_first(live_api, sse, runni
     server = live_api()
     first = sse(f"{server.url}/events", token=TOKEN)
     first.wait_for(lambda e: e["topic"] == f"ezrec/{camera_id}/api/availability")
-    _publish(running_broker.port, f"ezrec/{camera_id}/status", b'{"v":1,"cpu_percent":12.5}', retain=True)
+    _publish(running_broker.port, f"ezrec/{camera_id}/status", _status(camera_id, 12.5), retain=True)
     first.wait_for(lambda e: e["topic"] == f"ezrec/{camera_id}/status")
     late = sse(f"{server.url}/events", token=TOKEN)
     replay = [late.events.get(timeout=5) for _ in range(3)]  # before anything new is published
@@ -152,7 +152,7 @@ def test_heartbeat_comments_keep_the_stream_open(live_api, sse):
 
 def test_hub_disconnects_a_client_that_falls_behind():
     async def scenario() -> tuple[list[str], list[str], int]:
-        hub = EventHub(queue_size=3, heartbeat_s=30)
+        hub = EventHub("cam", queue_size=3, heartbeat_s=30)
         hub.attach(asyncio.get_running_loop())
         slow, fast = hub.stream(), hub.stream()
         assert await anext(slow) == "retry: 3000\n\n" and await anext(fast) == "retry: 3000\n\n"
@@ -161,7 +161,7 @@ def test_hub_disconnects_a_client_that_falls_behind():
         await asyncio.sleep(0)
         assert hub.client_count == 2
         for i in range(6):
-            hub.on_mqtt(f"ezrec/cam/video/progress/{i}", b'{"percent": 1}')
+            hub.on_mqtt("ezrec/cam/video/progress", b'{"booking_id": "b%d", "percent": 1, "fps": 1}' % i, False)
             await asyncio.sleep(0.01)
         slow_got = [frame async for frame in slow]  # its queue overflowed: ended after what it had
         hub.close()
@@ -177,3 +177,68 @@ def test_hub_disconnects_a_client_that_falls_behind():
 async def _drain(stream, into: list[str]) -> None:
     async for frame in stream:
         into.append(frame)
+
+
+def _status(camera_id: str, cpu: float) -> bytes:
+    return StatusSnapshot(camera_id=camera_id, collected_at=utc_now(), cpu_percent=cpu, load_1m=0.1,
+                          memory_percent=10, memory_used_mb=100, disk_total_gb=10, disk_free_gb=5,
+                          uptime_s=60).model_dump_json().encode()
+
+
+def test_only_ezrec_payloads_are_relayed_and_only_retained_state_is_replayed(live_api, sse, running_broker,
+                                                                               camera_id):
+    """40 one-megabyte junk publishes once grew the API by 46 MB and sent 40 MB to every new dashboard."""
+    server = live_api()
+    hub = server.app.state.ezrec.hub
+    first = sse(f"{server.url}/events", token=TOKEN)
+    first.wait_for(lambda e: e["topic"] == f"ezrec/{camera_id}/api/availability")
+    base, junk = f"ezrec/{camera_id}", b"\xff" * (1024 * 1024)
+    _publish(running_broker.port, f"{base}/status", _status(camera_id, 12.5), retain=True)  # the real state
+    for i in range(20):  # junk on look-alike topics, retained or not
+        _publish(running_broker.port, f"{base}/x{i}/status", junk, retain=i % 2 == 0)
+        _publish(running_broker.port, f"{base}/x{i}/availability", b"online", retain=True)
+    _publish(running_broker.port, f"{base}/status", junk)  # not JSON
+    _publish(running_broker.port, f"{base}/status", b"null")  # JSON, not a snapshot
+    _publish(running_broker.port, f"{base}/recording/started", b'{"v":1,"booking_id":"b1"}')  # incomplete
+    _publish(running_broker.port, f"{base}/status", _status(camera_id, 99.0))  # valid but NOT retained
+    _publish(running_broker.port, f"{base}/status", _status("othercam", 50.0), retain=True)  # not this camera
+    _publish(running_broker.port, f"{base}/video/progress", b'{"v":1,"booking_id":"b1","percent":42,"fps":30}')
+    seen: list[dict] = []
+    last = first.wait_for(lambda e: seen.append(e) or e["topic"] == f"{base}/video/progress")  # published last
+    assert last["payload"]["percent"] == 42
+    live = [e for e in seen if e["topic"] == f"{base}/status"]
+    assert [e["payload"]["cpu_percent"] for e in live] == [12.5, 99.0]  # the valid ones only, live
+    assert not [e for e in seen if "/x" in e["topic"]]
+
+    late = sse(f"{server.url}/events", token=TOKEN)
+    replay = [late.events.get(timeout=5) for _ in range(3)]
+    assert {e["topic"] for e in replay} == {f"{base}/status", f"{base}/bookings", f"{base}/api/availability"}
+    assert next(e for e in replay if e["topic"].endswith("/status"))["payload"]["cpu_percent"] == 12.5
+    with pytest.raises(queue.Empty):
+        late.events.get(timeout=1)  # nothing else was kept for replay
+    assert hub.retained_bytes < 16 * 1024
+
+
+def test_relay_caps_message_size_and_each_clients_backlog_in_bytes(camera_id):
+    from services.api.events import MAX_EVENT_BYTES
+
+    async def scenario() -> tuple[list[str], int]:
+        hub = EventHub(camera_id, queue_size=256, heartbeat_s=30, queue_bytes=8 * 1024)
+        hub.attach(asyncio.get_running_loop())
+        slow = hub.stream()
+        assert await anext(slow) == "retry: 3000\n\n"
+        failed = {"v": 1, "booking_id": "b1", "element": "encoder", "reason": "x" * MAX_EVENT_BYTES}
+        hub.on_mqtt(f"ezrec/{camera_id}/video/failed", json.dumps(failed).encode(), False)  # too big: dropped
+        await asyncio.sleep(0.01)
+        assert hub.dropped == 1
+        for i in range(40):  # ~300 bytes each: the 8 KiB budget is gone after ~27
+            progress = {"v": 1, "booking_id": f"b{i}", "percent": 1, "fps": 1, "worker": "w" * 150}
+            hub.on_mqtt(f"ezrec/{camera_id}/video/progress", json.dumps(progress).encode(), False)
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        got = [frame async for frame in slow]
+        return got, hub.client_count
+
+    got, remaining = asyncio.run(scenario())
+    assert 20 < len(got) < 40 and all("progress" in f for f in got)  # cut off by bytes, not by count
+    assert remaining == 0

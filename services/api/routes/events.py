@@ -10,11 +10,14 @@ from services.api.deps import UNAUTHORIZED, AuthorizedOrQuery, State
 router = APIRouter(tags=["events"], responses=UNAUTHORIZED)
 
 _DESCRIPTION = """
-A `text/event-stream` that never ends on its own. Every MQTT message on `ezrec/<camera_id>/#` and
-`ezrec/media/updated` becomes one event whose `data` is JSON `{"topic": ..., "payload": ...}` (the payload
-embedded as JSON when it is JSON, else as text, e.g. `online`). On connect the latest schedule, status and
-availability messages are sent first. A comment line (`: keep-alive`) every 15 s keeps proxies from closing
-the stream. A client that falls more than 256 events behind is disconnected; `EventSource` reconnects.
+A `text/event-stream` that never ends on its own. Every EZREC message of this device (the topics under
+`ezrec/<camera_id>/` listed in docs/mqtt.md, and `ezrec/media/updated`) becomes one event whose `data` is
+JSON `{"topic": ..., "payload": ...}`: the payload validated against its model and re-serialized, or the
+text `online` / `offline` for a service's availability. Anything else (another topic, a payload that is
+not one of ours, over 64 KiB, or 1 MiB for the schedule) is dropped. On connect the retained state comes
+first: the last schedule, status and availability messages that were *published retained*. A comment line
+(`: keep-alive`) every 15 s keeps proxies from closing the stream. A client that falls more than 256 events
+or 4 MiB behind is disconnected; `EventSource` reconnects.
 
 Needs the device token: as `Authorization: Bearer` or, for `EventSource` (which cannot send headers),
 as `?token=`.
