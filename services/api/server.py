@@ -28,7 +28,8 @@ class _Server(uvicorn.Server):
 def run(settings: Settings) -> int:
     runtime = ServiceRuntime("api", settings)
     app = create_app(settings)
-    runtime.start_heartbeat()
+    bus = app.state.ezrec.bus
+    runtime.start_heartbeat(lambda: {"mqtt": bus.connected.is_set()})  # read by the status service
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     # uvicorn handles SIGINT/SIGTERM and shuts the lifespan (and the bus) down cleanly.

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from services.status.service import StatusService
 from shared.bus import MqttBus
-from shared.payloads import DeadLetter, RecordingFinished, RecordingStarted, ScheduleSnapshot, VideoFailed
+from shared.payloads import (
+    DeadLetter,
+    RecorderFault,
+    RecordingFinished,
+    RecordingStarted,
+    ScheduleSnapshot,
+    VideoFailed,
+)
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 from shared.store import open_store
@@ -13,14 +20,14 @@ from shared.topics import DEADLETTER
 
 def subscribe(bus: MqttBus, service: StatusService) -> None:
     topics, pipeline = bus.topics, service.pipeline
-    bus.subscribe_text(f"{topics.base}/+/availability", service.on_availability)
+    # With the retain flag as published: only a retained `online`/`offline` is a service's word (its will).
+    bus.subscribe_retained(f"{topics.base}/+/availability", service.on_availability)
     bus.subscribe(topics.recording_started, RecordingStarted, service.on_recording_started)
     bus.subscribe(topics.recording_finished, RecordingFinished, service.on_recording_finished)
     bus.subscribe(topics.bookings, ScheduleSnapshot, pipeline.on_bookings)
     bus.subscribe(topics.video_failed, VideoFailed, pipeline.on_video_failed)
     bus.subscribe(DEADLETTER, DeadLetter, pipeline.on_deadletter)
-    # Text, not a model: the recorder's fault payload may change shape; a reason is extracted if it is JSON.
-    bus.subscribe_text(topics.recorder_fault, pipeline.on_recorder_fault)
+    bus.subscribe(topics.recorder_fault, RecorderFault, pipeline.on_recorder_fault)
     if service.settings.ha_discovery:
         bus.subscribe_text(f"{service.settings.ha_discovery_prefix}/status", service.on_ha_status)
 

@@ -8,7 +8,6 @@ kept in DATA_DIR/state/status-pipeline.json so a restart of this service does no
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -16,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from shared.atomic import write_text_atomic
 from shared.models import BookingStatus
 from shared.payloads import (
     BookingRef,
     DeadLetter,
+    RecorderFault,
     RecordingFinished,
     RecordingStarted,
     ScheduledBooking,
@@ -32,13 +32,22 @@ from shared.payloads import (
 )
 from shared.schedule_cache import CacheFormatError, read_cache
 from shared.timeutil import UtcDatetime, utc_now
-from shared.topics import ROOT
+from shared.topics import ROOT, SERVICES
 
 log = logging.getLogger(__name__)
 
 REASON_LIMIT = 300
-_REASON_KEYS = ("reason", "error", "message", "detail", "fault")
-_CLEARED_WORDS = {"ok", "cleared", "clear", "resolved", "recovered"}
+TOPIC_LIMIT = 200
+OTHER = "other"
+"""last_errors is keyed by service: the four known ones, and `other` for a dead letter naming anything else
+(any client may publish one), so the map has at most five entries whatever arrives."""
+ERROR_KEYS = (*SERVICES, OTHER)
+
+
+def service_error(error: ServiceError) -> ServiceError:
+    """Bounded strings: every part of a ServiceError can come from a message someone else wrote."""
+    return error.model_copy(update={"topic": error.topic[:TOPIC_LIMIT], "reason": error.reason[:REASON_LIMIT],
+                                    "booking_id": (error.booking_id or "")[:64] or None})
 
 
 class CameraFault(BaseModel):
@@ -52,6 +61,12 @@ class PipelineMemory(BaseModel):
     recording_now: str | None = None
     camera_fault: CameraFault | None = None
     last_errors: dict[str, ServiceError] = Field(default_factory=dict)
+
+    @field_validator("last_errors")
+    @classmethod
+    def _bounded(cls, errors: dict[str, ServiceError]) -> dict[str, ServiceError]:
+        """Also what an older version (or a person) left in the state file: known keys, bounded strings."""
+        return {key: service_error(error) for key, error in errors.items() if key in ERROR_KEYS}
 
 
 @dataclass(frozen=True)
@@ -120,35 +135,6 @@ def bookings_around(snapshot: ScheduleSnapshot | None, now: datetime,
         elif b.start_time > now and next_up is None:
             next_up = _ref(b)
     return current, next_up
-
-
-@dataclass(frozen=True)
-class FaultNote:
-    reason: str
-    active: bool
-    kind: str | None = None
-
-    @property
-    def is_camera(self) -> bool:
-        """The recorder also reports e.g. `disk_low`; only camera kinds (or an unknown kind) fault the camera."""
-        return self.kind is None or self.kind.startswith("camera")
-
-
-def fault_from_text(payload: bytes) -> FaultNote:
-    """A recorder fault message of any shape (JSON object, JSON string, plain text) -> reason, active, kind."""
-    text = payload.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = text
-    if isinstance(data, dict):
-        active = not (data.get("active") is False or data.get("cleared") is True
-                      or str(data.get("state", "")).lower() in _CLEARED_WORDS)
-        reason = next((str(data[k]) for k in _REASON_KEYS if data.get(k)), text)
-        kind = data.get("kind")
-        return FaultNote(reason[:REASON_LIMIT], active, str(kind)[:32] if kind else None)
-    reason = str(data)
-    return FaultNote(reason[:REASON_LIMIT], reason.lower() not in _CLEARED_WORDS)
 
 
 class PipelineTracker:
@@ -220,23 +206,27 @@ class PipelineTracker:
         parts = letter.topic.split("/")
         if len(parts) > 2 and parts[0] == ROOT and parts[1] not in (self.camera_id, "media"):
             return  # another camera's message on a shared broker
-        self._error(letter.service[:32], ServiceError(at=letter.sent_at, topic=letter.topic,
-                                                       reason=letter.error[:REASON_LIMIT]))
+        service = letter.service if letter.service in SERVICES else OTHER
+        self._error(service, ServiceError(at=letter.sent_at, topic=letter.topic, reason=letter.error))
 
-    def on_recorder_fault(self, topic: str, payload: bytes) -> None:
-        note = fault_from_text(payload)
+    def on_recorder_fault(self, topic: str, fault: RecorderFault) -> None:
+        """A validated RecorderFault (junk is dead-lettered by the bus); camera kinds fault the camera."""
+        if fault.camera_id != self.camera_id:
+            log.warning("ignoring a recorder fault for camera %s on %s", fault.camera_id, topic)
+            return
         now = utc_now()
+        reason = fault.reason[:REASON_LIMIT]
         with self._lock:
-            if note.is_camera:
-                self._memory.camera_fault = CameraFault(reason=note.reason, at=now) if note.active else None
-            if note.active:
-                reason = f"{note.kind}: {note.reason}" if note.kind else note.reason
-                self._memory.last_errors["recorder"] = ServiceError(at=now, topic=topic, reason=reason[:REASON_LIMIT])
+            if fault.kind.startswith("camera"):
+                self._memory.camera_fault = CameraFault(reason=reason, at=now) if fault.active else None
+            if fault.active:
+                self._memory.last_errors["recorder"] = service_error(ServiceError(
+                    at=now, topic=topic, reason=f"{fault.kind}: {reason}", booking_id=fault.booking_id))
             self._save()
 
     def _error(self, service: str, error: ServiceError) -> None:
         with self._lock:
-            self._memory.last_errors[service] = error
+            self._memory.last_errors[service] = service_error(error)
             self._save()
 
     # ---- view ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import datetime
 import psutil
 
 from services.status import alerts
+from services.status.availability import OFFLINE, UNKNOWN, Availability
 from services.status.discovery import discovery_configs, present_fields
 from services.status.metrics import Probes, device_model, system_metrics
 from services.status.pipeline import PipelineTracker, count_queue
@@ -21,11 +22,14 @@ from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot
 from shared.settings import Settings
 from shared.store import Store
 from shared.timeutil import utc_now
-from shared.topics import SERVICES
 
 log = logging.getLogger(__name__)
 
-FIRST_CONNECT_WAIT_S = 10.0
+FIRST_SNAPSHOT_WAIT_S = 10.0
+"""The first snapshot waits (at most this long, or one interval if that is shorter) until it knows."""
+CPU_SAMPLE_S = 1.0
+"""psutil's CPU reading covers the time since the previous call: right after start-up that window is a few
+milliseconds of import burst (100 %). The first snapshot waits until it spans at least this long."""
 
 
 class StatusService:
@@ -36,7 +40,7 @@ class StatusService:
         self.bus = bus
         self.probes = probes or Probes()
         self.clock = clock
-        self.availability: dict[str, str] = {s: "unknown" for s in SERVICES}
+        self.services = Availability(settings)
         self.pipeline = PipelineTracker(settings.camera_id, settings.state_dir / "status-pipeline.json",
                                         settings.bookings_cache_path)
         self.thresholds = alerts.Thresholds(
@@ -45,16 +49,22 @@ class StatusService:
         self.alerts_path = settings.state_dir / "status-alerts.json"
         self.book = alerts.load_book(self.alerts_path)
         self.model = device_model(self.probes.device_model)
-        self._lock = threading.Lock()
         self._announced: frozenset[str] | None = None  # snapshot fields the published discovery covers
         self._was_connected = False
 
     # ---- bus handlers (paho's thread: quick, no I/O beyond the outbox) ---------------------------
 
-    def on_availability(self, topic: str, payload: bytes) -> None:
-        service = topic.rsplit("/", 2)[-2]
-        with self._lock:
-            self.availability[service] = payload.decode("utf-8", errors="replace")[:16]
+    @property
+    def availability(self) -> dict[str, str]:
+        """Each known service as judged now (see availability.py); `unknown` until a witness has spoken."""
+        return self.services.judged()
+
+    def on_availability(self, topic: str, payload: bytes, retained: bool) -> None:
+        self.services.on_message(topic, payload, retained)
+
+    def knows_enough(self) -> bool:
+        """Connected, and every service judged by a heartbeat or a will."""
+        return self.bus.connected.is_set() and UNKNOWN not in self.availability.values()
 
     def on_recording_started(self, topic: str, event: RecordingStarted) -> None:
         self.pipeline.on_recording_started(topic, event)
@@ -72,8 +82,8 @@ class StatusService:
 
     def collect(self) -> StatusSnapshot:
         now = self.clock()
-        with self._lock:
-            services = dict(self.availability)
+        # Past the start-up wait, a service with neither a heartbeat nor a will has never run here: offline.
+        services = {name: OFFLINE if state == UNKNOWN else state for name, state in self.availability.items()}
         view = self.pipeline.view(now)
         queue = count_queue(self.settings.raw_dir, self.settings.processed_dir)
         try:
@@ -138,13 +148,27 @@ class StatusService:
         return snapshot
 
     def run(self, stop: threading.Event) -> None:
-        psutil.cpu_percent(interval=None)  # primes the counter so the first reading is meaningful
-        deadline = time.monotonic() + min(FIRST_CONNECT_WAIT_S, self.settings.system_status_interval)
-        while not stop.is_set() and not self.bus.connected.is_set() and time.monotonic() < deadline:
-            self.bus.connected.wait(0.2)
+        self.wait_until_it_knows(stop)
         while not stop.is_set():
             try:
                 self.tick()
             except Exception:
                 log.exception("status collection failed")
             stop.wait(self.settings.system_status_interval)
+
+    def wait_until_it_knows(self, stop: threading.Event) -> None:
+        """The first snapshot is retained for a whole interval: publish it only once it is true. Waits until
+        connected with every service judged and a CPU sample of at least CPU_SAMPLE_S, but no longer than
+        FIRST_SNAPSHOT_WAIT_S (or one interval, if shorter; never under CPU_SAMPLE_S)."""
+        primed = time.monotonic()
+        psutil.cpu_percent(interval=None)  # starts the CPU sample the first snapshot reads
+        limit = max(CPU_SAMPLE_S, min(FIRST_SNAPSHOT_WAIT_S, self.settings.system_status_interval))
+        while not stop.is_set():
+            waited = time.monotonic() - primed
+            if waited >= limit or (waited >= CPU_SAMPLE_S and self.knows_enough()):
+                break
+            stop.wait(0.1)
+        unknown = [name for name, state in self.availability.items() if state == UNKNOWN]
+        if unknown:
+            log.info("no heartbeat and no will from %s after %.0f s: reported offline", ", ".join(unknown),
+                     time.monotonic() - primed)

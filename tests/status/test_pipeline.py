@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
-
-from services.status.pipeline import PipelineTracker, bookings_around, count_queue, fault_from_text
+from services.status.pipeline import PipelineTracker, bookings_around, count_queue
 from shared.models import Booking, BookingStatus
 from shared.payloads import (
     DeadLetter,
+    RecorderFault,
     RecordingFinished,
     RecordingStarted,
     ScheduledBooking,
@@ -59,36 +58,20 @@ def test_current_and_next_booking_from_the_schedule():
     assert bookings_around(snap2, now, recording_now="x")[0].id == "x"
 
 
-@pytest.mark.parametrize(("payload", "reason", "active"), [
-    (b'{"reason": "camera disconnected", "v": 1}', "camera disconnected", True),
-    (b'{"v": 1, "camera_id": "c", "kind": "camera_stall", "reason": "no frame for 5 s", "active": true}',
-     "no frame for 5 s", True),
-    (b'{"v": 1, "camera_id": "c", "kind": "camera_stall", "reason": "frames flow again", "active": false}',
-     "frames flow again", False),
-    (b'{"error": "libcamera timeout"}', "libcamera timeout", True),
-    (b'{"message": "no frames for 5 s", "state": "raised"}', "no frames for 5 s", True),
-    (b'{"reason": "recovered", "state": "cleared"}', "recovered", False),
-    (b'{"reason": "back", "active": false}', "back", False),
-    (b'{"something": 1}', '{"something": 1}', True),
-    (b'"sensor unplugged"', "sensor unplugged", True),
-    (b"camera stalled", "camera stalled", True),
-    (b"ok", "ok", False),
-    (b"\xff\xfe broken bytes", "\ufffd\ufffd broken bytes", True),
-])
-def test_recorder_fault_of_any_shape_gives_a_reason(payload, reason, active):
-    note = fault_from_text(payload)
-    assert (note.reason, note.active) == (reason, active)
+def fault(kind: str = "camera_stall", reason: str = "camera disconnected", active: bool = True,
+          camera_id: str = "c") -> RecorderFault:
+    return RecorderFault(camera_id=camera_id, kind=kind, reason=reason, active=active)
 
 
 def test_only_camera_kinds_fault_the_camera(tmp_path):
     tracker = PipelineTracker("c", tmp_path / "s.json")
-    tracker.on_recorder_fault("t", b'{"kind": "camera_open", "reason": "no camera", "active": true}')
-    tracker.on_recorder_fault("t", b'{"kind": "disk_low", "reason": "900 MB free", "active": true}')
+    tracker.on_recorder_fault("t", fault("camera_open", "no camera"))
+    tracker.on_recorder_fault("t", fault("disk_low", "900 MB free"))
     view = tracker.view(utc_now())
     assert view.camera_fault == "no camera" and view.last_errors["recorder"].reason == "disk_low: 900 MB free"
-    tracker.on_recorder_fault("t", b'{"kind": "disk_low", "reason": "space is back", "active": false}')
+    tracker.on_recorder_fault("t", fault("disk_low", "space is back", active=False))
     assert tracker.view(utc_now()).camera_fault == "no camera"  # a disk recovery does not clear the camera
-    tracker.on_recorder_fault("t", b'{"kind": "camera_open", "reason": "opened", "active": false}')
+    tracker.on_recorder_fault("t", fault("camera_open", "opened", active=False))
     assert tracker.view(utc_now()).camera_fault is None
 
 
@@ -102,11 +85,11 @@ def test_events_are_tracked_and_survive_a_restart(tmp_path):
                                                          error="invalid ScheduleSnapshot", payload="{}"))
     tracker.on_deadletter("ezrec/deadletter", DeadLetter(topic="ezrec/other/bookings", service="api",
                                                          error="another camera's", payload="{}"))
-    tracker.on_recorder_fault("ezrec/c/recorder/fault", b'{"reason": "camera disconnected"}')
+    tracker.on_recorder_fault("ezrec/c/recorder/fault", fault())
     view = tracker.view(now)
     assert view.recording_now == "b1" and view.camera_fault == "camera disconnected"
     assert view.last_errors["worker"].reason == "upload: HTTP 503" and view.last_errors["worker"].booking_id == "b0"
-    assert view.last_errors["recorder"].reason == "camera disconnected"
+    assert view.last_errors["recorder"].reason == "camera_stall: camera disconnected"
     assert "api" not in view.last_errors
     restarted = PipelineTracker("c", state).view(now)
     assert restarted.recording_now == "b1" and restarted.camera_fault == "camera disconnected"
@@ -115,15 +98,16 @@ def test_events_are_tracked_and_survive_a_restart(tmp_path):
     tracker.on_recording_finished("t", RecordingFinished(
         booking_id="b1", camera_id="c", user_id="u1", file="b1.mp4", first_frame_at=now, last_frame_at=now,
         frames=1, size_bytes=1))
-    tracker.on_recorder_fault("ezrec/c/recorder/fault", b'{"state": "cleared"}')
+    tracker.on_recorder_fault("ezrec/c/recorder/fault", fault(reason="frames flow again", active=False))
     view = tracker.view(now)
     assert view.recording_now is None and view.camera_fault is None
-    assert view.last_errors["recorder"].reason == "camera disconnected"  # the last error stays for the record
+    assert view.last_errors["recorder"].reason == "camera_stall: camera disconnected"  # kept for the record
 
 
 def test_a_recording_start_means_the_camera_works_again(tmp_path):
     tracker = PipelineTracker("c", tmp_path / "s.json")
-    tracker.on_recorder_fault("t", b"camera stalled")
+    tracker.on_recorder_fault("t", fault(reason="camera stalled"))
+    tracker.on_recorder_fault("t", fault(reason="another camera's", camera_id="other"))
     assert tracker.view(utc_now()).camera_fault == "camera stalled"
     tracker.on_recording_started("t", RecordingStarted(booking_id="b", camera_id="c", first_frame_at=utc_now()))
     assert tracker.view(utc_now()).camera_fault is None

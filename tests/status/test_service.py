@@ -26,6 +26,7 @@ from shared.payloads import (
 )
 from shared.store import LocalStore
 from shared.timeutil import utc_now
+from shared.topics import Topics
 from tests.status.conftest import fake_pi
 
 
@@ -61,14 +62,20 @@ def peer(settings, name: str) -> Iterator[MqttBus]:
 
 
 def raw_publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:
+    raw_publish_many(port, [(topic, payload, retain)])
+
+
+def raw_publish_many(port: int, messages: list[tuple[str, bytes, bool]]) -> None:
+    """A plain client (anyone on the broker), one connection for all, each publish acknowledged."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+        for info in [client.publish(topic, payload, qos=1, retain=retain) for topic, payload, retain in messages]:
+            info.wait_for_publish(10)
     finally:
+        client.disconnect()  # first: loop_stop() on a connected client waits out a 1 s select
         client.loop_stop()
-        client.disconnect()
 
 
 def alerts_of(listener) -> list[Alert]:
@@ -243,3 +250,154 @@ def test_no_status_is_queued_while_the_broker_is_away(settings, plain_probes):
         assert len(store.list_system_status(settings.camera_id, utc_now() - timedelta(minutes=1))) == 3
     finally:
         bus.stop(timeout=0.1)
+
+
+def beat(settings, service: str, **details) -> None:
+    """A heartbeat file exactly as ServiceRuntime.beat writes it (the process's own word that it runs)."""
+    (settings.state_dir / f"heartbeat-{service}.json").write_text(json.dumps({"pid": 1, "at": time.time(),
+                                                                               **details}))
+
+
+def test_availability_is_judged_by_heartbeat_and_will_not_by_one_message(make_settings, plain_probes):
+    """A single non-retained `offline` once raised service_offline while the recorder was recording."""
+    settings = make_settings(alert_hold_s=0)
+    base = f"ezrec/{settings.camera_id}"
+    worker = MqttBus(settings, "worker")
+    worker.start()
+    with running(settings, plain_probes) as service, peer(settings, "recorder"):
+        beat(settings, "recorder", mqtt=True, recording="b1")
+        eventually(lambda: service.availability["recorder"] == "online" and service.availability["worker"] == "online")
+        raw_publish(settings.mqtt_port, f"{base}/recorder/availability", b"offline")  # plain: nobody's will
+        raw_publish(settings.mqtt_port, f"{base}/worker/availability", b"offline")
+        raw_publish(settings.mqtt_port, f"{base}/api/availability", b"junk \xff", retain=True)
+        time.sleep(0.5)
+        snap = service.tick()
+        assert snap.services["recorder"] == "online" and snap.services["worker"] == "online"
+        assert not [a for a in snap.alerts_active if a.startswith("service_offline:recorder")]
+        # Even a retained `offline` cannot take down a recorder whose heartbeat says it runs and is connected.
+        raw_publish(settings.mqtt_port, f"{base}/recorder/availability", b"offline", retain=True)
+        time.sleep(0.5)
+        assert service.tick().services["recorder"] == "online"
+        # A real stop: the worker's clean `offline` (retained, no heartbeat here) is believed at once.
+        worker.stop()
+        eventually(lambda: service.availability["worker"] == "offline")
+        # The recorder's process gone: its heartbeat goes stale, the will decides.
+        beat(settings, "recorder", mqtt=True)
+        (settings.state_dir / "heartbeat-recorder.json").write_text(json.dumps({"pid": 1, "at": time.time() - 60}))
+        assert service.tick().services["recorder"] == "offline"
+        beat(settings, "recorder", mqtt=False)  # running, but cut off from the broker
+        assert service.tick().services["recorder"] == "offline"
+
+
+def test_invented_services_junk_faults_and_dead_letters_cannot_grow_the_snapshot(make_settings, plain_probes):
+    """150 invented service names once grew `services` to 154 entries and the retained snapshot to 62 KB;
+    junk on recorder/fault raised a camera alert carrying the junk; last_errors kept 153 entries."""
+    settings = make_settings(alert_hold_s=0)
+    base = f"ezrec/{settings.camera_id}"
+    with running(settings, plain_probes) as service:
+        raw_publish_many(settings.mqtt_port, [
+            *[(f"{base}/svc{i}/availability", b"online", True) for i in range(150)],
+            *[("ezrec/deadletter", json.dumps({"v": 1, "topic": f"{base}/x" + "y" * 2000, "service": f"svc{i}",
+                                              "error": "e" * 5000, "payload": "p"}).encode(), False)
+              for i in range(150)],
+            (f"{base}/recorder/fault", b"JUNK-JUNK \x00\xff" * 100, False),
+            (f"{base}/recorder/fault", b'{"reason": "JUNK-JUNK"}', False)])
+        eventually(lambda: len(service.pipeline.view(utc_now()).last_errors) >= 2)
+        time.sleep(0.5)
+        snap = service.tick()
+        assert set(snap.services) == {"api", "recorder", "worker", "status"}
+        assert snap.camera_fault is None and "camera_fault" not in snap.alerts_active
+        wire = snap.model_dump_json()
+        assert "JUNK" not in wire.replace("invalid RecorderFault", "")
+        assert len(snap.last_errors) <= 5 and len(wire) < 8 * 1024, (len(snap.last_errors), len(wire))
+        assert all(len(e.topic) <= 200 and len(e.reason) <= 300 for e in snap.last_errors.values())
+
+    # A state file written by an older version (or by hand) with 153 entries is trimmed when read.
+    memory = json.loads((settings.state_dir / "status-pipeline.json").read_text())
+    now = utc_now().isoformat()
+    memory["last_errors"] = {f"svc{i}": {"at": now, "topic": "t" * 1000, "reason": "r" * 1000} for i in range(153)}
+    (settings.state_dir / "status-pipeline.json").write_text(json.dumps(memory))
+    with running(settings, plain_probes) as restarted:
+        errors = restarted.tick().last_errors
+        assert len(errors) <= 5 and all(len(e.topic) <= 200 and len(e.reason) <= 300 for e in errors.values())
+
+
+def test_a_recorder_fault_must_be_a_recorder_fault(make_settings, plain_probes):
+    settings = make_settings()
+    topics = Topics(settings.camera_id)
+    with running(settings, plain_probes) as service, peer(settings, "recorder") as recorder:
+        recorder.publish(topics.recorder_fault, RecorderFault(camera_id="othercam", kind="camera_stall",
+                                                             reason="another camera's"))
+        recorder.publish(topics.recorder_fault, RecorderFault(camera_id=settings.camera_id, kind="disk_low",
+                                                             reason="120 MB free"))
+        assert recorder.wait_drained(10)
+        eventually(lambda: "recorder" in service.pipeline.view(utc_now()).last_errors)
+        time.sleep(0.3)
+        snap = service.tick()
+        assert snap.camera_fault is None  # disk_low is not a camera fault; othercam's is not ours
+        assert snap.last_errors["recorder"].reason == "disk_low: 120 MB free"
+
+
+class _StartupCpu:
+    """psutil.cpu_percent(interval=None) as it behaves: a reading over a tiny window after start-up is
+    meaningless (the import burst: 100 %); over a second or more it is the real load (here 7 %)."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    def __call__(self, interval=None, percpu=False):
+        now, last = time.monotonic(), self.last
+        self.last = now
+        return 100.0 if last is None or now - last < 1.0 else 7.0
+
+
+def test_the_first_snapshot_is_published_only_when_it_knows(make_settings, listen, plain_probes, monkeypatch):
+    """It used to list every service `unknown` and CPU 100 % for the first minute."""
+    import psutil
+
+    monkeypatch.setattr(psutil, "cpu_percent", _StartupCpu())
+    settings = make_settings(system_status_interval=60)
+    base = f"ezrec/{settings.camera_id}"
+    raw_publish_many(settings.mqtt_port, [  # what the broker retains for services already running
+        (f"{base}/{service}/availability", b"online", True) for service in ("api", "recorder")])
+    beat(settings, "worker", mqtt=True)
+    feed = listen(f"{base}/status")
+    bus = MqttBus(settings, "status")
+    service = StatusService(settings, LocalStore(settings.data_dir), bus, probes=plain_probes)
+    subscribe(bus, service)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,))
+    started = time.monotonic()
+    bus.start()
+    thread.start()
+    try:
+        _, payload = feed.wait_for(lambda t, p: True, timeout=20)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        bus.stop()
+    first = StatusSnapshot.model_validate_json(payload)
+    assert first.services == {"api": "online", "recorder": "online", "worker": "online", "status": "online"}
+    assert first.cpu_percent == 7.0
+    assert took < 5, took  # everything was known quickly: no need to wait out the full start-up window
+
+
+def test_a_service_never_heard_of_is_offline_in_the_first_snapshot(make_settings, listen, plain_probes):
+    settings = make_settings(system_status_interval=60)
+    feed = listen(f"ezrec/{settings.camera_id}/status")
+    bus = MqttBus(settings, "status")
+    service = StatusService(settings, LocalStore(settings.data_dir), bus, probes=plain_probes)
+    subscribe(bus, service)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,))
+    bus.start()
+    thread.start()
+    try:
+        _, payload = feed.wait_for(lambda t, p: True, timeout=30)
+    finally:
+        stop.set()
+        thread.join()
+        bus.stop()
+    services = StatusSnapshot.model_validate_json(payload).services
+    assert services == {"api": "offline", "recorder": "offline", "worker": "offline", "status": "online"}
