@@ -123,6 +123,9 @@ def test_availability_online_retained_and_offline_on_kill(settings, running_brok
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        # `up` means connected: the `online` may still be on its way to the broker, so a subscriber this
+        # early can get it live (retain flag 0). Once one has seen it, a later subscriber must get it retained.
+        listen(topic).wait_for(lambda t, p: p == b"online")
         late = listen(topic)  # subscribes after the fact: sees the retained value
         late.wait_for(lambda t, p: p == b"online")
         assert late.messages[0][2] is True, "availability must be retained"
