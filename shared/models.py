@@ -17,7 +17,11 @@ SafeId = Annotated[str, StringConstraints(pattern=SAFE_ID_PATTERN)]
 
 
 class BookingStatus(StrEnum):
+    """In order (a status only moves forward). `missed`: the slot passed and nothing was recorded (see
+    docs/bookings.md); it sits before `completed`, so a recording that still turns up completes it."""
+
     confirmed = "confirmed"
+    missed = "missed"
     completed = "completed"
     video_processed = "video_processed"
     video_uploaded = "video_uploaded"
@@ -32,6 +36,7 @@ class BookingStatus(StrEnum):
 
 
 _STATUS_ORDER = list(BookingStatus)
+STATUS_REASON_LIMIT = 300
 
 
 class BookingIn(BaseModel):
@@ -66,6 +71,9 @@ class Booking(BaseModel):
     start_time: UtcDatetime
     end_time: UtcDatetime
     status: BookingStatus = BookingStatus.confirmed
+    status_reason: str | None = Field(None, max_length=STATUS_REASON_LIMIT, description=(
+        "Why the booking is in its status, where that needs saying: today only a `missed` booking has one, "
+        "e.g. `recorder_offline: ...`"), examples=["camera_fault: camera_open: no camera found"])
     created_at: UtcDatetime = Field(default_factory=utc_now)
     updated_at: UtcDatetime = Field(default_factory=utc_now)
 

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     ha_discovery: bool = True
     ha_discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     max_booking_minutes: int = Field(default=240, ge=1)
+    booking_missed_after_s: float = Field(default=120, gt=0)  # ended this long ago, nothing recorded: missed
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)

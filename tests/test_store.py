@@ -66,6 +66,51 @@ def test_status_only_moves_forward(store):
     assert store.advance_booking_status("missing", BookingStatus.completed) is None
 
 
+def test_missed_sits_between_confirmed_and_completed(store):
+    """A slot that passed unrecorded is `missed` with its reason; a recording that finishes after the check
+    still completes it (and the reason goes), but nothing recorded can ever become missed."""
+    store.create_bookings([_b("a", 0), _b("b", 60)], "cam1")
+    missed = store.advance_booking_status("a", BookingStatus.missed, reason="recorder_offline: not running")
+    assert missed.status == BookingStatus.missed and missed.status_reason == "recorder_offline: not running"
+    assert [b.id for b in store.list_bookings(status=BookingStatus.missed)] == ["a"]
+    late = store.advance_booking_status("a", BookingStatus.completed)
+    assert late.status == BookingStatus.completed and late.status_reason is None
+    assert store.advance_booking_status("a", BookingStatus.missed, reason="x").status == BookingStatus.completed
+    assert store.get_booking("a").status_reason is None
+    # a reason belongs to `missed` only
+    assert store.advance_booking_status("b", BookingStatus.completed, reason="ignored").status_reason is None
+
+
+def test_a_store_made_before_missed_existed_is_migrated_in_place(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "ezrec.sqlite3")
+    db.executescript("""
+        CREATE TABLE bookings (
+            id TEXT PRIMARY KEY, user_id TEXT NOT NULL, camera_id TEXT NOT NULL,
+            start_time TEXT NOT NULL, end_time TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('confirmed','completed','video_processed','video_uploaded')),
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, CHECK (end_time > start_time));
+        INSERT INTO bookings VALUES ('old', 'u1', 'cam1', '2026-11-25T18:00:00.000000Z', '2026-11-25T19:00:00.000000Z',
+                                     'video_uploaded', '2026-11-20T10:00:00.000000Z', '2026-11-25T19:05:00.000000Z');
+        INSERT INTO bookings VALUES ('gone', 'u1', 'cam1', '2026-11-25T20:00:00.000000Z', '2026-11-25T21:00:00.000000Z',
+                                     'confirmed', '2026-11-20T10:00:00.000000Z', '2026-11-20T10:00:00.000000Z');
+    """)
+    db.close()
+    store, again = LocalStore(tmp_path), LocalStore(tmp_path)  # a second process opening it meanwhile
+    try:
+        old = store.get_booking("old")
+        assert old.status == BookingStatus.video_uploaded and old.updated_at.day == 25
+        assert again.advance_booking_status("gone", BookingStatus.missed, reason="no_recording: nothing").status \
+            == BookingStatus.missed
+        assert store.get_booking("gone").status_reason == "no_recording: nothing"
+        store.create_bookings([_b("new", 600)], "cam1")
+        assert store.get_booking("new").status == BookingStatus.confirmed
+    finally:
+        store.close()
+        again.close()
+
+
 def test_list_filters(store):
     store.create_bookings([_b("a", 0), _b("b", 120, user="u2")], "cam1")
     store.advance_booking_status("b", BookingStatus.completed)

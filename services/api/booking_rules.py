@@ -3,7 +3,7 @@
 - upcoming (confirmed, start in the future): PUT any valid times; DELETE removes it (204).
 - in_progress (confirmed, start <= now < end): PUT may move end_time only, not into the past;
   DELETE ends it now (200): the recorder stops and keeps what it recorded.
-- ended (confirmed, end passed: being finalised, or missed): PUT and DELETE are refused (409).
+- ended (confirmed, end passed: being finalised; or `missed`): PUT and DELETE are refused (409).
 - recorded (completed, video_processed, video_uploaded): PUT and DELETE are refused (409).
 """
 
@@ -33,6 +33,8 @@ class RuleViolation(Exception):
 
 
 def phase(booking: Booking, now: datetime) -> Phase:
+    if booking.status == BookingStatus.missed:
+        return Phase.ended
     if booking.status != BookingStatus.confirmed:
         return Phase.recorded
     if now < booking.start_time:

@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
@@ -59,8 +59,12 @@ class _Client:
 @dataclass(frozen=True)
 class Relayed:
     topic: str
+    message: BaseModel | str  # the validated payload (availability: its text)
     body: object  # the JSON value sent as `payload`
     retained_slot: bool  # a topic whose retained message is replayed to new clients
+
+
+Listener = Callable[[str, BaseModel | str, bool], None]
 
 
 def format_event(event_id: int, topic: str, body: object) -> str:
@@ -105,7 +109,7 @@ class Relay:
             if text not in AVAILABILITY:
                 log.warning("not relaying availability %r on %s", text[:32], topic)
                 return None
-            return Relayed(topic, text, slot)
+            return Relayed(topic, text, text, slot)
         model = self.models.get(topic)
         if model is None:
             log.debug("not relaying %s: not an EZREC topic", topic)
@@ -118,7 +122,7 @@ class Relay:
         if getattr(parsed, "camera_id", self.camera_id) != self.camera_id:
             log.warning("not relaying %s: for camera %s", topic, getattr(parsed, "camera_id", None))
             return None
-        return Relayed(topic, json.loads(parsed.model_dump_json()), slot)
+        return Relayed(topic, parsed, json.loads(parsed.model_dump_json()), slot)
 
 
 class EventHub:
@@ -129,6 +133,7 @@ class EventHub:
         self.queue_bytes = queue_bytes
         self.heartbeat_s = heartbeat_s
         self.dropped = 0
+        self.listeners: list[Listener] = []  # told of every relayed message, on paho's thread
         self._clients: set[_Client] = set()
         self._retained: dict[str, str] = {}
         self._ids = itertools.count(1)
@@ -148,6 +153,11 @@ class EventHub:
         if relayed is None:
             self.dropped += 1
             return
+        for listener in self.listeners:
+            try:
+                listener(topic, relayed.message, retained)
+            except Exception:
+                log.exception("event listener failed on %s", topic)
         frame = format_event(next(self._ids), topic, relayed.body)
         loop = self._loop
         if loop is None or loop.is_closed():

@@ -16,6 +16,7 @@ from services.api.auth import Authenticator
 from services.api.deps import UNAUTHORIZED, AppState
 from services.api.events import EventHub
 from services.api.limits import BodySizeLimit
+from services.api.missed import MissedSweeper, RecorderWatch
 from services.api.read_cache import ReadCache
 from services.api.routes import bookings, dashboard, events, health, media, share, status, videos
 from services.api.schedule import SchedulePublisher
@@ -74,6 +75,8 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
     hub = EventHub(settings.camera_id)
     bus.subscribe_retained(f"ezrec/{settings.camera_id}/#", hub.on_mqtt)
     bus.subscribe_retained(MEDIA_UPDATED, hub.on_mqtt)
+    watch = RecorderWatch(settings)
+    hub.listeners.append(watch.observe)
     state = AppState(
         settings=settings, store=store, bus=bus, schedule=SchedulePublisher(settings, store, bus), auth=auth,
         hub=hub, shares=ShareSigner(settings.api_token.get_secret_value()),
@@ -87,7 +90,10 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
         # The retained snapshot must reflect the store even if the broker lost it (no persistence).
         state.schedule.publish(settings.camera_id)
         cloud_sync = start_cloud_sync(settings, store, bus, lambda: state.schedule.publish(settings.camera_id))
+        missed = MissedSweeper(settings, store, watch, state.schedule.publish)
+        missed.start()
         yield
+        missed.stop()
         if cloud_sync is not None:
             cloud_sync.stop()
         hub.close()

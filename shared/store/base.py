@@ -90,8 +90,10 @@ class Store(ABC):
     ) -> list[Booking]: ...
 
     @abstractmethod
-    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> Booking | None:
-        """Move forward only; a stale or repeated update is a no-op. None if the booking is unknown."""
+    def advance_booking_status(self, booking_id: str, status: BookingStatus,
+                               reason: str | None = None) -> Booking | None:
+        """Move forward only; a stale or repeated update is a no-op. None if the booking is unknown.
+        `reason` is kept with `missed` only (cut at STATUS_REASON_LIMIT); any other status clears it."""
 
     @abstractmethod
     def delete_booking(self, booking_id: str) -> bool: ...

@@ -15,6 +15,7 @@ from pathlib import Path
 from shared.atomic import atomic_path, remove_stale_temps
 from shared.durable_db import enable_wal
 from shared.models import (
+    STATUS_REASON_LIMIT,
     Booking,
     BookingIn,
     BookingStatus,
@@ -27,12 +28,17 @@ from shared.models import (
 from shared.store.base import BookingConflict, NotFound, Store, check_object_path
 from shared.timeutil import utc_now
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS bookings (
+_BOOKINGS = """
+CREATE TABLE IF NOT EXISTS {name} (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, camera_id TEXT NOT NULL,
     start_time TEXT NOT NULL, end_time TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('confirmed','completed','video_processed','video_uploaded')),
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, CHECK (end_time > start_time));
+    status TEXT NOT NULL
+        CHECK (status IN ('confirmed','missed','completed','video_processed','video_uploaded')),
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, status_reason TEXT,
+    CHECK (end_time > start_time), CHECK (status_reason IS NULL OR status = 'missed'));
+"""
+_BOOKING_COLUMNS = "id, user_id, camera_id, start_time, end_time, status, created_at, updated_at"
+_SCHEMA = _BOOKINGS.format(name="bookings") + """
 CREATE INDEX IF NOT EXISTS bookings_camera_start ON bookings (camera_id, start_time);
 CREATE TABLE IF NOT EXISTS videos (
     id TEXT PRIMARY KEY, booking_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, camera_id TEXT NOT NULL,
@@ -82,6 +88,7 @@ class LocalStore(Store):
         self.db_path = data_dir / "ezrec.sqlite3"
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
+        self._migrate()
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -108,6 +115,21 @@ class LocalStore(Store):
             raise
         db.execute("COMMIT")
 
+    def _migrate(self) -> None:
+        """A database made before `missed` existed: its bookings CHECK refuses the status and it has no
+        status_reason. SQLite cannot alter a CHECK, so the table is rebuilt (sqlite.org/lang_altertable.html),
+        in one write transaction; a process opening it meanwhile waits and then finds it done."""
+        with self._tx() as db:
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(bookings)")}
+            if "status_reason" in columns:
+                return
+            db.execute("DROP TABLE IF EXISTS bookings_new")
+            db.execute(_BOOKINGS.format(name="bookings_new"))
+            db.execute(f"INSERT INTO bookings_new ({_BOOKING_COLUMNS}) SELECT {_BOOKING_COLUMNS} FROM bookings")
+            db.execute("DROP TABLE bookings")
+            db.execute("ALTER TABLE bookings_new RENAME TO bookings")
+            db.execute("CREATE INDEX IF NOT EXISTS bookings_camera_start ON bookings (camera_id, start_time)")
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -121,7 +143,7 @@ class LocalStore(Store):
         return Booking(
             id=row["id"], user_id=row["user_id"], camera_id=row["camera_id"],
             start_time=_dt(row["start_time"]), end_time=_dt(row["end_time"]),
-            status=BookingStatus(row["status"]),
+            status=BookingStatus(row["status"]), status_reason=row["status_reason"],
             created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
         )
 
@@ -149,7 +171,7 @@ class LocalStore(Store):
                         f"booking {item.id} overlaps booking {clash['id']} on camera {camera_id}", clash["id"]
                     )
                 db.execute(
-                    "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?)",
+                    f"INSERT INTO bookings ({_BOOKING_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?)",
                     (item.id, item.user_id, camera_id, _ts(item.start_time), _ts(item.end_time), now, now),
                 )
                 row = db.execute("SELECT * FROM bookings WHERE id = ?", (item.id,)).fetchone()
@@ -187,7 +209,9 @@ class LocalStore(Store):
         rows = self._conn().execute(f"SELECT * FROM bookings {where} ORDER BY start_time, id", args)
         return [self._booking(r) for r in rows.fetchall()]
 
-    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> Booking | None:
+    def advance_booking_status(self, booking_id: str, status: BookingStatus,
+                               reason: str | None = None) -> Booking | None:
+        kept = ((reason or "")[:STATUS_REASON_LIMIT] or None) if status == BookingStatus.missed else None
         with self._tx() as db:
             row = db.execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
             if row is None:
@@ -195,8 +219,8 @@ class LocalStore(Store):
             current = BookingStatus(row["status"])
             if current.can_advance_to(status):
                 db.execute(
-                    "UPDATE bookings SET status = ?, updated_at = ? WHERE id = ?",
-                    (status.value, _ts(utc_now()), booking_id),
+                    "UPDATE bookings SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+                    (status.value, kept, _ts(utc_now()), booking_id),
                 )
                 row = db.execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
             return self._booking(row)

@@ -132,3 +132,28 @@ def test_the_sync_thread_polls_at_the_configured_interval(make_settings, fake_cl
     finally:
         sync.stop()
         bus.stop()
+
+
+def test_a_missed_booking_and_its_reason_reach_the_cloud_and_a_late_recording_clears_it(store, db, cloud_settings):
+    start = utc_now() - timedelta(hours=2)
+    store.create_bookings([BookingIn(id="miss1", user_id="u1", start_time=start,
+                                     end_time=start + timedelta(minutes=30))], cloud_settings.camera_id)
+    store.advance_booking_status("miss1", BookingStatus.missed, reason="camera_fault: camera_open: no camera")
+    drain(store)
+    row = db.execute("SELECT status, status_reason FROM bookings WHERE id = 'miss1'").fetchone()
+    assert row == ("missed", "camera_fault: camera_open: no camera")
+    store.advance_booking_status("miss1", BookingStatus.completed)  # the recording turned up after the check
+    drain(store)
+    assert db.execute("SELECT status, status_reason FROM bookings WHERE id = 'miss1'").fetchone() == (
+        "completed", None)
+
+
+def test_a_booking_missed_in_the_cloud_arrives_with_its_reason(store, db, cloud_settings):
+    start = utc_now() - timedelta(minutes=50)
+    _insert(db, "miss2", cloud_settings.camera_id, start)
+    store.pull_bookings(cloud_settings.camera_id)
+    db.execute("UPDATE bookings SET status = 'missed', status_reason = 'no_recording: marked by another device'"
+               " WHERE id = 'miss2'")
+    store.pull_bookings(cloud_settings.camera_id)
+    local = store.get_booking("miss2")
+    assert (local.status, local.status_reason) == (BookingStatus.missed, "no_recording: marked by another device")

@@ -68,9 +68,20 @@ def test_status_change_is_a_conditional_patch(store, cloud_settings, fake_cloud)
     drain(store)
     entry = _only(fake_cloud)
     assert (entry["method"], entry["path"]) == ("PATCH", "/rest/v1/bookings")
-    assert _query(entry) == [("id", "eq.b1"), ("status", "in.(confirmed,completed)")]
+    assert _query(entry) == [("id", "eq.b1"), ("status", "in.(confirmed,missed,completed)")]
     assert _pick(entry, *REST, "prefer") == {**REST, "prefer": "return=minimal"}
     assert entry["body"] == {"status": "video_processed"} and entry["status"] == 204
+
+
+def test_a_missed_booking_is_a_conditional_patch_with_its_reason(store, cloud_settings, fake_cloud):
+    _booked(store, cloud_settings)
+    fake_cloud.clear_log()
+    store.advance_booking_status("b1", BookingStatus.missed, reason="recorder_offline: not running")
+    drain(store)
+    entry = _only(fake_cloud)
+    assert _query(entry) == [("id", "eq.b1"), ("status", "in.(confirmed)")]
+    assert entry["body"] == {"status": "missed", "status_reason": "recorder_offline: not running"}
+    assert entry["status"] == 204
 
 
 def test_moving_and_deleting_a_booking(store, cloud_settings, fake_cloud):

@@ -90,6 +90,28 @@ def test_a_status_never_moves_backwards(db):
     assert db.execute("SELECT status FROM bookings WHERE id = 'b1'").fetchone()[0] == "video_uploaded"
 
 
+def test_missed_sits_between_confirmed_and_completed(db):
+    """`missed` (with its reason) follows `confirmed`; a late recording still completes it, clearing the
+    reason; nothing recorded can go back to missed; only a missed booking has a reason."""
+    _booking(db, "m1", "u")
+    db.execute("UPDATE bookings SET status = 'missed', status_reason = 'recorder_offline: down' WHERE id = 'm1'")
+    assert db.execute("SELECT status, status_reason FROM bookings WHERE id = 'm1'").fetchone() == (
+        "missed", "recorder_offline: down")
+    db.execute("UPDATE bookings SET status = 'completed' WHERE id = 'm1'")
+    assert db.execute("SELECT status, status_reason FROM bookings WHERE id = 'm1'").fetchone() == ("completed", None)
+    db.execute("UPDATE bookings SET status = 'missed', status_reason = 'late check' WHERE id = 'm1'")
+    assert db.execute("SELECT status, status_reason FROM bookings WHERE id = 'm1'").fetchone() == ("completed", None)
+    _booking(db, "m2", "u")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute("UPDATE bookings SET status = 'missed', status_reason = %s WHERE id = 'm2'", ("x" * 301,))
+
+
+def test_a_reason_belongs_to_a_missed_booking_only(db):
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute("INSERT INTO bookings (id, user_id, camera_id, start_time, end_time, status, status_reason)"
+                   " VALUES ('r1', 'u', 'cam1', %s, %s, 'confirmed', 'why')", (T0, T1))
+
+
 def test_users_read_only_their_own_rows(db):
     for booking_id, user in (("a1", ALICE), ("b1", BOB)):
         _booking(db, booking_id, user)

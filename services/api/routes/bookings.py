@@ -32,7 +32,8 @@ RULES = """
 - *in progress* (confirmed, start <= now < end): PUT may change `end_time` only, not into the past, and the
   recorder stops at the new end; DELETE ends it now (**200** with the booking, `end_time` = now): the
   recorder stops, keeps what it recorded and the video is made as usual.
-- *ended* (confirmed, end passed: being finalised, or missed): PUT and DELETE answer **409**.
+- *ended* (confirmed, end passed: being finalised; or `missed`: the slot passed with nothing recorded, see
+  `status_reason`): PUT and DELETE answer **409**.
 - *recorded* (`completed`, `video_processed`, `video_uploaded`): PUT and DELETE answer **409**;
   the recording and its video are kept.
 

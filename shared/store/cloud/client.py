@@ -69,13 +69,15 @@ class CloudClient:
         self._call("insert booking", lambda: self.supabase.table("bookings").upsert(
             row, on_conflict="id", ignore_duplicates=True, returning=ReturnMethod.minimal).execute())
 
-    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> None:
+    def advance_booking_status(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> None:
         """Conditional: only rows still behind `status` change, so a late `completed` never undoes `video_uploaded`
-        (the bookings trigger enforces the same in SQL)."""
+        (the bookings trigger enforces the same in SQL, and clears status_reason for any status but `missed`)."""
         behind = [s.value for s in BookingStatus if s.rank < status.rank]
+        values = {"status": status.value}
+        if status == BookingStatus.missed:
+            values["status_reason"] = reason
         self._call("advance booking status", lambda: self.supabase.table("bookings").update(
-            {"status": status.value}, returning=ReturnMethod.minimal).eq("id", booking_id).in_(
-            "status", behind).execute())
+            values, returning=ReturnMethod.minimal).eq("id", booking_id).in_("status", behind).execute())
 
     def update_booking_times(self, booking_id: str, start: datetime, end: datetime) -> None:
         self._call("move booking", lambda: self.supabase.table("bookings").update(

@@ -22,6 +22,7 @@ def booking_row(booking: Booking) -> dict[str, Any]:
 def booking_from_row(row: dict[str, Any]) -> Booking:
     return Booking(id=row["id"], user_id=row["user_id"], camera_id=row["camera_id"],
                    start_time=row["start_time"], end_time=row["end_time"], status=BookingStatus(row["status"]),
+                   status_reason=row.get("status_reason"),
                    created_at=row.get("created_at") or row["start_time"],
                    updated_at=row.get("updated_at") or row["start_time"])
 

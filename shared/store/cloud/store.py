@@ -165,7 +165,7 @@ class SupabaseStore(Store):
             self.cloud.insert_booking(p["row"])
             self.outbox.mark_seen([p["row"]["id"]])
         elif op.kind == "booking_status":
-            self.cloud.advance_booking_status(p["id"], BookingStatus(p["status"]))
+            self.cloud.advance_booking_status(p["id"], BookingStatus(p["status"]), p.get("reason"))
         elif op.kind == "booking_times":
             self.cloud.update_booking_times(p["id"], datetime.fromisoformat(p["start"]),
                                             datetime.fromisoformat(p["end"]))
@@ -208,11 +208,12 @@ class SupabaseStore(Store):
         return self.local.list_bookings(camera_id=camera_id, user_id=user_id, status=status,
                                         ends_after=ends_after, starts_before=starts_before)
 
-    def advance_booking_status(self, booking_id: str, status: BookingStatus) -> Booking | None:
+    def advance_booking_status(self, booking_id: str, status: BookingStatus,
+                               reason: str | None = None) -> Booking | None:
         before = self.local.get_booking(booking_id)
-        after = self.local.advance_booking_status(booking_id, status)
+        after = self.local.advance_booking_status(booking_id, status, reason)
         if before is not None and after is not None and after.status != before.status:
-            self._queue("booking_status", booking_id, {"id": booking_id, "status": after.status.value})
+            self._queue("booking_status", booking_id, _status_op(after))
         return after
 
     def delete_booking(self, booking_id: str) -> bool:
@@ -453,7 +454,7 @@ class SupabaseStore(Store):
                 self._queue("booking_insert", local.id, {"row": booking_row(local.model_copy(
                     update={"status": BookingStatus.confirmed}))})
                 if local.status != BookingStatus.confirmed:
-                    self._queue("booking_status", local.id, {"id": local.id, "status": local.status.value})
+                    self._queue("booking_status", local.id, _status_op(local))
         return changed
 
     def _take_from_cloud(self, booking: Booking) -> bool:
@@ -467,15 +468,15 @@ class SupabaseStore(Store):
                 log.error("cloud booking %s not taken: %s", booking.id, exc)
                 return False
             if booking.status != BookingStatus.confirmed:
-                self.local.advance_booking_status(booking.id, booking.status)
+                self.local.advance_booking_status(booking.id, booking.status, booking.status_reason)
             log.info("booking %s arrived from the cloud", booking.id)
             return True
         changed = False
         if local.status.can_advance_to(booking.status):
-            self.local.advance_booking_status(booking.id, booking.status)
+            self.local.advance_booking_status(booking.id, booking.status, booking.status_reason)
             changed = True
         elif booking.status.can_advance_to(local.status):  # a status update lost before it was queued
-            self._queue("booking_status", local.id, {"id": local.id, "status": local.status.value})
+            self._queue("booking_status", local.id, _status_op(local))
         if (local.start_time, local.end_time) != (booking.start_time, booking.end_time) \
                 and local.status == booking.status == BookingStatus.confirmed:
             try:
@@ -484,3 +485,11 @@ class SupabaseStore(Store):
             except (BookingConflict, NotFound) as exc:
                 log.error("cloud move of booking %s not taken: %s", booking.id, exc)
         return changed
+
+
+def _status_op(booking: Booking) -> dict:
+    """A booking_status outbox operation; `reason` travels with `missed` only (older ops have none)."""
+    op = {"id": booking.id, "status": booking.status.value}
+    if booking.status_reason:
+        op["reason"] = booking.status_reason
+    return op
