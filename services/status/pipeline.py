@@ -231,13 +231,16 @@ class PipelineTracker:
 
     # ---- view ------------------------------------------------------------------------------------
 
-    def view(self, now: datetime) -> PipelineView:
+    def view(self, now: datetime, recorder_says: tuple[str | None] | None = None) -> PipelineView:
+        """`recorder_says`: (booking being recorded or None) from the recorder's fresh heartbeat, which wins
+        over what the events told (one can be lost, or arrive before this service subscribed)."""
         with self._lock:
             memory = self._memory.model_copy(deep=True)
             schedule = self._schedule
-        current, next_up = bookings_around(schedule, now, memory.recording_now)
+        recording_now = recorder_says[0] if recorder_says is not None else memory.recording_now
+        current, next_up = bookings_around(schedule, now, recording_now)
         return PipelineView(
-            recording_now=memory.recording_now,
+            recording_now=recording_now,
             current_booking=current,
             next_booking=next_up,
             camera_fault=memory.camera_fault.reason if memory.camera_fault else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,13 +18,14 @@ from services.status.metrics import Probes, device_model, system_metrics
 from services.status.pipeline import PipelineTracker, count_queue
 from services.status.reachability import cloud_reachable
 from shared.bus import MqttBus
-from shared.models import SystemStatusRow
+from shared.models import SAFE_ID_PATTERN, SystemStatusRow
 from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot
 from shared.settings import Settings
 from shared.store import Store
 from shared.timeutil import utc_now
 
 log = logging.getLogger(__name__)
+SAFE_ID = re.compile(SAFE_ID_PATTERN)
 
 FIRST_SNAPSHOT_WAIT_S = 10.0
 """The first snapshot waits (at most this long, or one interval if that is shorter) until it knows."""
@@ -84,7 +86,7 @@ class StatusService:
         now = self.clock()
         # Past the start-up wait, a service with neither a heartbeat nor a will has never run here: offline.
         services = {name: OFFLINE if state == UNKNOWN else state for name, state in self.availability.items()}
-        view = self.pipeline.view(now)
+        view = self.pipeline.view(now, self._recorder_says())
         queue = count_queue(self.settings.raw_dir, self.settings.processed_dir)
         try:
             in_outbox = self.store.videos_waiting_for_upload()
@@ -107,6 +109,14 @@ class StatusService:
             segments_waiting=queue.segments_waiting,
             uploads_pending=queue.uploads_pending + in_outbox,
         )
+
+    def _recorder_says(self) -> tuple[str | None] | None:
+        """What the recorder's fresh heartbeat says it records (written every 5 s), else None."""
+        beat = self.services.heartbeat("recorder")
+        if beat is None or not beat.fresh or "recording" not in beat.details:
+            return None
+        recording = beat.details["recording"]
+        return (recording if isinstance(recording, str) and SAFE_ID.fullmatch(recording) else None,)
 
     def judge(self, snapshot: StatusSnapshot) -> StatusSnapshot:
         """Raise or clear alerts (published once, durably) and note the active ones in the snapshot."""

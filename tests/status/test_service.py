@@ -401,3 +401,27 @@ def test_a_service_never_heard_of_is_offline_in_the_first_snapshot(make_settings
         bus.stop()
     services = StatusSnapshot.model_validate_json(payload).services
     assert services == {"api": "offline", "recorder": "offline", "worker": "offline", "status": "online"}
+
+
+def test_recording_now_is_what_the_recorder_says_in_its_heartbeat(make_settings, plain_probes):
+    """The dashboard showed "Recording: nothing" during a recording: the status service only knew what it had
+    heard on the bus. The recorder's heartbeat says what it records (every 5 s): that wins while fresh."""
+    settings = make_settings()
+    now = utc_now().replace(microsecond=0)
+    with peer(settings, "api") as api:
+        api.publish(api.topics.bookings, ScheduleSnapshot(camera_id=settings.camera_id, revision=1, bookings=[
+            ScheduledBooking(id="live1", user_id="u1", start_time=now - timedelta(minutes=5),
+                             end_time=now + timedelta(minutes=25), status="confirmed")]), retain=True)
+        assert api.wait_drained(10)
+    with running(settings, plain_probes) as service:
+        eventually(lambda: service.pipeline.view(now).current_booking is not None)
+        beat(settings, "recorder", mqtt=True, recording="live1")  # no recording/started was heard
+        snap = service.tick()
+        assert snap.recording_now == "live1" and snap.current_booking.id == "live1"
+        service.pipeline.on_recording_started("t", RecordingStarted(booking_id="old", camera_id=settings.camera_id,
+                                                                    first_frame_at=now))
+        beat(settings, "recorder", mqtt=True, recording=None)  # its finished event was lost: the heartbeat knows
+        assert service.tick().recording_now is None
+        (settings.state_dir / "heartbeat-recorder.json").write_text(json.dumps({"pid": 1, "at": time.time() - 60,
+                                                                                 "recording": "stale"}))
+        assert service.tick().recording_now == "old"  # a stale heartbeat says nothing: the events decide
