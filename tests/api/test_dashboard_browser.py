@@ -8,12 +8,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from shared.bus import MqttBus
-from shared.models import BookingStatus, SystemStatusRow
-from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot, VideoUploaded
+from shared.models import BookingIn, BookingStatus, SystemStatusRow
+from shared.payloads import (
+    RecordingFinished,
+    RecordingSegment,
+    RecordingStarted,
+    StatusSnapshot,
+    VideoFailed,
+    VideoProgress,
+    VideoUploaded,
+)
 from shared.store import LocalStore
 from shared.timeutil import isoformat_z, utc_now
 from tests.api.conftest import AUTH, seed_video
@@ -142,3 +151,126 @@ def test_share_page_plays_in_chromium(live_api, settings, browser_page, tmp_path
     assert page.evaluate("localStorage.length") == 0
     httpx.delete(f"{server.url}/videos/{video.id}/share", headers=AUTH)
     assert page.goto(server.url + link["url"]).status == 410
+
+
+VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+def _layout(page) -> dict:
+    """What a person would see as broken: sideways scrolling, a header that stops short, clipped cells."""
+    return page.evaluate("""() => {
+        const vw = document.documentElement.clientWidth;
+        const visible = (e) => e.getClientRects().length > 0;
+        const out = (e) => { const r = e.getBoundingClientRect(); return r.left < -0.5 || r.right > vw + 0.5; };
+        const clipped = (e) => e.scrollWidth > e.clientWidth + 1;
+        return {
+            viewport: vw,
+            scrollWidth: document.documentElement.scrollWidth,
+            bodyWidth: document.body.scrollWidth,
+            headerWidth: document.querySelector('header').getBoundingClientRect().width,
+            outside: [...document.querySelectorAll('header *, main *, #login *')].filter(visible).filter(out)
+                .map((e) => e.tagName + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')),
+            clippedBadges: [...document.querySelectorAll('.status, .note')].filter(visible).filter(clipped).length,
+        };
+    }""")
+
+
+def _assert_fits(layout: dict, width: int) -> None:
+    assert layout["viewport"] == width, layout
+    assert layout["scrollWidth"] <= width and layout["bodyWidth"] <= width, layout  # no sideways scrolling
+    assert abs(layout["headerWidth"] - width) < 1, layout  # the header spans the page
+    assert layout["outside"] == [] and layout["clippedBadges"] == 0, layout
+
+
+@pytest.mark.parametrize("size", list(VIEWPORTS))
+def test_dashboard_states_agree_and_fit_the_screen(live_api, settings, browser_page, tmp_path, camera_id, size):
+    """During a recording the page once showed "Confirmed · processing 24%" beside "Recording: nothing"; a missed
+    slot stayed "Confirmed"; a forged video/failed made a ready video "Ready · encoder failed"; a `null` status
+    threw; at 390 px the page was 478 px wide. Checked at 1280x900 and 390x844, screenshots kept in tmp_path."""
+    width, height = VIEWPORTS[size]
+    page = browser_page
+    page.set_viewport_size({"width": width, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    server = live_api(booking_missed_after_s=1.0)
+    store = LocalStore(settings.data_dir)
+    now = utc_now()
+    stale = _status_snapshot(camera_id).model_copy(update={"collected_at": now - timedelta(seconds=50),
+                                                           "recording_now": None})
+    store.put_system_status(SystemStatusRow(camera_id=camera_id, collected_at=stale.collected_at,
+                                            snapshot=stale.model_dump(mode="json")))
+    live_start = now - timedelta(seconds=60)
+    bookings = [
+        {"id": "court1-2026-11-25-1800-live", "user_id": "player-with-a-long-name-42",
+         "start_time": isoformat_z(live_start), "end_time": isoformat_z(live_start + timedelta(minutes=30))},
+        {"id": "court1-missed", "user_id": "player7", "start_time": isoformat_z(now - timedelta(seconds=130)),
+         "end_time": isoformat_z(now - timedelta(seconds=125))},
+        {"id": "court1-done", "user_id": "player8", "start_time": isoformat_z(now - timedelta(seconds=120)),
+         "end_time": isoformat_z(now - timedelta(seconds=65))},
+    ]
+    for body in bookings[1:]:  # already over: made as the cloud sync would, without the API's time rules
+        store.create_bookings([BookingIn(**body)], camera_id)
+    assert httpx.post(f"{server.url}/bookings", headers=AUTH, json=bookings[0]).status_code == 201
+    store.advance_booking_status("court1-done", BookingStatus.video_uploaded)
+    live_id = bookings[0]["id"]
+
+    login = page.goto(server.url + "/")
+    assert login is not None and login.ok
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#live")).to_be_hidden()  # no "offline" pill before anyone has logged in
+    page.screenshot(path=str(tmp_path / f"login-{size}.png"), full_page=True)
+    _assert_fits(_layout(page), width)
+    page.fill("#token", TOKEN)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+
+    bus = MqttBus(settings, "test-services", client_id=f"test-{camera_id}-services",
+                  outbox_path=tmp_path / "services-outbox.db")
+    bus.start()
+    try:
+        assert bus.wait_connected(15)
+        # The page opened after the recording started: it learns it from what arrives next.
+        bus.publish_transient(bus.topics.video_progress, VideoProgress(booking_id=live_id, percent=24, fps=30))
+        bus.publish(bus.topics.recording_segment, RecordingSegment(
+            booking_id=live_id, camera_id=camera_id, index=0, file=f"{live_id}/seg-00000.mp4",
+            start_at=live_start, end_at=live_start + timedelta(seconds=10), frames=300))
+        row = page.locator(f'tr[data-booking-id="{live_id}"]')
+        expect(row.locator(".status")).to_have_text("Recording", timeout=15_000)
+        expect(page.locator("#health-list")).to_contain_text(f"Recording{live_id}")
+        expect(row.locator(".note")).to_have_text("processing 24%", timeout=15_000)
+        page.screenshot(path=str(tmp_path / f"recording-{size}.png"), full_page=True)
+        _assert_fits(_layout(page), width)
+        # The slot that passed unrecorded: missed, with the reason the API found.
+        missed = page.locator('tr[data-booking-id="court1-missed"]')
+        expect(missed.locator(".status")).to_have_text("Missed", timeout=15_000)
+        expect(missed.locator(".note")).to_contain_text("not_recorded")
+        # A forged failure for a video that is ready changes nothing.
+        done = page.locator('tr[data-booking-id="court1-done"]')
+        expect(done.locator(".status")).to_have_text("Ready")
+        bus.publish(bus.topics.video_failed, VideoFailed(booking_id="court1-done", element="encoder",
+                                                         reason="forged", final=True))
+        bus.publish(bus.topics.video_failed, VideoFailed(booking_id=live_id, element="logo", reason="bad PNG"))
+        expect(row.locator(".note")).to_have_text("logo failed, retrying", timeout=15_000)
+        expect(done.locator(".note")).to_have_count(0)
+        # A `null` status (dropped by the relay; fed to the page directly too) breaks nothing.
+        raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        raw.connect("127.0.0.1", settings.mqtt_port)
+        raw.loop_start()
+        raw.publish(bus.topics.status, b"null", qos=1, retain=True).wait_for_publish(10)
+        raw.disconnect()
+        raw.loop_stop()
+        for payload in ("null", "42", "'text'", "{}", "{services: null, alerts_active: 'x'}"):
+            page.evaluate(f"onEvent({{topic: 'ezrec/{camera_id}/status', payload: {payload}}})")
+        page.evaluate(f"onEvent(null); onEvent({{topic: 'ezrec/{camera_id}/video/progress', payload: null}})")
+        expect(page.locator("#health-list")).to_contain_text("23 %")  # the last real snapshot stays
+        bus.publish(bus.topics.recording_finished, RecordingFinished(
+            booking_id=live_id, camera_id=camera_id, user_id=bookings[0]["user_id"], file=f"{live_id}.mp4",
+            first_frame_at=live_start, last_frame_at=utc_now(), frames=900, size_bytes=123456))
+        expect(page.locator("#health-list")).to_contain_text("Recordingnothing", timeout=15_000)
+        expect(row.locator(".status")).not_to_have_text("Recording", timeout=15_000)
+    finally:
+        bus.stop()
+    shot = tmp_path / f"dashboard-{size}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    _assert_fits(_layout(page), width)
+    assert errors == []

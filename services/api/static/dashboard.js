@@ -6,6 +6,7 @@ const TOKEN_KEY = "ezrec.token";
 const STATUS_LABELS = {
   confirmed: "Confirmed",
   recording: "Recording",
+  missed: "Missed",
   completed: "Recorded",
   video_processed: "Processed",
   video_uploaded: "Ready",
@@ -16,7 +17,9 @@ const state = {
   token: localStorage.getItem(TOKEN_KEY),
   camera: null,
   bookings: new Map(),
-  recording: null,
+  recording: null, // the booking being recorded, as last learnt (event or status snapshot)
+  recordingAt: 0, // when that was learnt (ms since epoch): an older snapshot never overrides a newer event
+  snapshot: null,
   progress: new Map(),
   failures: new Map(),
   services: {},
@@ -41,6 +44,9 @@ async function json(path) {
   return res.json();
 }
 
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+const isId = (value) => typeof value === "string" && /^[A-Za-z0-9_-]{1,64}$/.test(value);
+
 const withToken = (path) => `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(state.token)}`;
 
 // ---- bookings -------------------------------------------------------------------------------------
@@ -61,11 +67,15 @@ function isToday(booking) {
 async function loadBookings() {
   const [start, end] = today();
   const list = await json(`bookings?from=${start.toISOString()}&to=${end.toISOString()}`);
-  state.bookings = new Map((list || []).map((b) => [b.id, b]));
+  state.bookings = new Map((Array.isArray(list) ? list : []).map((b) => [b.id, b]));
+  for (const notes of [state.progress, state.failures]) {
+    for (const id of notes.keys()) if (!state.bookings.has(id)) notes.delete(id);
+  }
   renderBookings();
 }
 
 async function refreshBooking(id) {
+  if (!isId(id)) return;
   const booking = await json(`bookings/${encodeURIComponent(id)}`);
   if (booking && isToday(booking)) state.bookings.set(booking.id, booking);
   else state.bookings.delete(id);
@@ -75,6 +85,18 @@ async function refreshBooking(id) {
 function scheduleReload() {
   clearTimeout(state.reloadTimer);
   state.reloadTimer = setTimeout(() => loadBookings().catch(onError), 200);
+}
+
+function inSlot(booking, at = Date.now()) {
+  return new Date(booking.start_time).getTime() <= at && at < new Date(booking.end_time).getTime();
+}
+
+function setRecording(id, at = Date.now()) {
+  if (at < state.recordingAt) return; // older news than what the page already knows
+  state.recording = id || null;
+  state.recordingAt = at;
+  renderBookings();
+  if (state.snapshot) renderHealth(state.snapshot);
 }
 
 const hhmm = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -94,16 +116,18 @@ function renderBookings() {
     const row = rows.insertRow();
     row.dataset.bookingId = b.id;
     cell(row, `${hhmm(b.start_time)}–${hhmm(b.end_time)}`, "time");
-    cell(row, b.id);
-    cell(row, b.user_id);
+    cell(row, b.id, "booking");
+    cell(row, b.user_id, "user");
     const live = state.recording === b.id && b.status === "confirmed" ? "recording" : b.status;
     const td = row.insertCell();
+    td.className = "state";
     const badge = document.createElement("span");
     badge.className = `status status-${live}`;
     badge.dataset.status = live;
     badge.textContent = STATUS_LABELS[live] || live;
     td.append(badge);
-    const note = state.failures.get(b.id) || (state.progress.has(b.id) ? `processing ${state.progress.get(b.id)}%` : "");
+    td.title = b.status_reason || "";
+    const note = noteFor(b);
     if (note) {
       const span = document.createElement("span");
       span.className = "note";
@@ -112,6 +136,13 @@ function renderBookings() {
     }
   }
   $("no-bookings").hidden = list.length > 0;
+}
+
+function noteFor(booking) {
+  if (booking.status === "missed") return booking.status_reason || "";
+  if (booking.status === "video_uploaded") return ""; // ready: nothing pending can be failing or processing
+  if (state.failures.has(booking.id)) return state.failures.get(booking.id);
+  return state.progress.has(booking.id) ? `processing ${state.progress.get(booking.id)}%` : "";
 }
 
 // ---- device health --------------------------------------------------------------------------------
@@ -123,7 +154,13 @@ function duration(seconds) {
   return h >= 24 ? `${Math.floor(h / 24)} d ${h % 24} h` : `${h} h ${Math.floor((seconds % 3600) / 60)} min`;
 }
 
+// A status snapshot as the status service publishes it (the relay checks; the page does not trust blindly).
+const isSnapshot = (value) => isObject(value) && typeof value.camera_id === "string"
+  && !Number.isNaN(new Date(value.collected_at).getTime()) && typeof value.cpu_percent === "number";
+
 function renderHealth(snapshot) {
+  if (!isSnapshot(snapshot)) return; // not a status snapshot: keep showing the last one
+  state.snapshot = snapshot;
   $("health-empty").hidden = true;
   const rows = [
     ["CPU", fmt(snapshot.cpu_percent, " %")],
@@ -131,11 +168,13 @@ function renderHealth(snapshot) {
     ["Memory", fmt(snapshot.memory_percent, " %")],
     ["Disk free", `${fmt(snapshot.disk_free_gb, " GB", 1)} of ${fmt(snapshot.disk_total_gb, " GB", 0)}`],
     ["Temperature", fmt(snapshot.cpu_temperature_c, " °C", 1)],
-    ["Uptime", duration(snapshot.uptime_s || 0)],
-    ["Recording", snapshot.recording_now || "nothing"],
+    ["Uptime", duration(Number(snapshot.uptime_s) || 0)],
+    ["Recording", state.recording || "nothing"],
     ["Reported", new Date(snapshot.collected_at).toLocaleTimeString()],
   ];
-  if (snapshot.alerts_active && snapshot.alerts_active.length) rows.push(["Alerts", snapshot.alerts_active.join(", ")]);
+  if (Array.isArray(snapshot.alerts_active) && snapshot.alerts_active.length) {
+    rows.push(["Alerts", snapshot.alerts_active.map(String).join(", ")]);
+  }
   const list = $("health-list");
   list.replaceChildren();
   for (const [name, value] of rows) {
@@ -145,8 +184,18 @@ function renderHealth(snapshot) {
     dd.textContent = value;
     list.append(dt, dd);
   }
-  Object.assign(state.services, snapshot.services || {});
+  if (isObject(snapshot.services)) {
+    for (const [name, availability] of Object.entries(snapshot.services)) {
+      if (typeof availability === "string") state.services[name] = availability;
+    }
+  }
   renderServices();
+}
+
+function onStatus(snapshot) {
+  if (!isSnapshot(snapshot)) return;
+  setRecording(isId(snapshot.recording_now) ? snapshot.recording_now : null, new Date(snapshot.collected_at).getTime());
+  renderHealth(snapshot);
 }
 
 function renderServices() {
@@ -162,7 +211,7 @@ function renderServices() {
 
 async function loadStatus() {
   const row = await json("status");
-  if (row) renderHealth(row.snapshot);
+  if (isObject(row)) onStatus(row.snapshot);
 }
 
 // ---- videos ---------------------------------------------------------------------------------------
@@ -201,31 +250,42 @@ function play(video) {
 
 function setLive(on) {
   const pill = $("live");
+  pill.hidden = false;
   pill.textContent = on ? "live" : "reconnecting";
   pill.className = `pill ${on ? "pill-on" : "pill-off"}`;
 }
 
-function onEvent({ topic, payload }) {
+function onEvent(event) {
+  if (!isObject(event) || typeof event.topic !== "string") return;
+  const { topic, payload } = event;
   const parts = topic.split("/");
   if (parts[1] === "media") return;
   if (state.camera && parts[1] !== state.camera) return;
   const kind = parts.slice(2).join("/");
-  const id = payload && typeof payload === "object" ? payload.booking_id : undefined;
+  const id = isObject(payload) && isId(payload.booking_id) ? payload.booking_id : undefined;
+  const booking = id === undefined ? undefined : state.bookings.get(id);
+  if (kind.startsWith("recording/") || kind.startsWith("video/")) {
+    if (id === undefined) return; // not a booking event
+  }
   switch (kind) {
     case "bookings":
       scheduleReload();
       break;
     case "recording/started":
-      state.recording = id;
-      refreshBooking(id).catch(onError);
+    case "recording/segment":
+      setRecording(id);
+      if (kind === "recording/started") refreshBooking(id).catch(onError);
       break;
     case "recording/finished":
-      if (state.recording === id) state.recording = null;
+      if (state.recording === id) setRecording(null);
       refreshBooking(id).catch(onError);
       break;
     case "video/progress":
+      if (!booking || typeof payload.percent !== "number") break; // only today's bookings are shown
       state.progress.set(id, Math.round(payload.percent));
-      renderBookings();
+      // The worker processes segments while the camera records: progress inside the slot means recording.
+      if (booking.status === "confirmed" && inSlot(booking) && state.recording !== id) setRecording(id);
+      else renderBookings();
       break;
     case "video/processed":
       state.progress.delete(id);
@@ -238,11 +298,13 @@ function onEvent({ topic, payload }) {
       loadVideos().catch(onError);
       break;
     case "video/failed":
-      state.failures.set(id, `${payload.element} failed${payload.final ? "" : ", retrying"}`);
+      // A ready video has nothing left to fail: a late or forged failure is not shown.
+      if (!booking || booking.status === "video_uploaded") break;
+      state.failures.set(id, `${String(payload.element)} failed${payload.final ? "" : ", retrying"}`);
       refreshBooking(id).catch(onError);
       break;
     case "status":
-      renderHealth(payload);
+      onStatus(payload);
       break;
     default:
       if (parts.length === 4 && parts[3] === "availability" && typeof payload === "string") {
@@ -257,7 +319,13 @@ function connectEvents() {
   const events = new EventSource(withToken("events"));
   state.events = events;
   events.onopen = () => setLive(true);
-  events.onmessage = (e) => onEvent(JSON.parse(e.data));
+  events.onmessage = (e) => {
+    try {
+      onEvent(JSON.parse(e.data));
+    } catch (err) {
+      console.error("event not understood", err);
+    }
+  };
   events.onerror = () => {
     setLive(false);
     if (events.readyState === EventSource.CLOSED) {
@@ -285,8 +353,7 @@ function logout(message) {
   $("logout").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message || "";
-  setLive(false);
-  $("live").textContent = "offline";
+  $("live").hidden = true; // nothing to be live about before a token is given
 }
 
 async function start() {
