@@ -351,43 +351,11 @@ class _StartupCpu:
         return 100.0 if last is None or now - last < 1.0 else 7.0
 
 
-def test_the_first_snapshot_is_published_only_when_it_knows(make_settings, listen, plain_probes, monkeypatch):
-    """It used to list every service `unknown` and CPU 100 % for the first minute."""
-    import psutil
-
-    monkeypatch.setattr(psutil, "cpu_percent", _StartupCpu())
-    settings = make_settings(system_status_interval=60)
-    base = f"ezrec/{settings.camera_id}"
-    raw_publish_many(settings.mqtt_port, [  # what the broker retains for services already running
-        (f"{base}/{service}/availability", b"online", True) for service in ("api", "recorder")])
-    beat(settings, "worker", mqtt=True)
-    feed = listen(f"{base}/status")
-    bus = MqttBus(settings, "status")
-    service = StatusService(settings, LocalStore(settings.data_dir), bus, probes=plain_probes)
-    subscribe(bus, service)
-    stop = threading.Event()
-    thread = threading.Thread(target=service.run, args=(stop,))
-    started = time.monotonic()
-    bus.start()
-    thread.start()
-    try:
-        _, payload = feed.wait_for(lambda t, p: True, timeout=20)
-        took = time.monotonic() - started
-    finally:
-        stop.set()
-        thread.join()
-        bus.stop()
-    first = StatusSnapshot.model_validate_json(payload)
-    assert first.services == {"api": "online", "recorder": "online", "worker": "online", "status": "online"}
-    assert first.cpu_percent == 7.0
-    assert took < 5, took  # everything was known quickly: no need to wait out the full start-up window
-
-
-def test_a_service_never_heard_of_is_offline_in_the_first_snapshot(make_settings, listen, plain_probes):
-    settings = make_settings(system_status_interval=60)
+def first_snapshot(settings, probes, listen) -> StatusSnapshot:
+    """Start the status service as `ezrec status` runs it (its loop included); the first snapshot it publishes."""
     feed = listen(f"ezrec/{settings.camera_id}/status")
     bus = MqttBus(settings, "status")
-    service = StatusService(settings, LocalStore(settings.data_dir), bus, probes=plain_probes)
+    service = StatusService(settings, LocalStore(settings.data_dir), bus, probes=probes)
     subscribe(bus, service)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,))
@@ -399,7 +367,30 @@ def test_a_service_never_heard_of_is_offline_in_the_first_snapshot(make_settings
         stop.set()
         thread.join()
         bus.stop()
-    services = StatusSnapshot.model_validate_json(payload).services
+    return StatusSnapshot.model_validate_json(payload)
+
+
+def test_the_first_snapshot_is_published_only_when_it_knows(make_settings, listen, plain_probes, monkeypatch):
+    """It used to list every service `unknown` and CPU 100 % for the first minute."""
+    import psutil
+
+    monkeypatch.setattr(psutil, "cpu_percent", _StartupCpu())
+    settings = make_settings(system_status_interval=60)
+    base = f"ezrec/{settings.camera_id}"
+    raw_publish_many(settings.mqtt_port, [  # what the broker retains for services already running
+        (f"{base}/{service}/availability", b"online", True) for service in ("api", "recorder")])
+    beat(settings, "worker", mqtt=True)
+    started = time.monotonic()
+    first = first_snapshot(settings, plain_probes, listen)
+    took = time.monotonic() - started
+    assert first.services == {"api": "online", "recorder": "online", "worker": "online", "status": "online"}
+    assert first.cpu_percent == 7.0
+    assert took < 5, took  # everything was known quickly: no need to wait out the full start-up window
+
+
+def test_a_service_never_heard_of_is_offline_in_the_first_snapshot(make_settings, listen, plain_probes):
+    settings = make_settings(system_status_interval=60)
+    services = first_snapshot(settings, plain_probes, listen).services
     assert services == {"api": "offline", "recorder": "offline", "worker": "offline", "status": "online"}
 
 
