@@ -31,6 +31,7 @@ from shared.payloads import (
     VideoFailed,
 )
 from shared.schedule_cache import CacheFormatError, read_cache
+from shared.schedule_revision import judge_revision
 from shared.timeutil import UtcDatetime, utc_now
 from shared.topics import ROOT
 
@@ -193,12 +194,21 @@ class PipelineTracker:
 
     # ---- bus handlers ----------------------------------------------------------------------------
 
-    def on_bookings(self, _topic: str, snapshot: ScheduleSnapshot) -> None:
+    def on_bookings(self, topic: str, snapshot: ScheduleSnapshot) -> None:
+        """The same revision rules as the recorder (shared/schedule_revision.py): one implausible revision
+        must not freeze the bookings this service reports."""
         if snapshot.camera_id != self.camera_id:
             return
         with self._lock:
-            if self._schedule is None or snapshot.revision >= self._schedule.revision:
+            held = self._schedule
+            verdict = judge_revision(held.revision if held else None, snapshot.revision)
+            if verdict.accept:
                 self._schedule = snapshot
+        if not verdict.accept:
+            log.log(logging.WARNING if verdict.warn else logging.INFO, "ignored schedule revision %d from %s: %s",
+                    snapshot.revision, topic, verdict.reason)
+        elif verdict.warn:
+            log.warning("schedule revision %d from %s: %s", snapshot.revision, topic, verdict.reason)
 
     def on_recording_started(self, _topic: str, event: RecordingStarted) -> None:
         with self._lock:
