@@ -16,10 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from services.recorder.intake import PAYLOAD_TEXT_LIMIT, LooseSchedule, judge, read_cache_loose
-from shared.payloads import ScheduleSnapshot
+from shared.models import BookingStatus
+from shared.payloads import ScheduledBooking, ScheduleSnapshot
 from shared.schedule_cache import CacheFormatError
 from shared.schedule_revision import judge_revision
 from shared.timeutil import utc_now
@@ -54,11 +56,14 @@ class ScheduleSource:
             log.warning("ignoring schedule for camera %s from %s", loose.camera_id, origin)
             return False
         now = utc_now()
+        kept: list[ScheduledBooking] = []
         with self._lock:
             held = self._snapshot
             verdict = judge_revision(held.revision if held else None, loose.revision, now)
             if verdict.accept:
                 snapshot, rejected = judge(loose, self.max_booking_minutes)
+                if held is not None:
+                    snapshot, kept = keep_under_way(held, snapshot, now)
                 self._snapshot = snapshot
         if not verdict.accept:
             log.log(logging.WARNING if verdict.warn else logging.INFO, "ignored schedule revision %d from %s: %s",
@@ -69,6 +74,9 @@ class ScheduleSource:
             return False
         if verdict.warn:
             log.warning("schedule revision %d from %s: %s", loose.revision, origin, verdict.reason)
+        for booking in kept:
+            log.warning("booking %s is under way (until %s) but missing from revision %d from %s; kept until its "
+                        "end", booking.id, booking.end_time.isoformat(), loose.revision, origin)
         for bad in rejected:
             log.error("rejected a booking from %s: %s (%s)", origin, bad.reason, bad.text[:200])
             self._report(origin, f"invalid booking: {bad.reason}", bad.text)
@@ -118,6 +126,17 @@ class ScheduleSource:
             self.on_reject(origin, reason, text)
         except Exception:
             log.exception("could not report a rejected schedule entry")
+
+
+def keep_under_way(held: ScheduleSnapshot, new: ScheduleSnapshot,
+                   now: datetime) -> tuple[ScheduleSnapshot, list[ScheduledBooking]]:
+    """`new`, plus the confirmed bookings of `held` that are under way at `now` and that `new` lacks."""
+    listed = {b.id for b in new.bookings}
+    kept = [b for b in held.bookings if b.id not in listed and b.status == BookingStatus.confirmed
+            and b.start_time <= now < b.end_time]
+    if not kept:
+        return new, []
+    return new.model_copy(update={"bookings": [*new.bookings, *kept]}), kept
 
 
 def _head(path: Path, limit: int = 4096) -> str:

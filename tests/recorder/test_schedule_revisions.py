@@ -1,14 +1,15 @@
 """Snapshots the recorder cannot reconcile never end a recording, drop a booking or freeze the schedule.
 
 Real broker, real recorder, real files: a forged retained snapshot with a huge revision, a publisher
-that starts again below the revision the recorder holds (a fresh DATA_DIR after the clock ran ahead).
-See docs/schedule-revisions.md.
+that starts again below the revision the recorder holds (a fresh DATA_DIR after the clock ran ahead),
+and a snapshot that no longer lists the booking being recorded. See docs/schedule-revisions.md.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
@@ -18,7 +19,7 @@ from shared.models import Booking, BookingStatus
 from shared.schedule_cache import SCHEMA, write_snapshot
 from shared.schedule_revision import MAX_AHEAD, micros
 from shared.timeutil import isoformat_z, utc_now
-from tests.recorder.conftest import frame_times, wait_until, whole_second
+from tests.recorder.conftest import booking_json, frame_times, wait_until, whole_second
 
 FORGED_REVISION = 9_000_000_000_000_000_000  # 9e18 µs: the year 2255
 
@@ -98,6 +99,32 @@ def test_a_publisher_starting_again_below_the_held_revision_is_followed(start_re
     _finished(events, "fresh")
     _assert_whole_slot(env, "fresh", s, end)
     assert any("ahead of the clock" in r.getMessage() for r in caplog.records)
+
+
+def test_a_snapshot_without_the_booking_under_way_does_not_end_it(start_recorder, listen, caplog):
+    """A store that lost the booking (wiped, restored from backup, a second API) publishes a newer schedule
+    without it. The API itself ends a booking by moving its end (DELETE mid-slot), never by dropping it."""
+    caplog.set_level(logging.INFO, logger="services.recorder.source")
+    env = start_recorder()
+    events = listen(f"ezrec/{env.settings.camera_id}/recording/#")
+    s = whole_second(1.0)
+    end = s + timedelta(seconds=3)
+    env.book(("kept", s, end))
+    _started(events, "kept")
+
+    later = end + timedelta(seconds=1)
+    env.publish_schedule([booking_json("other", later, later + timedelta(seconds=1))])
+    assert wait_until(lambda: "other" in {b.id for b in env.recorder.source.current().bookings}, timeout=5)
+    time.sleep(0.5)
+    assert env.recorder.recording_now == "kept", "still recording the booking under way"
+    assert any("kept until its end" in r.getMessage() for r in caplog.records)
+
+    _finished(events, "kept")
+    _assert_whole_slot(env, "kept", s, end)
+    _finished(events, "other")
+    env.publish_schedule([booking_json("other", later, later + timedelta(seconds=1))])
+    assert wait_until(lambda: {b.id for b in env.recorder.source.current().bookings} == {"other"}, timeout=5), \
+        "kept only while under way"
 
 
 def test_every_ignored_snapshot_is_logged_with_its_reason(start_recorder, caplog):
