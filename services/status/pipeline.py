@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from services.video_worker.jobs import JobState, job_states
 from shared.atomic import write_text_atomic
 from shared.models import BookingStatus
 from shared.payloads import (
@@ -76,11 +77,15 @@ def _visible(entry: os.DirEntry[str]) -> bool:
     return not entry.name.startswith(".")
 
 
-def count_queue(raw_dir: Path, processed_dir: Path) -> QueueCounts:
-    """RAW: `<id>.mp4` = recording waiting for the worker, `<id>/seg-*` = segments not joined yet.
-    PROCESSED: `<id>.mp4` = finished video waiting for its upload (with Supabase, the outbox's queued
-    uploads are added by the service: see Store.videos_waiting_for_upload)."""
-    jobs = segments = uploads = 0
+def count_queue(raw_dir: Path, processed_dir: Path, jobs_db: Path | None = None) -> QueueCounts:
+    """Jobs: the worker's job table (`jobs_db`) says which bookings' videos are still to be made (a job is
+    pending while its recording is being assembled from segments, before any joined file exists), plus every
+    RAW `<id>.mp4` no job covers yet (the worker has not picked it up); a recording whose job is done or
+    failed is not waiting. Without a readable table: every RAW `<id>.mp4`.
+    RAW `<id>/seg-*` = segments not joined yet. PROCESSED `<id>.mp4` = finished video waiting for its upload
+    (with Supabase, the outbox's queued uploads are added by the service: see Store.videos_waiting_for_upload)."""
+    recordings: set[str] = set()
+    segments = uploads = 0
     try:
         with os.scandir(raw_dir) as it:
             for entry in it:
@@ -90,9 +95,15 @@ def count_queue(raw_dir: Path, processed_dir: Path) -> QueueCounts:
                     with os.scandir(entry.path) as parts:
                         segments += sum(1 for p in parts if _visible(p) and p.is_file())
                 elif entry.name.endswith(".mp4"):
-                    jobs += 1
+                    recordings.add(entry.name[: -len(".mp4")])
     except FileNotFoundError:
         pass
+    states = job_states(jobs_db) if jobs_db is not None else None
+    if states is None:
+        jobs = len(recordings)
+    else:
+        waiting = {booking for booking, state in states.items() if state == JobState.pending}
+        jobs = len(waiting | {booking for booking in recordings if booking not in states})
     try:
         with os.scandir(processed_dir) as it:
             uploads = sum(1 for e in it if _visible(e) and e.is_file() and e.name.endswith(".mp4"))

@@ -15,6 +15,7 @@ from services.status.discovery import discovery_configs, present_fields
 from services.status.metrics import Probes, device_model, system_metrics
 from services.status.pipeline import PipelineTracker, count_queue
 from services.status.reachability import cloud_reachable
+from services.video_worker.jobs import TABLE_FILE
 from shared.bus import MqttBus
 from shared.models import SystemStatusRow
 from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot
@@ -75,7 +76,7 @@ class StatusService:
         with self._lock:
             services = dict(self.availability)
         view = self.pipeline.view(now)
-        queue = count_queue(self.settings.raw_dir, self.settings.processed_dir)
+        queue = count_queue(self.settings.raw_dir, self.settings.processed_dir, self.settings.state_dir / TABLE_FILE)
         try:
             in_outbox = self.store.videos_waiting_for_upload()
         except Exception:  # a store hiccup must not cost the rest of the snapshot
