@@ -22,7 +22,11 @@ import av
 import httpx
 import pytest
 
+from shared.models import BookingIn
 from shared.runtime import ServiceRuntime
+from shared.schedule_cache import write_snapshot
+from shared.settings import Settings
+from shared.store import LocalStore
 from shared.timeutil import isoformat_z, utc_now
 from tests.broker import free_port
 from tests.conftest import TOKEN
@@ -217,6 +221,44 @@ def test_ezrec_up_stops_within_a_segment_close_while_recording(tmp_path, running
     assert _wait(lambda: (seg_dir / "seg-00001.mp4").exists(), 30), f"no second segment:\n{proc.log[-3000:]}"
     time.sleep(0.5)
     _stop_up(proc, group=True, limit=IDLE_STOP_S)
+    segments = sorted(seg_dir.glob("seg-*.mp4"))
+    assert len(segments) >= 2
+    for segment in segments:
+        with av.open(str(segment)) as container:
+            assert sum(1 for _ in container.decode(video=0)) > 0, f"{segment.name} is not playable"
+
+
+@pytest.mark.parametrize("mode", ["SIGTERM", "SIGINT"])
+def test_recorder_and_worker_alone_stop_within_a_segment_close_while_recording(
+        tmp_path, running_broker, camera_id, procs, mode):
+    """`ezrec recorder` and `ezrec worker` as their containers run them, mid-booking (the worker following
+    the open segment live): each stops within 2 s of its signal and the segments on disk are playable."""
+    env = _env(tmp_path, running_broker.port, camera_id, free_port())
+    data_dir = Path(env["DATA_DIR"])
+    settings = Settings(_env_file=None, data_dir=data_dir, camera_id=camera_id)  # type: ignore[call-arg]
+    settings.ensure_dirs()
+    store = LocalStore(data_dir)
+    start = (utc_now() + timedelta(seconds=3)).replace(microsecond=0)
+    store.create_bookings([BookingIn(id="alone", user_id="player1", start_time=start,
+                                     end_time=start + timedelta(seconds=60))], camera_id)
+    write_snapshot(settings.bookings_cache_path, camera_id, store.list_bookings())  # as the API does
+    services = ("recorder", "worker")
+    for service in services:
+        procs.append(Proc([service], env, tmp_path, tmp_path / f"{service}.log"))
+    seg_dir = settings.raw_dir / "alone"
+    assert _wait(lambda: (seg_dir / "seg-00001.mp4").exists(), 40), f"no second segment:\n{procs[0].log[-3000:]}"
+    time.sleep(0.5)
+    started = {s: _signal_and_time(p.process.pid, SIGNALS[mode]) for s, p in zip(services, procs, strict=True)}
+    took: dict[str, float] = {}
+    for service, proc in zip(services, procs, strict=True):
+        try:
+            proc.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{service} still running 20 s after {mode}:\n{proc.log[-3000:]}") from None
+        took[service] = time.monotonic() - started[service]
+        assert "Traceback" not in proc.log, f"{service}:\n{proc.log[-3000:]}"
+    print(f"stop times while recording after {mode}:", {s: round(t, 2) for s, t in took.items()})
+    assert all(t <= IDLE_STOP_S for t in took.values()), f"took longer than {IDLE_STOP_S}s: {took}"
     segments = sorted(seg_dir.glob("seg-*.mp4"))
     assert len(segments) >= 2
     for segment in segments:
