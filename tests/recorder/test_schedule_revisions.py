@@ -20,6 +20,7 @@ from shared.schedule_cache import SCHEMA, write_snapshot
 from shared.schedule_revision import MAX_AHEAD, micros
 from shared.timeutil import isoformat_z, utc_now
 from tests.recorder.conftest import booking_json, frame_times, wait_until, whole_second
+from tests.recorder.test_schedule_changes import _finished, _started
 
 FORGED_REVISION = 9_000_000_000_000_000_000  # 9e18 µs: the year 2255
 
@@ -30,16 +31,6 @@ def _publish_raw(env, revision: int, bookings: list[dict]) -> None:
                "bookings": bookings}
     mqtt_publish.single(f"ezrec/{camera}/bookings", json.dumps(payload), qos=1, retain=True,
                         hostname="127.0.0.1", port=env.settings.mqtt_port, protocol=mqtt.MQTTv5)
-
-
-def _finished(listener, booking_id: str, timeout: float = 25) -> dict:
-    _, payload = listener.wait_for(lambda t, p: t.endswith("/finished") and json.loads(p)["booking_id"] == booking_id,
-                                   timeout=timeout)
-    return json.loads(payload)
-
-
-def _started(listener, booking_id: str) -> None:
-    listener.wait_for(lambda t, p: t.endswith("/started") and json.loads(p)["booking_id"] == booking_id, timeout=15)
 
 
 def _assert_whole_slot(env, booking_id: str, start, end) -> None:

@@ -9,41 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as mqtt_publish
 
-from services.status.main import subscribe
 from services.status.service import StatusService
-from shared.bus import MqttBus
 from shared.payloads import ScheduledBooking, ScheduleSnapshot
 from shared.schedule_revision import micros
-from shared.store import LocalStore
 from shared.timeutil import utc_now
-
-
-def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-@contextmanager
-def status_service(settings, probes) -> Iterator[StatusService]:
-    bus = MqttBus(settings, "status")
-    service = StatusService(settings, LocalStore(settings.data_dir), bus, probes=probes)
-    subscribe(bus, service)
-    bus.start()
-    try:
-        assert bus.wait_connected(15)
-        yield service
-    finally:
-        bus.stop()
+from tests.status.test_service import eventually, running
 
 
 def _publish(settings, revision: int, bookings: list[ScheduledBooking]) -> None:
@@ -67,7 +42,7 @@ def _around(service: StatusService) -> tuple[str | None, str | None]:
 
 def test_a_forged_huge_revision_does_not_freeze_the_reported_bookings(settings, plain_probes, caplog):
     caplog.set_level(logging.INFO, logger="services.status.pipeline")
-    with status_service(settings, plain_probes) as service:
+    with running(settings, plain_probes) as service:
         _publish(settings, micros(utc_now()), [_booking("now1", -5, 25), _booking("next1", 60, 90)])
         eventually(lambda: _around(service) == ("now1", "next1"))
         _publish(settings, 9_000_000_000_000_000_000, [])
@@ -81,7 +56,7 @@ def test_a_forged_huge_revision_does_not_freeze_the_reported_bookings(settings, 
 
 def test_a_publisher_starting_again_below_the_held_revision_is_followed(settings, plain_probes, caplog):
     caplog.set_level(logging.INFO, logger="services.status.pipeline")
-    with status_service(settings, plain_probes) as service:
+    with running(settings, plain_probes) as service:
         _publish(settings, micros(utc_now() + timedelta(hours=1)), [_booking("old", 60, 90)])
         eventually(lambda: _around(service) == (None, "old"))
         _publish(settings, micros(utc_now()), [_booking("fresh", 30, 40)])
