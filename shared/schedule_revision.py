@@ -15,7 +15,7 @@ than MAX_AHEAD ahead restarts from its clock rather than publish what receivers 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from shared.timeutil import utc_now
 
@@ -25,12 +25,13 @@ STALE_AHEAD = MAX_AHEAD / 2
 """Half of MAX_AHEAD: a publisher that restarts from its clock is then always followed (5 s of margin)."""
 
 _US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_AHEAD_US = MAX_AHEAD // timedelta(microseconds=1)
 
 
 def micros(at: datetime) -> int:
-    """Microseconds since the Unix epoch (the revision's unit)."""
-    return round(at.timestamp() * _US)
+    """Microseconds since the Unix epoch (the revision's unit), exactly: no float on the way."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 def _ahead_s(revision: int, now_us: int) -> float:
