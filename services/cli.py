@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import secrets
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -77,23 +79,77 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Also through another path, a symlink or a hard link (same device and inode)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why `path` cannot be read as a media file (None: it can be opened and is not empty)."""
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(1):
+                return "empty file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def cmd_process(args: argparse.Namespace) -> int:
+    """One-shot: refuses an output that is one of its inputs, and fails (nothing written) on an intro or
+    logo it cannot use, unless --allow-missing-media asks for the video without it."""
     from services.video_worker.intro_cache import IntroCache
     from services.video_worker.pipeline import EncodeSettings, LogoSpec, RecordingUnreadable, process_video
+    from shared.atomic import fsync_dir
 
     setup_logging("process", "INFO")
+    raw, output = Path(args.input), Path(args.output)
+    media = [("intro", Path(args.intro))] if args.intro else []
+    media += [("logo", Path(p)) for p in args.logo or []]
+    for kind, path in [("input", raw), *media]:
+        if _same_file(output, path):
+            print(f"refusing to write {output}: it is the {kind} {path}", file=sys.stderr)
+            return 2
+    if not args.allow_missing_media:
+        for kind, path in media:
+            if (problem := _unreadable(path)) is not None:
+                print(f"{kind} {path}: {problem}; nothing made (--allow-missing-media makes the video without it)",
+                      file=sys.stderr)
+                return 1
     corners = ("top-right", "top-left", "bottom-right", "bottom-left")
     logos = [LogoSpec(path=Path(p), corner=corners[i % 4]) for i, p in enumerate(args.logo or [])]
     encode = EncodeSettings(codec=args.codec, preset=args.preset, crf=args.crf,
                             bitrate=args.bitrate, threads=args.threads)
     cache = IntroCache(Path(args.intro_cache)) if args.intro_cache else None
+    # Unless a missing intro or logo is allowed, the video is made beside the output and takes its name
+    # only once the pipeline reports every medium used (it turns an undecodable one into a warning).
+    staged = media and not args.allow_missing_media
+    if staged:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".staged.mp4", dir=output.parent)
+        os.close(fd)
+    target = Path(name) if staged else output
     try:
-        result = process_video(Path(args.input), Path(args.output), intro=Path(args.intro) if args.intro else None,
+        result = process_video(raw, target, intro=Path(args.intro) if args.intro else None,
                                logos=logos, encode=encode, intro_cache=cache)
+        unusable = [w for w in result.warnings if w.startswith(("intro", "logo"))]  # named by their element
+        if staged and unusable:
+            print(f"{'; '.join(unusable)}\nnothing made (--allow-missing-media makes the video without it)",
+                  file=sys.stderr)
+            return 1
+        if staged:
+            os.replace(target, output)
+            fsync_dir(output.parent)
     except RecordingUnreadable as exc:
         print(f"cannot read {args.input}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"output": str(result.output), "frames": result.frames, "duration_s": result.duration_s,
+    finally:
+        if staged:
+            target.unlink(missing_ok=True)
+    print(json.dumps({"output": str(output), "frames": result.frames, "duration_s": result.duration_s,
                       "intro_frames": result.intro_frames, "intro_cached": result.intro_cached,
                       "elapsed_s": round(result.elapsed_s, 3), "warnings": result.warnings}))
     return 0
@@ -142,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--threads", type=int, default=0)
     process.add_argument("--intro-cache", metavar="DIR",
                          help="keep the intro prepared for this output here and reuse it (default: prepare it anew)")
+    process.add_argument("--allow-missing-media", action="store_true",
+                         help="make the video without an --intro or --logo that cannot be used (default: exit 1)")
     process.set_defaults(func=cmd_process)
     init_env = sub.add_parser("init-env", help="create .env with a random API_TOKEN if it has none")
     init_env.add_argument("--env-file", default=".env")

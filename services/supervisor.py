@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
+
+from shared.runtime import SignalLatch
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +32,11 @@ def _spawn(name: str) -> subprocess.Popen:
 
 
 def supervise(services: tuple[str, ...] = SERVICES) -> int:
-    stop = threading.Event()
-
-    def _handle(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping all services", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _handle)
-    signal.signal(signal.SIGTERM, _handle)
+    signals = SignalLatch((signal.SIGINT, signal.SIGTERM))  # handlers that take no lock (see SignalLatch)
     children = {name: Child(name, _spawn(name)) for name in services}
     log.info("started %s", ", ".join(f"{c.name} (pid {c.process.pid})" for c in children.values()))
     next_start: dict[str, float] = {}
-    while not stop.wait(0.5):
+    while (signum := signals.wait(0.5)) is None:
         for child in children.values():
             if child.process is not None and child.process.poll() is not None:
                 code = child.process.returncode
@@ -56,6 +50,7 @@ def supervise(services: tuple[str, ...] = SERVICES) -> int:
                 child.process = _spawn(child.name)
                 child.restarts += 1
                 child.started_at = time.monotonic()
+    log.info("received %s: stopping all services", signal.Signals(signum).name)
     _stop_all([c.process for c in children.values() if c.process is not None])
     return 0
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import threading
 import time
@@ -26,16 +28,13 @@ class ServiceRuntime:
         self.service = service
         self.settings = settings
         self.stop = threading.Event()
+        self._signals: SignalLatch | None = None
         settings.ensure_dirs()
         setup_logging(service, settings.log_level, settings.secret_values())
 
     def install_signal_handlers(self) -> None:
-        def _handle(signum: int, _frame: object) -> None:
-            log.info("received %s, stopping", signal.Signals(signum).name)
-            self.stop.set()
-
-        signal.signal(signal.SIGTERM, _handle)
-        signal.signal(signal.SIGINT, _handle)
+        """SIGTERM and SIGINT stop the service; run_until_stopped() acts on them (see SignalLatch)."""
+        self._signals = SignalLatch((signal.SIGTERM, signal.SIGINT))
 
     @property
     def heartbeat_path(self) -> Path:
@@ -67,11 +66,50 @@ class ServiceRuntime:
         """
         thread = threading.Thread(target=loop, args=(self.stop,), name=name)
         thread.start()
-        while not self.stop.wait(1.0):
-            pass
+        while not self.stop.is_set():
+            if self._signals is None:
+                self.stop.wait(1.0)
+                continue
+            signum = self._signals.wait(1.0)
+            if signum is not None:
+                log.info("received %s, stopping", signal.Signals(signum).name)
+                self.stop.set()
         if on_stop is not None:
             on_stop()
         thread.join()
+
+
+class SignalLatch:
+    """Signal handlers that take no lock: they note the signal and write a byte to a pipe, nothing more.
+
+    Python runs a handler between any two bytecodes of the main thread, also inside an earlier handler's
+    Event.set() while that holds the event's non-reentrant lock: a handler that set the event itself
+    (or logged) could wait forever for a lock its own thread holds. Ctrl-C under `ezrec up` delivers two
+    signals at once (SIGINT from the terminal, SIGTERM from the supervisor), and the idle status service
+    hung exactly so. The main thread sleeps in wait() and acts on the signal outside any handler.
+    """
+
+    def __init__(self, signals: tuple[signal.Signals, ...]) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self.received: list[int] = []
+        for sig in signals:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)  # list.append takes no lock that Python code could be holding
+        with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending anyway
+            os.write(self._write, b"\0")
+
+    def wait(self, timeout: float) -> int | None:
+        """The first signal received, as soon as there is one (at most `timeout` s); None until then."""
+        if not self.received:
+            select.select([self._read], [], [], timeout)  # retried after a handler ran (PEP 475): the byte wakes it
+        with contextlib.suppress(OSError):
+            while os.read(self._read, 512):
+                pass
+        return self.received[0] if self.received else None
 
 
 def heartbeat_path(settings: Settings, service: str) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from shared.atomic import write_text_atomic
 from shared.models import Booking
 from shared.payloads import ScheduledBooking, ScheduleSnapshot
+from shared.schedule_revision import next_revision
 from shared.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,18 @@ def build_snapshot(camera_id: str, bookings: list[Booking], revision: int) -> Sc
 
 
 def write_snapshot(path: Path, camera_id: str, bookings: list[Booking]) -> ScheduleSnapshot:
-    """Write the next revision atomically under a lock; revisions only grow, even across clock steps."""
+    """Write the next revision atomically under a lock (shared/schedule_revision.py: the clock, above the
+    previous one, unless that one is implausibly far ahead of the clock)."""
     with _locked(path):
-        previous = 0
+        previous = None
         try:
             old = read_cache(path)
-            previous = old.revision if old else 0
+            previous = old.revision if old else None
         except CacheFormatError as exc:
             log.warning("replacing unreadable schedule cache: %s", exc)
-        revision = max(previous + 1, time.time_ns() // 1000)
+        revision, restarted = next_revision(previous)
+        if restarted:
+            log.warning("schedule cache %s: %s", path, restarted)
         snapshot = build_snapshot(camera_id, bookings, revision)
         data = {"schema": SCHEMA, **json.loads(snapshot.model_dump_json())}
         write_text_atomic(path, json.dumps(data, indent=1))

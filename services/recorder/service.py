@@ -106,7 +106,7 @@ class Recorder:
         self.source.check_file()
         self.source.watch(stop)
         # A stop request wakes the scheduler's wait at once (the schedule event is what it waits on).
-        threading.Thread(target=lambda: stop.wait() or self.source.changed.set(), name="recorder-stop",
+        threading.Thread(target=lambda: (stop.wait(), self.source.changed.set()), name="recorder-stop",
                          daemon=True).start()
         for temp in stale_join_temps(self.settings.raw_dir):
             log.info("removing %s left by an interrupted join", temp.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from services.video_worker.jobs import JobState, job_states
 from shared.atomic import write_text_atomic
 from shared.models import BookingStatus
 from shared.payloads import (
@@ -31,6 +32,7 @@ from shared.payloads import (
     VideoFailed,
 )
 from shared.schedule_cache import CacheFormatError, read_cache
+from shared.schedule_revision import judge_revision
 from shared.timeutil import UtcDatetime, utc_now
 from shared.topics import ROOT, SERVICES
 
@@ -90,11 +92,15 @@ def _visible(entry: os.DirEntry[str]) -> bool:
     return not entry.name.startswith(".")
 
 
-def count_queue(raw_dir: Path, processed_dir: Path) -> QueueCounts:
-    """RAW: `<id>.mp4` = recording waiting for the worker, `<id>/seg-*` = segments not joined yet.
-    PROCESSED: `<id>.mp4` = finished video waiting for its upload (with Supabase, the outbox's queued
-    uploads are added by the service: see Store.videos_waiting_for_upload)."""
-    jobs = segments = uploads = 0
+def count_queue(raw_dir: Path, processed_dir: Path, jobs_db: Path | None = None) -> QueueCounts:
+    """Jobs: the worker's job table (`jobs_db`) says which bookings' videos are still to be made (a job is
+    pending while its recording is being assembled from segments, before any joined file exists), plus every
+    RAW `<id>.mp4` no job covers yet (the worker has not picked it up); a recording whose job is done or
+    failed is not waiting. Without a readable table: every RAW `<id>.mp4`.
+    RAW `<id>/seg-*` = segments not joined yet. PROCESSED `<id>.mp4` = finished video waiting for its upload
+    (with Supabase, the outbox's queued uploads are added by the service: see Store.videos_waiting_for_upload)."""
+    recordings: set[str] = set()
+    segments = uploads = 0
     try:
         with os.scandir(raw_dir) as it:
             for entry in it:
@@ -104,9 +110,15 @@ def count_queue(raw_dir: Path, processed_dir: Path) -> QueueCounts:
                     with os.scandir(entry.path) as parts:
                         segments += sum(1 for p in parts if _visible(p) and p.is_file())
                 elif entry.name.endswith(".mp4"):
-                    jobs += 1
+                    recordings.add(entry.name[: -len(".mp4")])
     except FileNotFoundError:
         pass
+    states = job_states(jobs_db) if jobs_db is not None else None
+    if states is None:
+        jobs = len(recordings)
+    else:
+        waiting = {booking for booking, state in states.items() if state == JobState.pending}
+        jobs = len(waiting | {booking for booking in recordings if booking not in states})
     try:
         with os.scandir(processed_dir) as it:
             uploads = sum(1 for e in it if _visible(e) and e.is_file() and e.name.endswith(".mp4"))
@@ -179,12 +191,21 @@ class PipelineTracker:
 
     # ---- bus handlers ----------------------------------------------------------------------------
 
-    def on_bookings(self, _topic: str, snapshot: ScheduleSnapshot) -> None:
+    def on_bookings(self, topic: str, snapshot: ScheduleSnapshot) -> None:
+        """The same revision rules as the recorder (shared/schedule_revision.py): one implausible revision
+        must not freeze the bookings this service reports."""
         if snapshot.camera_id != self.camera_id:
             return
         with self._lock:
-            if self._schedule is None or snapshot.revision >= self._schedule.revision:
+            held = self._schedule
+            verdict = judge_revision(held.revision if held else None, snapshot.revision)
+            if verdict.accept:
                 self._schedule = snapshot
+        if not verdict.accept:
+            log.log(logging.WARNING if verdict.warn else logging.INFO, "ignored schedule revision %d from %s: %s",
+                    snapshot.revision, topic, verdict.reason)
+        elif verdict.warn:
+            log.warning("schedule revision %d from %s: %s", snapshot.revision, topic, verdict.reason)
 
     def on_recording_started(self, _topic: str, event: RecordingStarted) -> None:
         with self._lock:

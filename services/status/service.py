@@ -17,6 +17,7 @@ from services.status.discovery import discovery_configs, present_fields
 from services.status.metrics import Probes, device_model, system_metrics
 from services.status.pipeline import PipelineTracker, count_queue
 from services.status.reachability import cloud_reachable
+from services.video_worker.jobs import TABLE_FILE
 from shared.bus import MqttBus
 from shared.models import SAFE_ID_PATTERN, SystemStatusRow
 from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot
@@ -87,7 +88,7 @@ class StatusService:
         # Past the start-up wait, a service with neither a heartbeat nor a will has never run here: offline.
         services = {name: OFFLINE if state == UNKNOWN else state for name, state in self.availability.items()}
         view = self.pipeline.view(now, self._recorder_says())
-        queue = count_queue(self.settings.raw_dir, self.settings.processed_dir)
+        queue = count_queue(self.settings.raw_dir, self.settings.processed_dir, self.settings.state_dir / TABLE_FILE)
         try:
             in_outbox = self.store.videos_waiting_for_upload()
         except Exception:  # a store hiccup must not cost the rest of the snapshot

@@ -3,6 +3,11 @@
 Every event handler only records facts (idempotently) and wakes the loops; the scan finds whatever
 an event did not announce (a lost event, a worker that was down, another worker's dead session)
 and tidies up after crashes. Several workers may run both at once on one DATA_DIR.
+
+Events are hints, never the authority on whose video it is: the owner comes from the store (or, for a
+booking it does not hold, what the recorder noted beside its segments), and the booking must be this
+camera's. An event for a booking nobody knows, or whose file is not there, is held back for HINT_WAIT_S
+(at most MAX_HINTS of them) and then ignored and dead-lettered; it never becomes a job.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ import logging
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.recorder.layout import SEGMENT_GLOB, BookingDir
 from shared.atomic import remove_stale_temps
-from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
+from shared.payloads import DeadLetter, MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
+from shared.topics import DEADLETTER
 
 from .context import WorkerContext
-from .facts import booking_user
+from .facts import recorder_meta
 from .jobs import JobState
 from .part_step import maybe_job, segment_closed
 from .upload_step import cleanup, redo_whole, settle_raw
@@ -26,6 +33,19 @@ from .upload_step import cleanup, redo_whole, settle_raw
 log = logging.getLogger(__name__)
 
 STALE_TEMP_MIN_S = 300.0
+HINT_WAIT_S = 60.0
+"""How long an event for a booking not (yet) known, or whose file is not there, is held before it is ignored."""
+MAX_HINTS = 100
+"""Events held at once; beyond, the oldest is ignored (the scan still finds every real recording on disk)."""
+
+Event = RecordingFinished | RecordingSegment
+
+
+@dataclass
+class _Hint:
+    event: Event
+    since: float  # time.monotonic() of its first arrival
+    why: str
 
 
 class Intake:
@@ -33,6 +53,7 @@ class Intake:
         self.ctx = ctx
         self._media_users: set[str] = set()
         self._lock = threading.Lock()
+        self._hints: dict[tuple[str, int], _Hint] = {}  # (booking, segment index or -1 for finished) -> hint
 
     # ---- events (paho's thread: record and return) -------------------------------------------------
 
@@ -42,11 +63,18 @@ class Intake:
     def on_recording_finished(self, _topic: str, event: RecordingFinished) -> None:
         if not self._ours(event.camera_id):
             return
-        ctx = self.ctx
         if event.file != f"{event.booking_id}.mp4":  # the recorder's layout; anything else could point anywhere
             raise ValueError(f"recording file {event.file!r} is not {event.booking_id}.mp4")
         log.info("recording/finished for booking %s (%d frames)", event.booking_id, event.frames)
-        if ctx.jobs.add(event.booking_id, event.user_id, event.file, event.frames):
+        self._offer(event)
+
+    def _take_finished(self, event: RecordingFinished, owner: str) -> str | None:
+        """None once taken; else why it must wait (the recording file is not there and no job exists)."""
+        ctx = self.ctx
+        job = ctx.jobs.get(event.booking_id)
+        if job is None and not ctx.raw_path(event.booking_id, event.file).is_file():
+            return f"no recording file {event.file}"
+        if ctx.jobs.add(event.booking_id, owner, event.file, event.frames):
             log.info("job queued for booking %s", event.booking_id)
         job = ctx.jobs.get(event.booking_id)
         if job is not None and job.state in (JobState.processed, JobState.done) and job.mode == "parts" \
@@ -55,6 +83,7 @@ class Intake:
         elif job is not None and job.state == JobState.done:
             settle_raw(ctx, job)
         ctx.wake_all()
+        return None
 
     def on_recording_segment(self, _topic: str, event: RecordingSegment) -> None:
         if not self._ours(event.camera_id):
@@ -62,10 +91,89 @@ class Intake:
         idx = event.index
         if event.file != f"{event.booking_id}/seg-{idx:05d}.mp4":  # see services/recorder/layout.py
             raise ValueError(f"segment file {event.file!r} does not match booking {event.booking_id}, index {idx}")
-        self.ctx.jobs.add_part(event.booking_id, idx, event.file, user_id=event.user_id, closed=True,
+        self._offer(event)
+
+    def _take_segment(self, event: RecordingSegment, owner: str) -> str | None:
+        if not (self.ctx.settings.raw_dir / event.file).is_file():
+            # Joined and removed already (a late event), or never written: the joined recording decides.
+            log.info("booking %s: segment %d is not on disk; not queued", event.booking_id, event.index)
+            return None
+        self.ctx.jobs.add_part(event.booking_id, event.index, event.file, user_id=owner, closed=True,
                                start_at=event.start_at.timestamp(), end_at=event.end_at.timestamp())
         self.discover(event.booking_id)  # the next segment is open by now: start following it
         self.ctx.wake_all()
+        return None
+
+    # ---- events are hints: the owner comes from the store ----------------------------------------------
+
+    def owner_of(self, booking_id: str) -> tuple[str | None, str]:
+        """(owner, why not): the store's owner of this camera's booking; for a booking the store does not
+        hold, what the recorder noted in its folder, or what this table learnt from it for its segments."""
+        ctx = self.ctx
+        booking = ctx.store.get_booking(booking_id)
+        if booking is not None:
+            if booking.camera_id != ctx.settings.camera_id:
+                return None, f"booking {booking_id} is camera {booking.camera_id}'s, not {ctx.settings.camera_id}'s"
+            return booking.user_id, ""
+        meta = recorder_meta(ctx, booking_id)
+        if meta is not None:
+            return meta.user_id, ""
+        noted = next((p.user_id for p in ctx.jobs.parts(booking_id) if p.user_id), None)
+        if noted is not None:
+            return noted, ""
+        return None, f"booking {booking_id} is not in the store"
+
+    def _offer(self, event: Event, since: float | None = None) -> None:
+        """Take the event if its booking is known and its file there; else hold it (`since`: held from then)."""
+        key = (event.booking_id, event.index if isinstance(event, RecordingSegment) else -1)
+        owner, why = self.owner_of(event.booking_id)
+        if owner is not None:
+            if since is None and event.user_id is not None and event.user_id != owner:
+                log.warning("%s for booking %s names user %s; the booking is %s's: the video is filed under %s",
+                            _kind(event), event.booking_id, event.user_id, owner, owner)
+            if isinstance(event, RecordingFinished):
+                why = self._take_finished(event, owner) or ""
+            else:
+                why = self._take_segment(event, owner) or ""
+            if not why:
+                with self._lock:
+                    self._hints.pop(key, None)
+                return
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - since >= HINT_WAIT_S:
+            self._ignore(event, f"{why} after {HINT_WAIT_S:.0f} s")
+            with self._lock:
+                self._hints.pop(key, None)
+            return
+        evicted: _Hint | None = None
+        with self._lock:
+            if key not in self._hints:
+                log.info("%s for booking %s held back: %s", _kind(event), event.booking_id, why)
+                if len(self._hints) >= MAX_HINTS:
+                    evicted = self._hints.pop(min(self._hints, key=lambda k: self._hints[k].since))
+            self._hints[key] = _Hint(event, since, why)
+        if evicted is not None:
+            self._ignore(evicted.event, f"{evicted.why}; more than {MAX_HINTS} events waiting for unknown bookings")
+
+    def recheck_hints(self) -> None:
+        """Held events whose booking or file has turned up are taken; those past HINT_WAIT_S are ignored."""
+        with self._lock:
+            held = list(self._hints.values())
+        for hint in held:
+            self._offer(hint.event, since=hint.since)
+
+    @property
+    def held_events(self) -> int:
+        with self._lock:
+            return len(self._hints)
+
+    def _ignore(self, event: Event, reason: str) -> None:
+        log.warning("ignoring %s for booking %s: %s", _kind(event), event.booking_id, reason)
+        topic = self.ctx.bus.topics.recording_finished if isinstance(event, RecordingFinished) \
+            else self.ctx.bus.topics.recording_segment
+        self.ctx.bus.publish(DEADLETTER, DeadLetter(topic=topic, service="worker", error=f"ignored: {reason}",
+                                                    payload=event.model_dump_json()[:4096]))
 
     def on_recording_started(self, _topic: str, event: RecordingStarted) -> None:
         if self._ours(event.camera_id):
@@ -135,9 +243,26 @@ class Intake:
                     self._recording(entry)
         for job in ctx.jobs.uncleaned_done():
             cleanup(ctx, job)
+        self.recheck_hints()
+        self._forget_unknown_jobs()
         ctx.jobs.prune()
         self._stale_temps()
         ctx.intros.remove_stale_temps()
+
+    def _forget_unknown_jobs(self) -> None:
+        """Pending jobs with nothing to make a video from, for a booking nobody knows: what a forged event
+        left in the table before events were checked (each was retried forever). Gone after HINT_WAIT_S."""
+        ctx = self.ctx
+        cutoff = time.time() - HINT_WAIT_S
+        for job in ctx.jobs.pending_jobs(created_before=cutoff):
+            booking_id = job.booking_id
+            if ctx.raw_path(booking_id, job.raw_file).exists() or ctx.jobs.parts(booking_id) \
+                    or (ctx.settings.raw_dir / booking_id).exists():
+                continue
+            owner, why = self.owner_of(booking_id)
+            if owner is None and ctx.jobs.forget(booking_id, JobState.pending):
+                log.warning("dropped the job of booking %s (user %s in its event): %s and nothing recorded for it",
+                            booking_id, job.user_id, why)
 
     def _recording(self, raw: Path) -> None:
         """A joined recording on disk: a job for it, or (job done) the check that the video covers it."""
@@ -145,9 +270,9 @@ class Intake:
         booking_id = raw.stem
         job = ctx.jobs.get(booking_id)
         if job is None:
-            user = booking_user(ctx, booking_id)
+            user, why = self.owner_of(booking_id)
             if user is None:
-                log.warning("recording %s has no booking in the store; leaving it", raw.name)
+                log.warning("recording %s: %s; leaving it", raw.name, why)
                 return
             if ctx.jobs.add(booking_id, user, raw.name):
                 log.info("recovered unprocessed recording %s", raw.name)
@@ -168,3 +293,6 @@ class Intake:
             if folder.is_dir() and self.ctx.jobs.get(folder.name) is None and not self.ctx.jobs.parts(folder.name):
                 shutil.rmtree(folder, ignore_errors=True)
 
+
+def _kind(event: Event) -> str:
+    return "recording/finished" if isinstance(event, RecordingFinished) else f"recording/segment {event.index}"

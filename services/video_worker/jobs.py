@@ -27,6 +27,9 @@ from typing import Any
 
 from shared.durable_db import open_durable_db
 
+TABLE_FILE = "worker-jobs.db"
+"""In DATA_DIR/state: one table for every worker on the device (and read by the status service)."""
+
 
 class JobState(StrEnum):
     pending = "pending"  # the video waits to be made
@@ -257,6 +260,22 @@ class JobTable:
                           f" FROM jobs WHERE state IN ({','.join('?' * len(names))})", names)
         return None if rows[0][0] is None else max(0.0, rows[0][0] - now)
 
+    def pending_jobs(self, created_before: float) -> list[Job]:
+        rows = self._read(f"SELECT {', '.join(_JOB_FIELDS)} FROM jobs WHERE state = 'pending' AND created_at < ?",
+                          (created_before,))
+        return [_job(r) for r in rows]
+
+    def forget(self, booking_id: str, state: JobState) -> bool:
+        """Remove a job still in `state` and held by no one (with its parts and plan); False if it moved on."""
+        now = time.time()
+        with self._tx() as db:
+            gone = db.execute("DELETE FROM jobs WHERE booking_id = ? AND state = ? AND (owner IS NULL OR"
+                              " lease_until < ?)", (booking_id, state.value, now)).rowcount > 0
+            if gone:
+                db.execute("DELETE FROM parts WHERE booking_id = ?", (booking_id,))
+                db.execute("DELETE FROM plans WHERE booking_id = ?", (booking_id,))
+        return gone
+
     def count(self, *states: JobState) -> int:
         marks = ",".join("?" * len(states))
         return int(self._read(f"SELECT count(*) FROM jobs WHERE state IN ({marks})", [s.value for s in states])[0][0])
@@ -386,6 +405,22 @@ class JobTable:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def job_states(path: Path) -> dict[str, JobState] | None:
+    """Every booking's job state, read without writing (the status service is another process).
+    None when there is no table to read (no worker has run on this DATA_DIR) or it cannot be read now."""
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = db.execute("SELECT booking_id, state FROM jobs").fetchall()
+        finally:
+            db.close()
+        return {booking_id: JobState(state) for booking_id, state in rows}
+    except (sqlite3.Error, ValueError):
+        return None
 
 
 def _job(row: tuple) -> Job:

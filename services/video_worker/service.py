@@ -26,7 +26,7 @@ from shared.topics import MEDIA_UPDATED
 from .context import WorkerContext
 from .finish_step import finish_job
 from .intake import Intake
-from .jobs import JobState, JobTable, LostLease
+from .jobs import TABLE_FILE, JobState, JobTable, LostLease
 from .part_step import process_part
 from .upload_step import upload_job
 
@@ -162,7 +162,7 @@ def subscriptions(bus: MqttBus, intake: Intake) -> None:
 
 
 def build(settings: Settings, store: Store, bus: MqttBus) -> VideoWorker:
-    jobs = JobTable(settings.state_dir / "worker-jobs.db", lease_s=settings.worker_lease_s)
+    jobs = JobTable(settings.state_dir / TABLE_FILE, lease_s=settings.worker_lease_s)
     worker = VideoWorker(settings, store, bus, jobs)
     subscriptions(bus, worker.intake)
     return worker
