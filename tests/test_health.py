@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +57,40 @@ def test_heartbeat_age_decides(tmp_path, monkeypatch, capsys):
     _beat(tmp_path / "state", "status", age=1)
     assert health.main(["status"]) == 0
     assert capsys.readouterr().out.startswith("status healthy: heartbeat 1.")
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    answers = {"/health": (200, b'{"status": "ok", "mqtt_connected": true}')}
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        code, body = self.answers.get(self.path, (404, b"{}"))
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("code", "body", "healthy"), [
+    (200, b'{"status": "ok"}', True),
+    (503, b'{"status": "starting"}', False),
+    (200, b"<html>", False),
+])
+def test_api_probe_reads_the_http_answer(monkeypatch, code, body, healthy):
+    monkeypatch.setattr(_Health, "answers", {"/health": (code, body)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ok, detail = health.api_answers(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ok is healthy, detail
+    if healthy:
+        assert detail == "{'status': 'ok'}"
 
 
 def test_api_probe_and_bad_arguments(tmp_path, monkeypatch, capsys):
