@@ -165,5 +165,5 @@ RUN pip --python /opt/venv/bin/python install --no-deps --no-index --no-cache-di
         /tmp/dist/*.whl \
  && rm -rf /tmp/dist
 USER 10001
-HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["ezrec", "health", "recorder"]
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["ezrec", "health", "recorder"]
 CMD ["recorder"]

@@ -181,6 +181,25 @@ def test_one_image_for_api_status_and_worker(base: dict) -> None:
     assert services["api"]["build"] == services["status"]["build"] == services["worker"]["build"]
 
 
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", value)
+    assert match and value, f"unreadable duration {value!r}"
+    return 60 * int(match.group(1) or 0) + float(match.group(2) or 0)
+
+
+def test_healthy_soon_after_start(base: dict) -> None:
+    """Format 2.x has no start_interval: the first probe comes one `interval` after the start."""
+    checks = {name: svc["healthcheck"] for name, svc in base["services"].items()}
+    assert _seconds(checks["mosquitto"]["interval"]) <= 5, "every service waits for the broker's first probe"
+    for name in APP_SERVICES:
+        check = checks[name]
+        assert _seconds(check["interval"]) <= 10, name
+        assert _seconds(check["timeout"]) <= _seconds(check["interval"]), name
+        # failures while a slow Pi starts do not count; a success ends the start period at once
+        assert _seconds(check["start_period"]) >= 20, name
+        assert check["retries"] >= 3, name
+
+
 def test_api_publish_address_is_configurable(tmp_path: Path) -> None:
     project = _project(tmp_path)
     with open(project / ".env", "a") as env:
@@ -271,7 +290,7 @@ def test_one_dockerfile_for_both_images() -> None:
         assert f"CMD {service_cmd}" in body
     assert 'ENTRYPOINT ["ezrec"]' in stages["base"][1]
     assert "HEALTHCHECK" not in stages["app"][1], "one image, three services: compose sets each healthcheck"
-    assert 'HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["ezrec", "health", ' \
+    assert 'HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["ezrec", "health", ' \
            '"recorder"]' in stages["recorder"][1]
     assert "picamera" not in stages["app"][1] + stages["base"][1] + stages["deps"][1]
     assert "apt-get" not in stages["app"][1] + stages["base"][1] + stages["deps"][1]
