@@ -26,6 +26,7 @@ from services.deploy import passwords
 REPO = Path(__file__).resolve().parents[2]
 BASE = "docker-compose.yml"
 DEV = "docker-compose.dev.yml"
+NO_OOM_ADJ = "docker-compose.no-oom-adj.yml"
 DOCKERFILE = REPO / "Dockerfile"
 # service -> the Dockerfile target its image is built from
 APP_SERVICES = {"api": "app", "recorder": "recorder", "worker": "app", "status": "app"}
@@ -68,7 +69,7 @@ def _to_json(yaml_text: str) -> dict[str, Any]:
 
 def _project(tmp: Path, env_text: str | None = None) -> Path:
     """A copy of the committed compose files beside a generated .env (the real one holds secrets)."""
-    for name in (BASE, DEV):
+    for name in (BASE, DEV, NO_OOM_ADJ):
         shutil.copyfile(REPO / name, tmp / name)
     if env_text is None:
         assert passwords.main(["--root", str(tmp)]) == 0
@@ -118,7 +119,7 @@ def _devices(service: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("files", [(BASE,), (BASE, DEV)], ids=["base", "dev"])
+@pytest.mark.parametrize("files", [(BASE,), (BASE, DEV), (BASE, DEV, NO_OOM_ADJ)], ids=["base", "dev", "no-oom-adj"])
 def test_committed_files_validate(project: Path, files: tuple[str, ...]) -> None:
     proc = _run_compose(project, *files, args=("config", "-q"))
     assert proc.returncode == 0, proc.stderr
@@ -198,6 +199,19 @@ def test_healthy_soon_after_start(base: dict) -> None:
         # failures while a slow Pi starts do not count; a success ends the start period at once
         assert _seconds(check["start_period"]) >= 20, name
         assert check["retries"] >= 3, name
+
+
+def test_no_oom_adj_override_changes_only_the_recorders_oom_score(project: Path, base: dict) -> None:
+    assert base["services"]["recorder"]["oom_score_adj"] < 0, "the recorder is protected by default"
+    assert base["services"]["worker"]["oom_score_adj"] > 0
+    proc = _run_compose(project, BASE, DEV, NO_OOM_ADJ)
+    assert proc.returncode == 0, proc.stderr
+    relaxed = _to_json(proc.stdout)
+    proc = _run_compose(project, BASE, DEV)
+    dev = _to_json(proc.stdout)
+    assert relaxed["services"]["recorder"].pop("oom_score_adj") == 0
+    dev["services"]["recorder"].pop("oom_score_adj")
+    assert relaxed == dev
 
 
 def test_api_publish_address_is_configurable(tmp_path: Path) -> None:
