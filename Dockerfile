@@ -15,9 +15,12 @@
 # camera layer (recorder only, so it is rebuilt only when the pins change too), then the project (~1 MB).
 # Both images share every layer up to the venv: on the Pi it is stored and pulled once.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Every image this file makes carries the label io.ezrec.project (the builder stages' leftovers too), so
+# `make clean-images` removes exactly this project's images.
 
 # ---- deps: exactly the pinned dependency set, in a venv without pip, trimmed ----
 FROM ${PYTHON_IMAGE} AS deps
+LABEL io.ezrec.project="ezrec"
 # PIP_CONSTRAINT (not just -c) also pins setuptools inside pip's isolated build environment.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -52,6 +55,7 @@ RUN pip wheel --no-deps --wheel-dir /dist .
 
 # ---- base: what both images run on ----
 FROM ${PYTHON_IMAGE} AS base
+LABEL io.ezrec.project="ezrec"
 # Same uid/gid in both images: they share the ezrec-data volume, which Docker initialises from the first
 # container's /data (owned by this user).
 RUN groupadd --system --gid 10001 ezrec \
@@ -87,6 +91,7 @@ CMD ["--help"]
 
 # ---- rpi-keyring: fetch the Raspberry Pi archive key and check its fingerprint (gpg stays here) ----
 FROM ${PYTHON_IMAGE} AS rpi-keyring
+LABEL io.ezrec.project="ezrec"
 # WITH_PICAMERA: `auto` (default) = 1 on arm64, 0 elsewhere; 1 installs python3-picamera2/libcamera from the
 # Raspberry Pi apt repository, which has no amd64 packages, so x86 builds must use 0 (synthetic or V4L2
 # camera only). Camera /dev nodes come from docker-compose.yml `devices` + `group_add: [video]`; the
