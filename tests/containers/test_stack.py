@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -464,3 +466,38 @@ def test_down_and_up_keep_bookings_and_videos(stack: Stack, api: httpx.Client) -
     settings = api.get(f"/users/{USER}/settings")
     assert settings.status_code == 200, settings.text
     assert settings.json()["intro_video_path"] and settings.json()["logo_path"], settings.text
+
+
+def _buildkit() -> tuple[list[str], dict[str, str]] | None:
+    """A way to build with BuildKit here: the buildx plugin, or a docker CLI older than 23 (BuildKit built in)."""
+    if docker("buildx", "version", check=False).returncode == 0:
+        return ["docker", "buildx", "build", "--load"], {}
+    for cli in dict.fromkeys(filter(None, (shutil.which("docker"), "/usr/bin/docker"))):
+        proc = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
+        if proc.stdout and int(proc.stdout.split(".")[0]) < 23:
+            return [cli, "build"], {"DOCKER_BUILDKIT": "1"}
+    return None
+
+
+def test_buildkit_builds_both_images_without_a_registry(stack: Stack) -> None:
+    """No `# syntax=` line means no frontend image to pull: BuildKit builds from the local base image alone."""
+    found = _buildkit()
+    if found is None:
+        pytest.skip("no BuildKit here: this docker CLI needs the buildx plugin, which Debian bookworm does not package")
+    cmd, extra_env = found
+    env = {**os.environ, **extra_env}
+    timings = {}
+    for target, tag, args in (("app", "ezrec-buildkit/ezrec:test", []),
+                              ("recorder", "ezrec-buildkit/recorder:test", ["--build-arg", "WITH_PICAMERA=0"])):
+        started = time.monotonic()
+        proc = subprocess.run([*cmd, "--target", target, *args, "-t", tag, "."], cwd=stack.dir, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        timings[target] = round(time.monotonic() - started, 1)
+        try:
+            out = docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "id -u && ezrec --help").stdout
+            assert out.splitlines()[0] == "10001" and "recorder,worker,status" in out, out
+        finally:
+            docker("image", "rm", tag, check=False)
+    REPORT["buildkit"] = {"builder": " ".join(cmd) + (" (DOCKER_BUILDKIT=1)" if extra_env else ""),
+                          "seconds": timings}
