@@ -84,6 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         files.append("docker-compose.no-oom-adj.yml")
     stack = Stack(project, PROJECT, files, workdir / "compose.log")
     stack.compose("down", "-v", "--remove-orphans", check=False)  # what an aborted earlier run left
+    volumes_before = set(docker("volume", "ls", "-q").stdout.split())
 
     from services.deploy.passwords import main as passwords
 
@@ -125,8 +126,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             logs = stack.tail_logs(200)
             (workdir / "stack.log").write_text(logs)
             stack.compose("down", "-v", "--remove-orphans", timeout=180)
-            left = docker("volume", "ls", "-q", "--filter", f"name={PROJECT}_").stdout.split()
-            assert not left, f"down -v left volumes {left}"
+            left = set(docker("volume", "ls", "-q").stdout.split()) - volumes_before
+            assert not left, f"down -v left volumes behind (named or anonymous): {left}"
         finally:
             _write_report()
 

@@ -245,6 +245,8 @@ def test_mosquitto_service(base: dict, env_values: dict[str, str]) -> None:
     for name in ("mosquitto.conf", "acl", "passwd", "conf.d"):
         assert mounts[f"/mosquitto/config/{name}"].endswith(f"/mosquitto/{name}")
     assert mounts["/mosquitto/data"] == "mosquitto-data"
+    # Every VOLUME of the image is mounted: none becomes an anonymous volume that `down` leaves behind.
+    assert [t.split(":")[0] for t in mq["tmpfs"]] == ["/mosquitto/log"]
     check = " ".join(mq["healthcheck"]["test"])
     assert "mosquitto_sub" in check and "-u healthcheck" in check and "$SYS/broker/uptime" in check
     # The broker holds only the healthcheck password, not the services' ones.
