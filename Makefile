@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := $(wildcard requirements/constraints.txt)
 
-.PHONY: venv run test lint e2e bench passwords clean
+.PHONY: venv run test test-containers clean-images lint e2e bench passwords clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ test: venv
 	scripts/system-deps.sh ffmpeg docker-compose postgresql chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+## test-containers: docker-compose.yml for real (build, up, bookings through the API, restarts, down -v);
+## installs and starts Docker if needed, and builds local stand-ins of the base images where none can be pulled
+test-containers: venv
+	scripts/ensure-docker.sh
+	mkdir -p bench/results
+	EZREC_CONTAINER_TESTS=1 EZREC_CONTAINER_REPORT=$(CURDIR)/bench/results/test-containers.json \
+	  $(BIN)/python -m pytest tests/containers
+
+## clean-images: remove this project's images (both images and the builder stages' leftovers), nothing else
+clean-images:
+	ids=$$(docker image ls -q --filter label=io.ezrec.project | sort -u); \
+	  if [ -n "$$ids" ]; then docker image rm -f $$ids; fi
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and `make run` need, only when they are missing:
 # mosquitto (a real broker for tests and local runs), ffmpeg (reference peer in tests and
-# benchmarks; the product itself uses PyAV), docker-compose (static validation of compose files),
+# benchmarks; the product itself uses PyAV), docker-compose (static validation of compose files, and
+# the stack in `make test-containers`), docker (docker.io: the engine for `make test-containers`),
 # postgresql (initdb for tests/supabase where no PostgreSQL server answers).
 set -euo pipefail
 need=()
@@ -12,6 +13,8 @@ for pkg in "$@"; do
     chromium) [ -x /usr/bin/chromium ] || need+=(chromium) ;;
     ffmpeg) command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg) ;;
     docker-compose) command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose) ;;
+    # the daemon, not just a client: a docker CLI alone (some machines ship one) cannot build or run
+    docker) command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || need+=(docker.io) ;;
     # tests/supabase use the PostgreSQL on 127.0.0.1:5432 when one answers, else start their own with initdb
     postgresql) command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql) ;;
   esac

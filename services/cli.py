@@ -9,14 +9,19 @@ import os
 import secrets
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.logs import setup_logging
-from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 
 def _settings() -> Settings:
+    # Imported here, not at the top: `ezrec health` (every container's healthcheck) must not load pydantic.
+    from shared.settings import Settings
+
     return Settings()
 
 
@@ -60,23 +65,10 @@ def cmd_up(_args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    """Exit 0 when healthy: what container healthchecks and `make` call."""
-    from shared.runtime import heartbeat_fresh
+    """Exit 0 when healthy: what container healthchecks and `make` call (shared/health.py, stdlib only)."""
+    from shared.health import main as health_main
 
-    settings = _settings()
-    if args.service == "api":
-        url = f"http://127.0.0.1:{settings.api_port}/health"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                body = json.loads(response.read())
-        except (OSError, ValueError) as exc:
-            print(f"api unhealthy: {exc}")
-            return 1
-        print(f"api healthy: {body}")
-        return 0
-    ok, detail = heartbeat_fresh(settings, args.service)
-    print(f"{args.service} {'healthy' if ok else 'unhealthy'}: {detail}")
-    return 0 if ok else 1
+    return health_main([args.service])
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -215,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.deploy.passwords import main as passwords_main
 
         return passwords_main(argv[1:])
+    if argv[:1] == ["health"]:  # before argparse and the settings: it runs every 10 s in every container
+        from shared.health import main as health_main
+
+        return health_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

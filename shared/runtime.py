@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from shared import health
 from shared.atomic import write_text_atomic
+from shared.health import HEARTBEAT_EVERY_S
 from shared.logs import setup_logging
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_EVERY_S = 5.0
-HEARTBEAT_STALE_S = 30.0
 
 
 class ServiceRuntime:
@@ -117,12 +116,5 @@ def heartbeat_path(settings: Settings, service: str) -> Path:
 
 
 def heartbeat_fresh(settings: Settings, service: str) -> tuple[bool, str]:
-    path = heartbeat_path(settings, service)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False, f"no heartbeat at {path}"
-    age = time.time() - float(data.get("at", 0))
-    if age > HEARTBEAT_STALE_S:
-        return False, f"heartbeat is {age:.0f}s old"
-    return True, f"heartbeat {age:.1f}s old (pid {data.get('pid')})"
+    """The rule `ezrec health` applies (shared/health.py), for callers that hold Settings."""
+    return health.heartbeat_fresh(settings.state_dir, service)

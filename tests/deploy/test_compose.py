@@ -26,8 +26,13 @@ from services.deploy import passwords
 REPO = Path(__file__).resolve().parents[2]
 BASE = "docker-compose.yml"
 DEV = "docker-compose.dev.yml"
-APP_SERVICES = {"api": "api", "recorder": "recorder", "worker": "video_worker", "status": "status"}
+NO_OOM_ADJ = "docker-compose.no-oom-adj.yml"
+DOCKERFILE = REPO / "Dockerfile"
+# service -> the Dockerfile target its image is built from
+APP_SERVICES = {"api": "app", "recorder": "recorder", "worker": "app", "status": "app"}
 ALL_SERVICES = {"mosquitto", *APP_SERVICES}
+# services that run an image another service builds
+BUILT_BY = {"status": "api", "worker": "api"}
 MEMORY_BUDGET = 3 * 1024**3  # of a 4 GB Pi; the rest is for the OS, Docker and the page cache
 
 
@@ -66,7 +71,7 @@ def _to_json(yaml_text: str) -> dict[str, Any]:
 
 def _project(tmp: Path, env_text: str | None = None) -> Path:
     """A copy of the committed compose files beside a generated .env (the real one holds secrets)."""
-    for name in (BASE, DEV):
+    for name in (BASE, DEV, NO_OOM_ADJ):
         shutil.copyfile(REPO / name, tmp / name)
     if env_text is None:
         assert passwords.main(["--root", str(tmp)]) == 0
@@ -116,7 +121,7 @@ def _devices(service: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("files", [(BASE,), (BASE, DEV)], ids=["base", "dev"])
+@pytest.mark.parametrize("files", [(BASE,), (BASE, DEV), (BASE, DEV, NO_OOM_ADJ)], ids=["base", "dev", "no-oom-adj"])
 def test_committed_files_validate(project: Path, files: tuple[str, ...]) -> None:
     proc = _run_compose(project, *files, args=("config", "-q"))
     assert proc.returncode == 0, proc.stderr
@@ -150,13 +155,18 @@ def test_every_service_is_supervised_and_bounded(variant: str, base: dict, dev: 
 
 
 def test_app_services(base: dict, env_values: dict[str, str]) -> None:
-    for name, folder in APP_SERVICES.items():
+    for name, target in APP_SERVICES.items():
         svc = base["services"][name]
         assert svc["healthcheck"]["test"] == ["CMD", "ezrec", "health", name]
+        assert svc["command"] == [name], "the command picks the service"
         assert svc["depends_on"] == {"mosquitto": {"condition": "service_healthy"}}
         assert any(v.split(":")[:2] == ["ezrec-data", "/data"] for v in svc["volumes"]), svc["volumes"]
-        assert svc["build"]["dockerfile"] == f"services/{folder}/Dockerfile"
-        assert (REPO / svc["build"]["dockerfile"]).is_file()
+        if name in BUILT_BY:  # the others run the image `api` builds
+            assert "build" not in svc, f"{name} builds ezrec/ezrec a second time"
+            continue
+        assert svc["build"]["dockerfile"] == "Dockerfile"
+        assert svc["build"]["target"] == target
+        assert svc["build"]["context"] == base["services"]["api"]["build"]["context"]
         env = svc["environment"]
         assert env["DATA_DIR"] == "/data"
         assert env["MQTT_HOST"] == "mosquitto"
@@ -167,6 +177,65 @@ def test_app_services(base: dict, env_values: dict[str, str]) -> None:
         for user in passwords.BROKER_USERS:
             assert env.get(passwords.env_key_for(user), "") == "", f"{name} sees {user}'s password"
     assert "ezrec-data" in base["volumes"]
+
+
+def test_one_image_for_api_status_and_worker(base: dict) -> None:
+    """Built once, by `api`: Compose v2 builds every service with a `build:` at once, one tag three times."""
+    services = base["services"]
+    images = {name: services[name]["image"] for name in APP_SERVICES}
+    assert images["api"] == images["status"] == images["worker"] == "ezrec/ezrec:latest"
+    assert images["recorder"] == "ezrec/recorder:latest"
+    built = [name for name, svc in services.items() if "build" in svc]
+    assert sorted(built) == ["api", "recorder"], built
+    # docker-compose 1.29 makes the images in the file's order (dependencies first): the builder comes first.
+    order = re.findall(r"^  ([a-z][\w-]*):$", (REPO / BASE).read_text(), re.M)
+    for name, builder in BUILT_BY.items():
+        assert services[name]["image"] == services[builder]["image"]
+        assert order.index(builder) < order.index(name), order
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", value)
+    assert match and value, f"unreadable duration {value!r}"
+    return 60 * int(match.group(1) or 0) + float(match.group(2) or 0)
+
+
+def test_healthy_soon_after_start(base: dict) -> None:
+    """Format 2.x has no start_interval: the first probe comes one `interval` after the start."""
+    checks = {name: svc["healthcheck"] for name, svc in base["services"].items()}
+    assert _seconds(checks["mosquitto"]["interval"]) <= 5, "every service waits for the broker's first probe"
+    for name in APP_SERVICES:
+        check = checks[name]
+        assert _seconds(check["interval"]) <= 10, name
+        assert _seconds(check["timeout"]) <= _seconds(check["interval"]), name
+        # failures while a slow Pi starts do not count; a success ends the start period at once
+        assert _seconds(check["start_period"]) >= 20, name
+        assert check["retries"] >= 3, name
+
+
+def test_no_oom_adj_override_changes_only_the_recorders_oom_score(project: Path, base: dict) -> None:
+    assert base["services"]["recorder"]["oom_score_adj"] < 0, "the recorder is protected by default"
+    assert base["services"]["worker"]["oom_score_adj"] > 0
+    proc = _run_compose(project, BASE, DEV, NO_OOM_ADJ)
+    assert proc.returncode == 0, proc.stderr
+    relaxed = _to_json(proc.stdout)
+    proc = _run_compose(project, BASE, DEV)
+    dev = _to_json(proc.stdout)
+    assert relaxed["services"]["recorder"].pop("oom_score_adj") == 0
+    dev["services"]["recorder"].pop("oom_score_adj")
+    assert relaxed == dev
+
+
+def test_api_publish_address_is_configurable(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    with open(project / ".env", "a") as env:
+        env.write("EZREC_API_PUBLISH=127.0.0.1:18000\n")
+    proc = _run_compose(project, BASE)
+    assert proc.returncode == 0, proc.stderr
+    [port] = _to_json(proc.stdout)["services"]["api"]["ports"]
+    published = (port["host_ip"], str(port["published"]), str(port["target"])) if isinstance(port, dict) else \
+        tuple(str(port).removesuffix("/tcp").split(":"))
+    assert published == ("127.0.0.1", "18000", "8000"), port
 
 
 def test_api_is_published_on_8000(base: dict) -> None:
@@ -188,6 +257,8 @@ def test_mosquitto_service(base: dict, env_values: dict[str, str]) -> None:
     for name in ("mosquitto.conf", "acl", "passwd", "conf.d"):
         assert mounts[f"/mosquitto/config/{name}"].endswith(f"/mosquitto/{name}")
     assert mounts["/mosquitto/data"] == "mosquitto-data"
+    # Every VOLUME of the image is mounted: none becomes an anonymous volume that `down` leaves behind.
+    assert [t.split(":")[0] for t in mq["tmpfs"]] == ["/mosquitto/log"]
     check = " ".join(mq["healthcheck"]["test"])
     assert "mosquitto_sub" in check and "-u healthcheck" in check and "$SYS/broker/uptime" in check
     # The broker holds only the healthcheck password, not the services' ones.
@@ -216,31 +287,54 @@ def test_recorder_camera_access(base: dict, dev: dict) -> None:
     assert not any(v.startswith("/run/udev:") for v in dev_rec["volumes"])
 
 
-def _final_stage(text: str) -> str:
-    return text[text.rindex("\nFROM "):]
+def _stages() -> dict[str, tuple[str, str]]:
+    """stage name -> (FROM argument, body) of the one Dockerfile."""
+    text = DOCKERFILE.read_text()
+    parts = re.split(r"^FROM (\S+) AS (\S+)\n", text, flags=re.M)
+    return {parts[i + 1]: (parts[i], parts[i + 2]) for i in range(1, len(parts) - 1, 3)}
 
 
-@pytest.mark.parametrize("service", sorted(APP_SERVICES))
-def test_dockerfile(service: str) -> None:
-    text = (REPO / "services" / APP_SERVICES[service] / "Dockerfile").read_text()
+def test_one_dockerfile_for_both_images() -> None:
+    assert not list((REPO / "services").glob("*/Dockerfile")), "the per-service Dockerfiles are gone"
+    text = DOCKERFILE.read_text()
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text
-    assert len(re.findall(r"^FROM ", text, re.M)) >= 2, "not multi-stage"
-    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS builder$", text, re.M)
-    assert "requirements/constraints.txt" in text and "PIP_CONSTRAINT" in text
-    final = _final_stage(text)
-    assert "COPY --from=builder /opt/venv /opt/venv" in final
-    users = re.findall(r"^USER (\S+)", final, re.M)
-    assert users and users[-1] not in ("root", "0"), "final stage runs as root"
-    assert f'HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["ezrec", "health", ' \
-           f'"{service}"]' in final
-    assert f'CMD ["{service}"]' in final and 'ENTRYPOINT ["ezrec"]' in final
-    if service == "recorder":
-        assert "ARG WITH_PICAMERA=auto" in text
-        assert "archive.raspberrypi.com/debian bookworm main" in text
-        assert "python3-picamera2" in text and "signed-by=" in text
-        assert "/usr/lib/python3/dist-packages" in final and ".pth" in final
-    else:
-        assert "picamera" not in text and "apt-get" not in text
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), \
+        "a `# syntax=` line makes BuildKit pull a frontend image: no offline build"
+    stages = _stages()
+    # The legacy builder builds every stage up to its target: the camera stages come after `app`.
+    assert list(stages) == ["deps", "project", "base", "app", "rpi-keyring", "recorder"]
+    assert stages["project"][0] == "deps"
+    assert stages["app"][0] == stages["recorder"][0] == "base"
+    # The dependencies are installed once, in one stage, with the pins.
+    installs = [name for name, (_, body) in stages.items() if "--only-binary=:all:" in body]
+    assert installs == ["deps"]
+    assert "requirements/constraints.txt" in text and "PIP_CONSTRAINT" in stages["deps"][1]
+    assert "COPY --from=deps /opt/venv /opt/venv" in stages["base"][1]
+    for name, service_cmd in (("app", '["--help"]'), ("recorder", '["recorder"]')):
+        body = stages[name][1]
+        assert "COPY --from=project /dist/" in body and "--no-deps --no-index" in body
+        users = re.findall(r"^USER (\S+)", body, re.M)
+        assert users and users[-1] not in ("root", "0"), f"{name} runs as root"
+        assert f"CMD {service_cmd}" in body
+    assert 'ENTRYPOINT ["ezrec"]' in stages["base"][1]
+    assert "HEALTHCHECK" not in stages["app"][1], "one image, three services: compose sets each healthcheck"
+    assert 'HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["ezrec", "health", ' \
+           '"recorder"]' in stages["recorder"][1]
+    assert "picamera" not in stages["app"][1] + stages["base"][1] + stages["deps"][1]
+    assert "apt-get" not in stages["app"][1] + stages["base"][1] + stages["deps"][1]
+
+
+def test_recorder_camera_layer() -> None:
+    text = DOCKERFILE.read_text()
+    stages = _stages()
+    assert "ARG WITH_PICAMERA=auto" in stages["rpi-keyring"][1]
+    assert "archive.raspberrypi.com/debian bookworm main" in text
+    recorder = stages["recorder"][1]
+    assert "python3-picamera2" in recorder and "signed-by=" in recorder
+    assert "/usr/lib/python3/dist-packages" in recorder and ".pth" in recorder
+    assert "--groups video" in recorder, "the camera nodes open through the video group"
+    assert recorder.index("python3-picamera2") < recorder.index("COPY --from=project"), \
+        "the camera layer comes before the project, so a code change keeps it"
 
 
 def hadolint() -> str:
@@ -251,14 +345,12 @@ def hadolint() -> str:
     return found
 
 
-@pytest.mark.parametrize("service", sorted(APP_SERVICES))
-def test_hadolint_finds_nothing(service: str) -> None:
+def test_hadolint_finds_nothing() -> None:
     """Every finding down to `info` fails; the few rules ignored are ignored inline, each with its reason."""
-    dockerfile = REPO / "services" / APP_SERVICES[service] / "Dockerfile"
-    run = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(dockerfile)],
+    run = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
-    for ignored in re.findall(r"^# hadolint ignore=(\S+)$", dockerfile.read_text(), re.M):
+    for ignored in re.findall(r"^# hadolint ignore=(\S+)$", DOCKERFILE.read_text(), re.M):
         assert ignored in {"DL3008", "DL3013"}, f"new ignore {ignored}: give its reason and add it here"
 
 
@@ -268,16 +360,6 @@ def test_hadolint_catches_a_root_user(tmp_path: Path) -> None:
     bad.write_text("FROM python:3.11-slim-bookworm\nRUN pip install --no-cache-dir requests\nUSER root\n")
     run = subprocess.run([hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "DL3013" in run.stdout and "DL3002" in run.stdout, run.stdout
-
-
-def test_dockerfiles_share_the_builder_stage() -> None:
-    """Identical builder stages let one build's layer cache serve all four images."""
-    stages = set()
-    for folder in APP_SERVICES.values():
-        text = (REPO / "services" / folder / "Dockerfile").read_text()
-        start = text.index("FROM ${PYTHON_IMAGE} AS builder")
-        stages.add(text[start:text.index("\n# ----", start)])
-    assert len(stages) == 1
 
 
 def _pins() -> dict[str, str]:
