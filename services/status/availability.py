@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.runtime import HEARTBEAT_STALE_S, heartbeat_path
+from shared.health import HEARTBEAT_STALE_S
+from shared.runtime import heartbeat_path
 from shared.settings import Settings
 from shared.topics import SERVICES
 
