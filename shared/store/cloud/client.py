@@ -19,7 +19,13 @@ from storage3.exceptions import StorageApiError
 from shared.atomic import atomic_path
 from shared.models import BookingStatus
 from shared.store.base import NotFound
-from shared.store.cloud.errors import CloudUnavailable, classify
+from shared.store.cloud.errors import (
+    CloudUnavailable,
+    classify,
+    classify_storage,
+    classify_storage_answer,
+    storage_code,
+)
 from shared.store.cloud.rows import iso
 from shared.store.cloud.tus import CHUNK_SIZE, TusState, TusUploader
 from supabase import Client, ClientOptions, create_client
@@ -43,7 +49,8 @@ class CloudClient:
         self.supabase: Client = create_client(self.url, service_key, options=ClientOptions(
             httpx_client=self.http, auto_refresh_token=False, persist_session=False, postgrest_client_retry=False))
         self._auth = {"apikey": service_key, "Authorization": f"Bearer {service_key}"}
-        self.tus = TusUploader(self.http, f"{self.url}/storage/v1/upload/resumable", self._auth, tus_state)
+        self.tus = TusUploader(self.http, f"{self.url}/storage/v1/upload/resumable", self._auth, tus_state,
+                               probe=self.probe_storage)
 
     def close(self) -> None:
         self.http.close()
@@ -59,8 +66,18 @@ class CloudClient:
             return fn()
         except httpx.TransportError as exc:
             raise CloudUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
-        except (APIError, StorageApiError) as exc:
+        except APIError as exc:
             raise classify(getattr(self._last_status, "value", None), f"{what}: {exc}") from exc
+        except StorageApiError as exc:  # storage3 carries the body's statusCode and error (or the HTTP status)
+            http_status = getattr(self._last_status, "value", None)
+            raise classify_storage(exc.status, what, code=exc.code, http_status=http_status,
+                                   detail=exc.message) from exc
+
+    def probe_storage(self, bucket: str) -> None:
+        """An authenticated Storage request whose error has a body (a HEAD's cannot): raises what it says."""
+        response = self.http.get(f"{self.url}/storage/v1/bucket/{bucket}", headers=self._auth)
+        if response.is_error:
+            raise classify_storage_answer(response.status_code, response.content, f"Storage bucket {bucket}")
 
     # ---- bookings ------------------------------------------------------------------------------------
 
@@ -139,13 +156,12 @@ class CloudClient:
 
         def fetch() -> int:
             with self.http.stream("GET", url, headers=self._auth) as response:
-                if response.status_code in (400, 404):
-                    response.read()
-                    if response.status_code == 404 or b"not_found" in response.content:
-                        raise NotFound(f"{bucket}/{path}")
                 if response.is_error:
                     response.read()
-                    raise classify(response.status_code, f"download {bucket}/{path}: {response.text[:200]}")
+                    status, code, _ = storage_code(response.status_code, response.content)
+                    if status == 404 and code in (None, "NoSuchKey", "not_found"):
+                        raise NotFound(f"{bucket}/{path}")
+                    raise classify_storage_answer(response.status_code, response.content, f"download {bucket}/{path}")
                 expected = response.headers.get("content-length")
                 size = 0
                 with atomic_path(dest) as tmp, open(tmp, "wb") as out:

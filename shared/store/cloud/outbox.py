@@ -53,6 +53,16 @@ def holds_after_refusal(key: str) -> bool:
 
 
 @dataclass(frozen=True)
+class CloudFault:
+    """A condition an operator must fix (`<service>:<fault>`, e.g. storage:auth) while its writes are retried."""
+
+    name: str
+    message: str
+    since: float
+    seen: float
+
+
+@dataclass(frozen=True)
 class CloudOp:
     id: int
     key: str
@@ -74,6 +84,8 @@ class CloudOutbox:
             "CREATE INDEX IF NOT EXISTS ops_failed_key ON ops (key, id) WHERE failed_at IS NOT NULL;"
             "CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);"
             "CREATE TABLE IF NOT EXISTS seen_in_cloud (booking_id TEXT PRIMARY KEY);"
+            "CREATE TABLE IF NOT EXISTS cloud_faults (name TEXT PRIMARY KEY, message TEXT NOT NULL,"
+            " since REAL NOT NULL, seen REAL NOT NULL);"
         )
         self.tus = TusState(self._db, self._lock)
 
@@ -171,6 +183,29 @@ class CloudOutbox:
     def forget_seen(self, booking_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM seen_in_cloud WHERE booking_id = ?", (booking_id,))
+
+    # ---- faults the drainer keeps retrying through (an alert for the operator) -------------------------
+
+    def note_fault(self, name: str, message: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO cloud_faults VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                             " message = excluded.message, seen = excluded.seen", (name, message, now, now))
+
+    def faults(self) -> list[CloudFault]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, message, since, seen FROM cloud_faults ORDER BY since").fetchall()
+        return [CloudFault(*row) for row in rows]
+
+    def clear_faults(self, service: str, kinds: tuple[str, ...] | None = None) -> None:
+        """After a success of `service`: its faults (only these kinds, e.g. a read proves the key, not that the
+        database takes writes) are over. A read first, so a healthy device writes nothing here."""
+        with self._lock:
+            names = [n for (n,) in self._db.execute("SELECT name FROM cloud_faults WHERE name LIKE ?",
+                                                     (f"{service}:%",)).fetchall()
+                     if kinds is None or n.partition(":")[2] in kinds]
+            if names:
+                self._db.executemany("DELETE FROM cloud_faults WHERE name = ?", [(n,) for n in names])
 
     # ---- the drain lease -----------------------------------------------------------------------------
 

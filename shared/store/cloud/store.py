@@ -24,11 +24,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.models import (
     Booking,
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from shared.store.cloud.client import CloudClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PULL_LIMIT = 1000
 MIRROR_LOCK_WAIT_S = 2.0
@@ -159,7 +160,24 @@ class SupabaseStore(Store):
 
     # ---- applying the outbox ---------------------------------------------------------------------------
 
+    def _observed(self, service: str, call: Callable[[], T], *, write: bool) -> T:
+        """A cloud call whose configuration faults (a key not accepted, a read-only database, a missing schema) are
+        noted in the outbox file for the status service's alerts, and cleared by the next success: any success
+        proves the key, only a write proves the database takes writes."""
+        try:
+            result = call()
+        except CloudUnavailable as exc:
+            if exc.fault is not None:
+                self.outbox.note_fault(f"{exc.service or service}:{exc.fault}", str(exc))
+            raise
+        self.outbox.clear_faults(service, None if write else ("auth",))
+        return result
+
     def _apply(self, op: CloudOp) -> None:
+        service = "storage" if op.kind in ("object_put", "object_delete") else "rest"
+        self._observed(service, lambda: self._apply_op(op), write=True)
+
+    def _apply_op(self, op: CloudOp) -> None:
         p = op.payload
         if op.kind == "booking_insert":
             self.cloud.insert_booking(p["row"])
@@ -271,7 +289,7 @@ class SupabaseStore(Store):
     def get_user_settings(self, user_id: str) -> UserSettings | None:
         if self.drainer.cloud_reachable and not self.outbox.has_pending(f"user:{user_id}"):
             try:
-                row = self.cloud.fetch_user_settings(user_id)
+                row = self._observed("rest", lambda: self.cloud.fetch_user_settings(user_id), write=False)
             except CloudUnavailable as exc:
                 self.drainer.note_unavailable()
                 log.info("user settings of %s from the mirror: %s", user_id, exc)
@@ -330,7 +348,7 @@ class SupabaseStore(Store):
         if not self.drainer.cloud_reachable:
             raise CloudUnavailable(f"{bucket}/{path} is not on this device and the cloud is unreachable")
         try:
-            self.cloud.download(bucket, path, mirror)
+            self._observed("storage", lambda: self.cloud.download(bucket, path, mirror), write=False)
         except CloudUnavailable:
             self.drainer.note_unavailable()
             raise
@@ -427,7 +445,7 @@ class SupabaseStore(Store):
         window = now - KEEP_PAST
         busy = {op.key for op in self.outbox.pending(10_000)}
         try:
-            rows = self.cloud.fetch_bookings(camera_id, window, PULL_LIMIT)
+            rows = self._observed("rest", lambda: self.cloud.fetch_bookings(camera_id, window, PULL_LIMIT), write=False)
         except CloudUnavailable:
             self.drainer.note_unavailable()
             raise

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from shared.store.cloud.errors import CloudUnavailable, classify
+from shared.store.cloud.errors import CloudUnavailable, classify_storage_answer
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ def _metadata(pairs: list[tuple[str, str]]) -> str:
 
 
 class TusUploader:
-    def __init__(self, http: httpx.Client, endpoint: str, auth: dict[str, str], state: TusState) -> None:
-        self.http, self.endpoint, self.state = http, endpoint, state
+    def __init__(self, http: httpx.Client, endpoint: str, auth: dict[str, str], state: TusState,
+                 probe: Callable[[str], None]) -> None:
+        self.http, self.endpoint, self.state, self.probe = http, endpoint, state, probe
         self.headers = {**auth, "Tus-Resumable": TUS_VERSION, "x-upsert": "true"}
 
     def upload(self, key: str, bucket: str, path: str, src: Path, content_type: str, cache_control: str,
@@ -87,7 +88,7 @@ class TusUploader:
         record = self.state.get(key)
         if record and record.size == size and record.mtime_ns == stat.st_mtime_ns \
                 and time.time() - record.created_at < URL_LIFETIME_S:
-            found = self._head(record.url)
+            found = self._head(record.url, bucket)
             if found is not None:
                 url, offset = record.url, found
                 log.info("resuming upload of %s/%s at %d of %d bytes", bucket, path, offset, size)
@@ -105,13 +106,13 @@ class TusUploader:
                     # Offset mismatch (a chunk landed but its answer was lost) or the upload lock is held:
                     # ask the server where it is and continue from there.
                     conflicts += 1
-                    found = self._head(url)
+                    found = self._head(url, bucket)
                     if found is None:
                         raise CloudUnavailable(f"upload URL for {bucket}/{path} expired mid-upload")
                     offset = found
                     continue
                 if response.status_code != 204:
-                    raise classify(response.status_code, f"TUS PATCH {bucket}/{path}: {response.text[:200]}")
+                    raise classify_storage_answer(response.status_code, response.content, f"TUS PATCH {bucket}/{path}")
                 offset = int(response.headers["Upload-Offset"])
                 self.state.confirm(key, offset)
                 if progress is not None:
@@ -124,14 +125,19 @@ class TusUploader:
         response = self.http.post(self.endpoint, headers={
             **self.headers, "Upload-Length": str(size), "Upload-Metadata": metadata})
         if response.status_code != 201 or "Location" not in response.headers:
-            raise classify(response.status_code, f"TUS create {bucket}/{path}: {response.text[:200]}")
+            raise classify_storage_answer(response.status_code, response.content, f"TUS create {bucket}/{path}")
         return urljoin(self.endpoint, response.headers["Location"])
 
-    def _head(self, url: str) -> int | None:
+    def _head(self, url: str, bucket: str) -> int | None:
         """The server's offset, or None when the upload URL is gone (expired or unknown)."""
         response = self.http.head(url, headers=self.headers)
-        if response.status_code in (403, 404, 410):
+        if response.status_code in (404, 410):
             return None
+        if response.status_code == 400:
+            # Storage's own errors (the JWT check, the database) are HTTP 400 with the real code in a body a HEAD
+            # cannot carry: ask Storage something that can say, and raise what it says.
+            self.probe(bucket)
+            raise CloudUnavailable(f"TUS HEAD {url}: HTTP 400 without a body (Storage answers other requests)")
         if response.status_code not in (200, 204) or "Upload-Offset" not in response.headers:
-            raise classify(response.status_code, f"TUS HEAD {url}")
+            raise classify_storage_answer(response.status_code, b"", f"TUS HEAD {url}")
         return int(response.headers["Upload-Offset"])
