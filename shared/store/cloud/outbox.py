@@ -164,6 +164,18 @@ class CloudOutbox:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM ops WHERE failed_at IS NULL").fetchone()[0])
 
+    def refusals(self, limit: int = -1) -> list[tuple[CloudOp, str, float]]:
+        """Refused operations with their error and when they were refused, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, key, kind, payload, attempts, last_error, failed_at FROM ops WHERE failed_at IS NOT NULL"
+                " ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(CloudOp(r[0], r[1], r[2], json.loads(r[3]), r[4]), r[5] or "", r[6]) for r in rows]
+
+    def refused_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM ops WHERE failed_at IS NOT NULL").fetchone()[0])
+
     def rejected(self) -> list[tuple[int, str, str, str]]:
         with self._lock:
             return self._db.execute(

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -41,12 +41,13 @@ from shared.models import (
     Video,
     storage_path_for_video,
 )
+from shared.payloads import CloudProblem
 from shared.schedule_cache import KEEP_PAST
 from shared.settings import Settings
 from shared.store.base import BookingConflict, NotFound, Store, StoreError, check_object_path, verify_media
 from shared.store.cloud.drain import Drainer
 from shared.store.cloud.errors import CloudRejected, CloudUnavailable
-from shared.store.cloud.outbox import CloudOp, CloudOutbox
+from shared.store.cloud.outbox import CloudOp, CloudOutbox, holds_after_refusal
 from shared.store.cloud.rows import (
     booking_from_row,
     booking_row,
@@ -68,6 +69,27 @@ T = TypeVar("T")
 PULL_LIMIT = 1000
 MIRROR_LOCK_WAIT_S = 2.0
 """How long the disk guard (in the recorder's frame loop) waits for a put_object in progress."""
+
+
+REFUSALS_LISTED = 20
+"""Refused writes reported one by one; any beyond are counted in one more problem."""
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _clip(message: str, limit: int = 600) -> str:
+    return message if len(message) <= limit else message[:limit - 3] + "..."
+
+
+def _describe(op: CloudOp) -> str:
+    p = op.payload
+    if op.kind == "object_put":
+        return f"the upload of {p.get('bucket')}/{p.get('path')}"
+    if op.kind == "object_delete":
+        return f"the removal of {p.get('bucket')}/{p.get('path')}"
+    return f"{op.kind.replace('_', ' ')} of {op.key}"
 
 
 def object_key(bucket: str, path: str) -> str:
@@ -381,6 +403,35 @@ class SupabaseStore(Store):
 
     def object_content_type(self, bucket: str, path: str) -> str | None:
         return self.local.object_content_type(bucket, path)
+
+    # ---- what an operator must act on (the status service's alerts) ------------------------------------
+
+    def cloud_problems(self) -> list[CloudProblem]:
+        """One problem per refused write that holds its key (each names the write, the reason and the operation to
+        replay), one per key of refused status rows, one per fault the drainer keeps retrying through."""
+        problems: list[CloudProblem] = []
+        grouped: dict[str, list[tuple[CloudOp, str, float]]] = {}
+        for op, error, failed_at in self.outbox.refusals(REFUSALS_LISTED):
+            if not holds_after_refusal(op.key):
+                grouped.setdefault(op.key, []).append((op, error, failed_at))
+                continue
+            problems.append(CloudProblem(
+                id=f"cloud_refused:{op.id}", kind="cloud_refused", key=op.key, since=_utc(failed_at),
+                message=_clip(f"the cloud refused {_describe(op)}; the later writes of {op.key} wait. {error}. "
+                              f"Fix the cause, then replay outbox operation {op.id}.")))
+        for key, refused in grouped.items():
+            op, error, failed_at = refused[-1]
+            problems.append(CloudProblem(
+                id=f"cloud_refused:{key}", kind="cloud_refused", key=key, since=_utc(refused[0][2]),
+                message=_clip(f"the cloud refused {len(refused)} {op.kind} write(s) of {key}, the last: {error}")))
+        missing = self.outbox.refused_count() - REFUSALS_LISTED
+        if missing > 0:
+            problems.append(CloudProblem(id="cloud_refused:more", kind="cloud_refused", since=utc_now(),
+                                         message=f"{missing} more refused cloud write(s) in the outbox"))
+        for fault in self.outbox.faults():
+            problems.append(CloudProblem(id=f"cloud_fault:{fault.name}", kind="cloud_fault", since=_utc(fault.since),
+                                         message=_clip(f"cloud writes wait: {fault.message}")))
+        return problems
 
     # ---- mirror copies the disk guard may free -----------------------------------------------------------
 
