@@ -16,6 +16,7 @@ import pytest
 from shared.store.cloud import CloudUnavailable
 from shared.store.cloud.tus import CHUNK_SIZE
 from tests.supabase.conftest import ROOT, drain
+from tests.supabase.fakecloud import tus_fault
 
 SIZE = 3 * CHUNK_SIZE + 12345
 
@@ -125,3 +126,56 @@ def test_an_expired_upload_url_starts_a_new_upload(make_store, fake_cloud, tmp_p
     assert methods[:2] == [("HEAD", 404), ("POST", 201)]
     assert [m for m, _ in methods[2:]] == ["PATCH"] * 4
     assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()
+
+
+def _object_steps(fake_cloud) -> list[str]:
+    """The client's requests, in order, with the status each got."""
+    return [f"{e['method']} {e['status']}" for e in fake_cloud.requests()]
+
+
+def test_a_failed_completion_after_the_last_byte_is_not_taken_for_a_finished_upload(store, fake_cloud, tmp_path):
+    """The real server says offset = size on HEAD as soon as the last byte is in, even when making the object then
+    failed and the last PATCH got a 5xx (@tus/s3-store getUpload): the client must check the object exists, and
+    since it does not, start again; otherwise the disk guard may delete the only copy of the video."""
+    fake_cloud.inject(tus_fault(503, "acquiring lock timeout", method="PATCH", path="resumable/", phase="completion"))
+    src = _big(tmp_path)
+    store.put_object("videos", "u1/b1.mp4", src, "video/mp4")
+    drain(store)
+    assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()
+    assert _object_steps(fake_cloud) == [
+        "POST 201", "PATCH 204", "PATCH 204", "PATCH 204", "PATCH 503",  # the object was never made
+        "HEAD 200", "GET 400",  # HEAD: every byte is there; object info: Storage's 404 (HTTP 400)
+        "POST 201", "PATCH 204", "PATCH 204", "PATCH 204", "PATCH 204"]
+    assert store.outbox.rejected() == [] and store.outbox.tus.get("op1") is None
+
+
+def test_a_lost_answer_to_the_last_patch_is_settled_by_the_objects_version(make_store, store, fake_cloud, tmp_path):
+    """The last PATCH made the object but its answer was lost: HEAD says every byte is in, the object's info shows
+    this upload's version (the upload URL carries it), so it is done without sending the bytes again."""
+    src = _big(tmp_path)
+    store.put_object("videos", "u1/b1.mp4", src, "video/mp4")
+    drain(store)
+    url = next(e for e in fake_cloud.requests() if e["method"] == "PATCH")["path"]
+    # the same upload again, as if the process had died before reading the last PATCH's answer
+    op_id = store.outbox.add("object_put", "b1", {"bucket": "videos", "path": "u1/b1.mp4",
+                                                  "content_type": "video/mp4", "size": SIZE})
+    mirror = store.local_object_path("videos", "u1/b1.mp4")
+    store.outbox.tus.start(f"op{op_id}", fake_cloud.url + url, SIZE, mirror.stat().st_mtime_ns)
+    fake_cloud.clear_log()
+    drain(store)
+    assert _object_steps(fake_cloud) == ["HEAD 200", "GET 200"]
+    assert len(fake_cloud.events("object_stored")) == 0 and store.outbox.rejected() == []
+
+
+def test_an_older_object_of_the_same_size_is_not_taken_for_this_upload(store, fake_cloud, tmp_path):
+    """A video made again (same size, new bytes) whose completion failed: the object there is the old one."""
+    first = _big(tmp_path)
+    store.put_object("videos", "u1/b1.mp4", first, "video/mp4")
+    drain(store)
+    again = tmp_path / "again.mp4"
+    again.write_bytes(os.urandom(SIZE))
+    fake_cloud.inject(tus_fault(500, "database error, code: 40001", method="PATCH", path="resumable/",
+                                phase="completion"))
+    store.put_object("videos", "u1/b1.mp4", again, "video/mp4")
+    drain(store)
+    assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == again.read_bytes()

@@ -50,7 +50,7 @@ class CloudClient:
             httpx_client=self.http, auto_refresh_token=False, persist_session=False, postgrest_client_retry=False))
         self._auth = {"apikey": service_key, "Authorization": f"Bearer {service_key}"}
         self.tus = TusUploader(self.http, f"{self.url}/storage/v1/upload/resumable", self._auth, tus_state,
-                               probe=self.probe_storage)
+                               probe=self.probe_storage, object_info=self.object_info)
 
     def close(self) -> None:
         self.http.close()
@@ -72,6 +72,17 @@ class CloudClient:
             http_status = getattr(self._last_status, "value", None)
             raise classify_storage(exc.status, what, code=exc.code, http_status=http_status,
                                    detail=exc.message) from exc
+
+    def object_info(self, bucket: str, path: str) -> dict[str, Any] | None:
+        """Storage's info on an object (size, version ...; src/storage/renderer/info.ts), None when it does not exist
+        (NoSuchKey: HTTP 400 with statusCode 404 and error not_found)."""
+        response = self.http.get(f"{self.url}/storage/v1/object/info/{bucket}/{path}", headers=self._auth)
+        if response.is_success:
+            return response.json()
+        status, code, _ = storage_code(response.status_code, response.content)
+        if status == 404 and code in ("not_found", "NoSuchKey"):
+            return None
+        raise classify_storage_answer(response.status_code, response.content, f"object info {bucket}/{path}")
 
     def probe_storage(self, bucket: str) -> None:
         """An authenticated Storage request whose error has a body (a HEAD's cannot): raises what it says."""

@@ -8,6 +8,7 @@ so after a crash or a lost connection the upload continues where the server says
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import sqlite3
 import threading
@@ -15,7 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -28,6 +30,28 @@ CHUNK_SIZE = 6 * 1024 * 1024
 URL_LIFETIME_S = 23 * 3600
 """Upload URLs live up to 24 h; older than this we start a new one instead of racing the expiry."""
 TUS_VERSION = "1.0.0"
+MAX_STARTS = 3
+"""Fresh uploads in one call (after an expired URL or a failed completion) before it is left to the drainer."""
+
+
+class _StartAgain(Exception):
+    """The saved upload cannot finish this object: forget it and create a new one."""
+
+
+def upload_version(url: str, bucket: str, path: str) -> str | None:
+    """The object version a Supabase upload URL carries: its last segment is base64url of `bucket/name/version`
+    (src/http/routes/tus/lifecycle.ts generateUrl, src/storage/protocols/tus/upload-id.ts; `-$v-` before the
+    version with TUS_USE_FILE_VERSION_SEPARATOR). None for a URL of another shape."""
+    segment = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    for separator in ("/", "-$v-"):
+        prefix = f"{bucket}/{path}{separator}"
+        if decoded.startswith(prefix) and "/" not in decoded[len(prefix):]:
+            return decoded[len(prefix):] or None
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,12 +100,25 @@ def _metadata(pairs: list[tuple[str, str]]) -> str:
 
 class TusUploader:
     def __init__(self, http: httpx.Client, endpoint: str, auth: dict[str, str], state: TusState,
-                 probe: Callable[[str], None]) -> None:
-        self.http, self.endpoint, self.state, self.probe = http, endpoint, state, probe
+                 probe: Callable[[str], None], object_info: Callable[[str, str], dict[str, Any] | None]) -> None:
+        self.http, self.endpoint, self.state = http, endpoint, state
+        self.probe, self.object_info = probe, object_info
         self.headers = {**auth, "Tus-Resumable": TUS_VERSION, "x-upsert": "true"}
 
     def upload(self, key: str, bucket: str, path: str, src: Path, content_type: str, cache_control: str,
                progress: Callable[[int, int], None] | None = None) -> None:
+        """Returns only once the object exists: the last PATCH succeeded, or the object's info confirms it."""
+        for _ in range(MAX_STARTS):
+            try:
+                self._attempt(key, bucket, path, src, content_type, cache_control, progress)
+                return
+            except _StartAgain as exc:
+                self.state.clear(key)
+                log.warning("upload of %s/%s starts again: %s", bucket, path, exc)
+        raise CloudUnavailable(f"upload of {bucket}/{path} had to start again {MAX_STARTS} times in a row")
+
+    def _attempt(self, key: str, bucket: str, path: str, src: Path, content_type: str, cache_control: str,
+                 progress: Callable[[int, int], None] | None) -> None:
         stat = src.stat()
         size = stat.st_size
         url, offset = None, 0
@@ -95,6 +132,7 @@ class TusUploader:
         if url is None:
             url = self._create(bucket, path, size, content_type, cache_control)
             self.state.start(key, url, size, stat.st_mtime_ns)
+        finished = False  # the PATCH carrying the last byte succeeded: the server made the object
         conflicts = 0
         with open(src, "rb") as fh:
             while offset < size:
@@ -114,10 +152,26 @@ class TusUploader:
                 if response.status_code != 204:
                     raise classify_storage_answer(response.status_code, response.content, f"TUS PATCH {bucket}/{path}")
                 offset = int(response.headers["Upload-Offset"])
+                finished = offset == size
                 self.state.confirm(key, offset)
                 if progress is not None:
                     progress(offset, size)
+        if not finished:
+            self._confirm_object(bucket, path, size, url)
         self.state.clear(key)
+
+    def _confirm_object(self, bucket: str, path: str, size: int, url: str) -> None:
+        """The server has every byte, but that does not say the object was made: supabase/storage answers HEAD with
+        offset = size once the last byte is in (@tus/s3-store getUpload) even when onUploadFinish failed to make the
+        object (src/http/routes/tus/lifecycle.ts). Only the object itself, at this upload's version, settles it."""
+        info = self.object_info(bucket, path)
+        if info is None:
+            raise _StartAgain("the server has every byte but no object (finishing the upload failed)")
+        version = upload_version(url, bucket, path)
+        if info.get("size") != size or (version and info.get("version") and info["version"] != version):
+            raise _StartAgain(f"the object there is not this upload's (size {info.get('size')}, version "
+                              f"{info.get('version')}; this upload: {size} bytes, version {version})")
+        log.info("upload of %s/%s confirmed by the object's info (version %s)", bucket, path, version)
 
     def _create(self, bucket: str, path: str, size: int, content_type: str, cache_control: str) -> str:
         metadata = _metadata([("bucketName", bucket), ("objectName", path), ("contentType", content_type),
