@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from shared.store.cloud import CloudUnavailable
+from shared.store.cloud.outbox import CloudOutbox
 from shared.store.cloud.tus import CHUNK_SIZE
 from tests.supabase.conftest import ROOT, drain
 from tests.supabase.fakecloud import tus_fault
@@ -179,3 +181,52 @@ def test_an_older_object_of_the_same_size_is_not_taken_for_this_upload(store, fa
     store.put_object("videos", "u1/b1.mp4", again, "video/mp4")
     drain(store)
     assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == again.read_bytes()
+
+
+def test_an_upload_url_expiring_mid_upload_starts_a_new_upload(store, fake_cloud, tmp_path):
+    """PATCH answers 410 once the URL expired (self-hosted default: 1 h after creation, @tus/server PatchHandler):
+    a new upload, not a refused write that holds the booking."""
+    fake_cloud.inject({"method": "PATCH", "path": "resumable/", "skip": 1, "expire": True})
+    src = _big(tmp_path)
+    store.put_object("videos", "u1/b1.mp4", src, "video/mp4")
+    drain(store)
+    assert store.outbox.rejected() == []
+    assert _object_steps(fake_cloud) == ["POST 201", "PATCH 204", "PATCH 410",
+                                         "POST 201", "PATCH 204", "PATCH 204", "PATCH 204", "PATCH 204"]
+    assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()
+
+
+def test_the_upload_url_lifetime_is_the_servers_upload_expires(store, fake_cloud, tmp_path):
+    """The POST says when the URL expires (Upload-Expires); past it the client starts a new upload at once instead of
+    asking about a URL it knows is gone (and never trusts a fixed lifetime the server may not have)."""
+    fake_cloud.configure(tus_expiry_s=3)
+    fake_cloud.inject(tus_fault(503, "acquiring lock timeout", method="PATCH", path="resumable/", skip=1))
+    src = _big(tmp_path)
+    store.put_object("videos", "u1/b1.mp4", src, "video/mp4")
+    before = time.time()
+    with pytest.raises(CloudUnavailable):
+        store.drainer.apply(store.outbox.pending()[0])
+    record = store.outbox.tus.get("op1")
+    assert record.offset == CHUNK_SIZE and before + 1 < record.expires_at < time.time() + 4
+    time.sleep(max(0.0, record.expires_at - time.time()) + 0.1)
+    fake_cloud.clear_log()
+    drain(store)
+    assert _object_steps(fake_cloud)[0] == "POST 201", "no HEAD for an upload URL past its expiry"
+    assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()
+
+
+def test_an_outbox_file_from_before_upload_expiry_is_carried_over(tmp_path):
+    """A device updated mid-upload keeps its saved upload (no expiry known: the server's 404/410 decides)."""
+    path = tmp_path / "cloud-outbox.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE tus_uploads (key TEXT PRIMARY KEY, url TEXT NOT NULL, size INTEGER NOT NULL,"
+                    " mtime_ns INTEGER NOT NULL, offset INTEGER NOT NULL, created_at REAL NOT NULL)")
+        old.execute("INSERT INTO tus_uploads VALUES ('op1', 'http://x/u', 10, 1, 6, 100.0)")
+    outbox = CloudOutbox(path)
+    try:
+        record = outbox.tus.get("op1")
+        assert (record.offset, record.expires_at) == (6, None) and record.usable(time.time())
+        outbox.tus.start("op2", "http://x/v", 10, 1, expires_at=time.time() + 30)
+        assert not outbox.tus.get("op2").usable(time.time()), "expiring within the margin: not worth resuming"
+    finally:
+        outbox.close()

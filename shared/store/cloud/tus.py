@@ -1,8 +1,10 @@
 """Resumable uploads through Supabase's TUS endpoint (supabase-py has no TUS client).
 
-The subset Supabase documents: POST creates an upload URL (valid up to 24 h), HEAD reports the offset
-the server has, PATCH appends one 6 MB chunk. The URL and the last confirmed offset are kept in SQLite,
-so after a crash or a lost connection the upload continues where the server says it is, not from zero.
+The subset Supabase documents: POST creates an upload URL, HEAD reports the offset the server has, PATCH
+appends one 6 MB chunk. The URL, its expiry (the POST's Upload-Expires: 1 h by default self-hosted, up to 24 h
+hosted) and the last confirmed offset are kept in SQLite, so after a crash or a lost connection the upload
+continues where the server says it is, not from zero; an expired URL (410, or 404 once forgotten) starts a new
+upload. Kept by hand rather than tuspy, which has no timeouts and keeps its own resume store.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -27,8 +31,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 6 * 1024 * 1024
 """Supabase: 'it must be set to 6MB (for now) do not change it'."""
-URL_LIFETIME_S = 23 * 3600
-"""Upload URLs live up to 24 h; older than this we start a new one instead of racing the expiry."""
+EXPIRY_MARGIN_S = 60.0
+"""An upload URL expiring sooner than this is not worth resuming: a new one is created."""
 TUS_VERSION = "1.0.0"
 MAX_STARTS = 3
 """Fresh uploads in one call (after an expired URL or a failed completion) before it is left to the drainer."""
@@ -61,10 +65,14 @@ class TusRecord:
     mtime_ns: int
     offset: int
     created_at: float
+    expires_at: float | None = None  # the server's Upload-Expires; None when it did not say
+
+    def usable(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at - EXPIRY_MARGIN_S
 
 
 class TusState:
-    """Durable upload URL + confirmed offset per upload key (an outbox operation)."""
+    """Durable upload URL + its expiry + confirmed offset per upload key (an outbox operation)."""
 
     def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
         self._db, self._lock = db, lock
@@ -72,18 +80,22 @@ class TusState:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS tus_uploads (key TEXT PRIMARY KEY, url TEXT NOT NULL,"
                 " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, offset INTEGER NOT NULL,"
-                " created_at REAL NOT NULL)")
+                " created_at REAL NOT NULL, expires_at REAL)")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(tus_uploads)")}
+            if "expires_at" not in columns:  # an outbox file from before uploads kept their expiry
+                self._db.execute("ALTER TABLE tus_uploads ADD COLUMN expires_at REAL")
 
     def get(self, key: str) -> TusRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT url, size, mtime_ns, offset, created_at FROM tus_uploads WHERE key = ?",
-                                   (key,)).fetchone()
+            row = self._db.execute("SELECT url, size, mtime_ns, offset, created_at, expires_at FROM tus_uploads"
+                                   " WHERE key = ?", (key,)).fetchone()
         return TusRecord(*row) if row else None
 
-    def start(self, key: str, url: str, size: int, mtime_ns: int) -> None:
+    def start(self, key: str, url: str, size: int, mtime_ns: int, expires_at: float | None = None) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO tus_uploads VALUES (?, ?, ?, ?, 0, ?)",
-                             (key, url, size, mtime_ns, time.time()))
+            self._db.execute("INSERT OR REPLACE INTO tus_uploads (key, url, size, mtime_ns, offset, created_at,"
+                             " expires_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                             (key, url, size, mtime_ns, time.time(), expires_at))
 
     def confirm(self, key: str, offset: int) -> None:
         with self._lock:
@@ -92,6 +104,17 @@ class TusState:
     def clear(self, key: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM tus_uploads WHERE key = ?", (key,))
+
+
+def _expiry(header: str | None) -> float | None:
+    if not header:
+        return None
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        log.warning("unreadable Upload-Expires %r; relying on the server's 404/410", header)
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()  # RFC 7231 dates are GMT
 
 
 def _metadata(pairs: list[tuple[str, str]]) -> str:
@@ -123,15 +146,16 @@ class TusUploader:
         size = stat.st_size
         url, offset = None, 0
         record = self.state.get(key)
-        if record and record.size == size and record.mtime_ns == stat.st_mtime_ns \
-                and time.time() - record.created_at < URL_LIFETIME_S:
+        if record and record.size == size and record.mtime_ns == stat.st_mtime_ns and record.usable(time.time()):
             found = self._head(record.url, bucket)
             if found is not None:
                 url, offset = record.url, found
                 log.info("resuming upload of %s/%s at %d of %d bytes", bucket, path, offset, size)
+            else:
+                log.info("upload URL of %s/%s expired or unknown to the server; starting a new upload", bucket, path)
         if url is None:
-            url = self._create(bucket, path, size, content_type, cache_control)
-            self.state.start(key, url, size, stat.st_mtime_ns)
+            url, expires_at = self._create(bucket, path, size, content_type, cache_control)
+            self.state.start(key, url, size, stat.st_mtime_ns, expires_at)
         finished = False  # the PATCH carrying the last byte succeeded: the server made the object
         conflicts = 0
         with open(src, "rb") as fh:
@@ -146,9 +170,13 @@ class TusUploader:
                     conflicts += 1
                     found = self._head(url, bucket)
                     if found is None:
-                        raise CloudUnavailable(f"upload URL for {bucket}/{path} expired mid-upload")
+                        raise _StartAgain("the upload URL expired mid-upload")
                     offset = found
                     continue
+                if response.status_code in (404, 410):
+                    # @tus/server PatchHandler: FILE_NO_LONGER_EXISTS (410) past creation + expiration, FILE_NOT_FOUND
+                    # (404) once the server forgot the upload: the bytes it had are gone with it.
+                    raise _StartAgain(f"the upload URL expired (HTTP {response.status_code})")
                 if response.status_code != 204:
                     raise classify_storage_answer(response.status_code, response.content, f"TUS PATCH {bucket}/{path}")
                 offset = int(response.headers["Upload-Offset"])
@@ -173,14 +201,17 @@ class TusUploader:
                               f"{info.get('version')}; this upload: {size} bytes, version {version})")
         log.info("upload of %s/%s confirmed by the object's info (version %s)", bucket, path, version)
 
-    def _create(self, bucket: str, path: str, size: int, content_type: str, cache_control: str) -> str:
+    def _create(self, bucket: str, path: str, size: int, content_type: str,
+                cache_control: str) -> tuple[str, float | None]:
+        """A new upload URL and when it expires (@tus/server PostHandler: Upload-Expires = creation + the store's
+        expiration, an RFC 7231 date; supabase/storage TUS_URL_EXPIRY_MS, 1 h by default)."""
         metadata = _metadata([("bucketName", bucket), ("objectName", path), ("contentType", content_type),
                               ("cacheControl", cache_control)])
         response = self.http.post(self.endpoint, headers={
             **self.headers, "Upload-Length": str(size), "Upload-Metadata": metadata})
         if response.status_code != 201 or "Location" not in response.headers:
             raise classify_storage_answer(response.status_code, response.content, f"TUS create {bucket}/{path}")
-        return urljoin(self.endpoint, response.headers["Location"])
+        return urljoin(self.endpoint, response.headers["Location"]), _expiry(response.headers.get("Upload-Expires"))
 
     def _head(self, url: str, bucket: str) -> int | None:
         """The server's offset, or None when the upload URL is gone (expired or unknown)."""
