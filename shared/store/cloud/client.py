@@ -4,6 +4,7 @@ when to call. Requests follow Supabase's documentation; tests/supabase/test_cont
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from shared.atomic import atomic_path
 from shared.models import BookingStatus
 from shared.store.base import NotFound
 from shared.store.cloud.errors import (
+    CloudRejected,
     CloudUnavailable,
-    classify,
+    classify_postgrest,
     classify_storage,
     classify_storage_answer,
     storage_code,
@@ -35,6 +37,18 @@ log = logging.getLogger(__name__)
 STANDARD_UPLOAD_MAX = CHUNK_SIZE
 """Supabase advises standard (single request) uploads only up to 6 MB; larger ones go through TUS."""
 CACHE_CONTROL = "3600"
+
+
+def _same(theirs: Any, ours: Any) -> bool:
+    """A value read back from PostgREST against the one written: timestamps as instants, numbers as numbers."""
+    if isinstance(theirs, str) and isinstance(ours, str) and theirs != ours:
+        try:
+            return datetime.fromisoformat(theirs) == datetime.fromisoformat(ours)
+        except ValueError:
+            return False
+    if isinstance(theirs, int | float) and isinstance(ours, int | float) and not isinstance(ours, bool):
+        return float(theirs) == float(ours)
+    return bool(theirs == ours)
 
 
 class CloudClient:
@@ -66,12 +80,50 @@ class CloudClient:
             return fn()
         except httpx.TransportError as exc:
             raise CloudUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
-        except APIError as exc:
-            raise classify(getattr(self._last_status, "value", None), f"{what}: {exc}") from exc
+        except APIError as exc:  # PostgREST's status is the real one; its code is the SQLSTATE or PGRSTxxx
+            detail = "; ".join(str(part) for part in (exc.message, exc.details, exc.hint) if part)
+            raise classify_postgrest(getattr(self._last_status, "value", None), exc.code, what,
+                                     detail=detail) from exc
         except StorageApiError as exc:  # storage3 carries the body's statusCode and error (or the HTTP status)
             http_status = getattr(self._last_status, "value", None)
             raise classify_storage(exc.status, what, code=exc.code, http_status=http_status,
                                    detail=exc.message) from exc
+
+    def _upsert(self, what: str, table: str, row: dict[str, Any], on_conflict: str, *,
+                ignore_duplicates: bool = False) -> None:
+        """An idempotent write. PostgREST's 409 (a unique or foreign-key violation) is permanent, so it is looked at:
+        the cloud already holding this row (any row on the conflict keys, for ignore-duplicates) settles it;
+        otherwise it is refused with the cloud's row in the error, for the operator."""
+        try:
+            self._call(what, lambda: self.supabase.table(table).upsert(
+                row, on_conflict=on_conflict, ignore_duplicates=ignore_duplicates,
+                returning=ReturnMethod.minimal).execute())
+        except CloudRejected as exc:
+            if exc.reason != "conflict":
+                raise
+            keys = on_conflict.split(",")
+            rows = self._rows_like(what, table, row, keys)
+            settled = [r for r in rows if all(_same(r.get(k), row[k]) for k in (keys if ignore_duplicates else row))]
+            if not settled:
+                found = json.dumps(rows, sort_keys=True, default=str)[:1500] if rows else \
+                    f"no row with {', '.join(f'{k}={row[k]}' for k in keys)}"
+                raise CloudRejected(f"{exc}; the cloud has: {found}", reason="conflict") from exc
+            log.warning("%s: %s; the cloud already has this row, so it is taken as written", what, exc)
+
+    def _rows_like(self, what: str, table: str, row: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
+        """The rows a conflicting write may have met: on its conflict keys, and on its primary key `id`."""
+        lookups = [keys] + ([["id"]] if "id" in row and keys != ["id"] else [])
+        found: dict[str, dict[str, Any]] = {}
+        for columns in lookups:
+            def query(columns: list[str] = columns) -> Any:
+                builder = self.supabase.table(table).select("*")
+                for column in columns:
+                    builder = builder.eq(column, row[column])
+                return builder.execute()
+
+            for item in self._call(f"{what}: read the conflicting row", query).data:
+                found[json.dumps(item, sort_keys=True, default=str)] = item
+        return list(found.values())
 
     def object_info(self, bucket: str, path: str) -> dict[str, Any] | None:
         """Storage's info on an object (size, version ...; src/storage/renderer/info.ts), None when it does not exist
@@ -94,8 +146,7 @@ class CloudClient:
 
     def insert_booking(self, row: dict[str, Any]) -> None:
         """A retried insert must not touch a row that exists (its status may have moved on): ignore duplicates."""
-        self._call("insert booking", lambda: self.supabase.table("bookings").upsert(
-            row, on_conflict="id", ignore_duplicates=True, returning=ReturnMethod.minimal).execute())
+        self._upsert("insert booking", "bookings", row, "id", ignore_duplicates=True)
 
     def advance_booking_status(self, booking_id: str, status: BookingStatus) -> None:
         """Conditional: only rows still behind `status` change, so a late `completed` never undoes `video_uploaded`
@@ -129,19 +180,15 @@ class CloudClient:
     # ---- videos, status, settings ------------------------------------------------------------------
 
     def upsert_video(self, row: dict[str, Any]) -> None:
-        self._call("upsert video", lambda: self.supabase.table("videos").upsert(
-            row, on_conflict="booking_id", returning=ReturnMethod.minimal).execute())
+        self._upsert("upsert video", "videos", row, "booking_id")
 
     def put_system_status(self, row: dict[str, Any]) -> None:
-        self._call("upsert system status", lambda: self.supabase.table("system_status").upsert(
-            row, on_conflict="camera_id", returning=ReturnMethod.minimal).execute())
-        self._call("insert status history", lambda: self.supabase.table("system_status_history").upsert(
-            row, on_conflict="camera_id,collected_at", ignore_duplicates=True,
-            returning=ReturnMethod.minimal).execute())
+        self._upsert("upsert system status", "system_status", row, "camera_id")
+        self._upsert("insert status history", "system_status_history", row, "camera_id,collected_at",
+                     ignore_duplicates=True)
 
     def upsert_user_settings(self, row: dict[str, Any]) -> None:
-        self._call("upsert user settings", lambda: self.supabase.table("user_settings").upsert(
-            row, on_conflict="user_id", returning=ReturnMethod.minimal).execute())
+        self._upsert("upsert user settings", "user_settings", row, "user_id")
 
     def fetch_user_settings(self, user_id: str) -> dict[str, Any] | None:
         response = self._call("fetch user settings", lambda: self.supabase.table("user_settings").select(

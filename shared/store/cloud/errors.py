@@ -100,8 +100,25 @@ def classify_storage_answer(http_status: int, body: bytes | str, what: str) -> S
     return classify_storage(real, what, code=code, http_status=http_status, detail=detail)
 
 
-def classify(status: int | None, message: str) -> StoreError:
-    """By HTTP status alone (PostgREST's statuses are the real ones). No status: the request got no answer."""
-    if status is None or status >= 500 or status in {401, 403, 408, 409, 423, 425, 429}:
-        return CloudUnavailable(f"HTTP {status}: {message}" if status else message)
-    return CloudRejected(f"HTTP {status}: {message}")
+SCHEMA_CODES = frozenset({"PGRST202", "PGRST204", "PGRST205", "42P01", "42703", "42883"})
+"""PostgREST's "not in the schema cache" (function, column, table) and PostgreSQL's undefined table/column/function:
+the project lacks EZREC's migrations, which an operator applies; refusing would hold every booking meanwhile."""
+
+
+def classify_postgrest(status: int | None, code: str | None, what: str, *, detail: str | None = None) -> StoreError:
+    """A PostgREST failure as the server means it (src/PostgREST/Error.hs mapSQLtoHTTP): the HTTP status is the real
+    one, the SQLSTATE (or PGRSTxxx) is in `code`. No status: the request got no answer."""
+    if status is None:
+        return CloudUnavailable(what)
+    message = f"{what}: PostgREST answered {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
+    if status in (401, 403):
+        return _fault("auth", "rest", message)  # JWT (PGRST301-303), 42501 privileges, 28*/0L*/0P* roles
+    if code == "25006":
+        return _fault("read_only", "rest", message)  # 405: read_only_sql_transaction
+    if code in SCHEMA_CODES:
+        return _fault("schema", "rest", message)
+    if status >= 500 or status in (408, 429):
+        return CloudUnavailable(message)  # 08*/53*/57P01 503, 40*/57*/25* 500, pool timeout 504
+    if status == 409:
+        return CloudRejected(message, reason="conflict")  # 23505 unique, 23503 foreign key: permanent
+    return CloudRejected(message)
