@@ -39,6 +39,10 @@ STANDARD_UPLOAD_MAX = CHUNK_SIZE
 CACHE_CONTROL = "3600"
 
 
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB ({size} bytes)"
+
+
 def _same(theirs: Any, ours: Any) -> bool:
     """A value read back from PostgREST against the one written: timestamps as instants, numbers as numbers."""
     if isinstance(theirs, str) and isinstance(ours, str) and theirs != ours:
@@ -199,14 +203,56 @@ class CloudClient:
 
     def upload(self, bucket: str, path: str, src: Path, content_type: str, *, resume_key: str,
                progress: Callable[[int, int], None] | None = None) -> None:
-        """Upsert, so a retry after a lost response replaces the object instead of failing with a conflict."""
-        if src.stat().st_size > STANDARD_UPLOAD_MAX:
-            self._call("resumable upload", lambda: self.tus.upload(
-                resume_key, bucket, path, src, content_type, CACHE_CONTROL, progress=progress))
-            return
-        with open(src, "rb") as fh:
-            self._call("upload", lambda: self.supabase.storage.from_(bucket).upload(
-                path, fh, {"content-type": content_type, "cache-control": CACHE_CONTROL, "upsert": "true"}))
+        """Upsert, so a retry after a lost response replaces the object instead of failing with a conflict.
+        A size or type the bucket refuses is refused with what it takes, for the operator's alert."""
+        size = src.stat().st_size
+        try:
+            if size > STANDARD_UPLOAD_MAX:
+                self._call("resumable upload", lambda: self.tus.upload(
+                    resume_key, bucket, path, src, content_type, CACHE_CONTROL, progress=progress))
+                return
+            with open(src, "rb") as fh:
+                self._call("upload", lambda: self.supabase.storage.from_(bucket).upload(
+                    path, fh, {"content-type": content_type, "cache-control": CACHE_CONTROL, "upsert": "true"}))
+        except CloudRejected as exc:
+            if exc.reason == "too_large":
+                raise CloudRejected(f"{bucket}/{path} is {_mb(size)}, {self._over_limit(bucket)}, then replay the"
+                                    f" upload ({exc})", reason="too_large") from exc
+            if exc.reason == "mime_type":
+                allowed = self._bucket_field(bucket, "allowed_mime_types")
+                takes = ", ".join(allowed) if isinstance(allowed, list) else "(could not read its list)"
+                raise CloudRejected(f"{bucket}/{path} is {content_type}; the {bucket} bucket takes {takes} ({exc})",
+                                    reason="mime_type") from exc
+            raise
+
+    def _bucket_field(self, bucket: str, name: str) -> Any:
+        """A field of the bucket's row (src/http/routes/bucket/getBucket.ts), None when it cannot be read."""
+        try:
+            response = self.http.get(f"{self.url}/storage/v1/bucket/{bucket}", headers=self._auth)
+            return response.json().get(name) if response.is_success else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+
+    def _project_limit(self) -> int | None:
+        """The project-wide upload limit: the resumable endpoint's OPTIONS says it in Tus-Max-Size (@tus/server
+        OptionsHandler with supabase/storage's maxSize(req, null) = getFileSizeLimit(tenant))."""
+        try:
+            response = self.http.options(self.tus.endpoint, headers={"Tus-Resumable": "1.0.0"})
+            return int(response.headers["Tus-Max-Size"])
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    def _over_limit(self, bucket: str) -> str:
+        """Which limit a 413 met, as supabase/storage picks it (src/http/routes/tus/index.ts maxSize): the bucket's
+        file_size_limit when it has one, never above the project's."""
+        own, project = self._bucket_field(bucket, "file_size_limit"), self._project_limit()
+        if own and (project is None or own <= project):
+            return f"over the {bucket} bucket's limit of {_mb(own)}: raise the bucket's file_size_limit"
+        where = f"the {bucket} bucket has none of its own" if not own else f"the {bucket} bucket's own is {_mb(own)}"
+        if project is None:
+            return f"over the project's upload limit (it did not say how much; {where}): raise it"
+        return (f"over the project's upload limit of {_mb(project)} ({where}): raise it (hosted: the project's "
+                f"Storage settings; self-hosted: the storage service's FILE_SIZE_LIMIT)")
 
     def download(self, bucket: str, path: str, dest: Path) -> int:
         """Streamed to disk (intros can be large); the byte count is checked against Content-Length."""
