@@ -230,3 +230,21 @@ def test_an_outbox_file_from_before_upload_expiry_is_carried_over(tmp_path):
         assert not outbox.tus.get("op2").usable(time.time()), "expiring within the margin: not worth resuming"
     finally:
         outbox.close()
+
+
+def test_a_location_without_storage_v1_is_refused_naming_the_fix(store, fake_cloud, tmp_path, caplog):
+    """Self-hosted storage builds Location from its own path (/upload/resumable) unless it honours the gateway's
+    X-Forwarded-Prefix (REQUEST_ALLOW_X_FORWARDED_PATH, src/http/routes/tus/lifecycle.ts generateUrl): PATCHes to
+    it reach the gateway's catch-all, not Storage. Detected, explained, refused; replayed once fixed."""
+    fake_cloud.configure(tus_location_prefix="")
+    src = _big(tmp_path)
+    store.put_object("videos", "u1/b1.mp4", src, "video/mp4")
+    store.sync_now()
+    [(op_id, _, _, error)] = store.outbox.rejected()
+    assert "/storage/v1" in error and "REQUEST_ALLOW_X_FORWARDED_PATH=true" in error
+    assert "REQUEST_ALLOW_X_FORWARDED_PATH=true" in caplog.text
+    assert [e["method"] for e in fake_cloud.requests() if e["method"] in ("POST", "PATCH")] == ["POST"]
+    fake_cloud.configure(tus_location_prefix="/storage/v1")
+    assert store.outbox.replay(op_id)
+    drain(store)
+    assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()

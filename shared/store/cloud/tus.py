@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from shared.store.cloud.errors import CloudUnavailable, classify_storage_answer
+from shared.store.cloud.errors import CloudRejected, CloudUnavailable, classify_storage_answer
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,24 @@ class TusUploader:
             **self.headers, "Upload-Length": str(size), "Upload-Metadata": metadata})
         if response.status_code != 201 or "Location" not in response.headers:
             raise classify_storage_answer(response.status_code, response.content, f"TUS create {bucket}/{path}")
-        return urljoin(self.endpoint, response.headers["Location"]), _expiry(response.headers.get("Upload-Expires"))
+        location = urljoin(self.endpoint, response.headers["Location"])
+        self._check_location(location, bucket, path)
+        return location, _expiry(response.headers.get("Upload-Expires"))
+
+    def _check_location(self, location: str, bucket: str, path: str) -> None:
+        """Self-hosted storage builds Location from its own TUS path (/upload/resumable) and adds the gateway's
+        prefix (/storage/v1) only when REQUEST_ALLOW_X_FORWARDED_PATH=true lets it read X-Forwarded-Prefix
+        (supabase/storage src/http/routes/tus/lifecycle.ts generateUrl): without it every PATCH would reach the
+        gateway's other routes, never Storage. Refused, with the fix, rather than sent there."""
+        expected = urlsplit(self.endpoint).path.rstrip("/") + "/"
+        if urlsplit(location).path.startswith(expected):
+            return
+        message = (f"the resumable endpoint gave {bucket}/{path} the upload URL {location}, outside {expected}: the "
+                   f"storage service does not know it is served under the gateway's prefix. Set "
+                   f"REQUEST_ALLOW_X_FORWARDED_PATH=true in its environment (self-hosted Supabase's storage service), "
+                   f"then replay the upload")
+        log.error("%s", message)
+        raise CloudRejected(message, reason="location")
 
     def _head(self, url: str, bucket: str) -> int | None:
         """The server's offset, or None when the upload URL is gone (expired or unknown)."""
