@@ -169,17 +169,30 @@ class CloudClient:
         self._call("delete booking", lambda: self.supabase.table("bookings").delete(
             returning=ReturnMethod.minimal).eq("id", booking_id).execute())
 
-    def fetch_bookings(self, camera_id: str, ends_after: datetime, limit: int) -> list[dict[str, Any]]:
-        response = self._call("fetch bookings", lambda: self.supabase.table("bookings").select("*").eq(
-            "camera_id", camera_id).gt("end_time", iso(ends_after)).order("start_time").limit(limit).execute())
-        return list(response.data)
+    def _paged(self, what: str, query: Callable[[], Any], page_size: int) -> list[dict[str, Any]]:
+        """Every row of a select, page by page until an empty page: PostgREST caps a result at db-max-rows without
+        saying so (200, Content-Range lower-upper/*; Plan.hs treeRestrictRange), so a short page proves nothing.
+        `query` must order rows totally, or pages could skip or repeat rows."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            start = len(rows)
+            page = self._call(what, lambda start=start: query().limit(page_size).offset(start).execute()).data
+            if not page:
+                return rows
+            rows.extend(page)
 
-    def fetch_booking_statuses(self, booking_ids: list[str]) -> dict[str, str]:
-        if not booking_ids:
-            return {}
-        response = self._call("fetch booking statuses", lambda: self.supabase.table("bookings").select(
-            "id,status").in_("id", booking_ids).execute())
-        return {r["id"]: r["status"] for r in response.data}
+    def fetch_bookings(self, camera_id: str, ends_after: datetime, page_size: int) -> list[dict[str, Any]]:
+        return self._paged("fetch bookings", lambda: self.supabase.table("bookings").select("*").eq(
+            "camera_id", camera_id).gt("end_time", iso(ends_after)).order("start_time").order("id"), page_size)
+
+    def fetch_booking_statuses(self, booking_ids: list[str], page_size: int = 100) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for i in range(0, len(booking_ids), page_size):
+            ids = booking_ids[i:i + page_size]
+            rows = self._paged("fetch booking statuses", lambda ids=ids: self.supabase.table("bookings").select(
+                "id,status").in_("id", ids).order("id"), page_size)
+            found.update({r["id"]: r["status"] for r in rows})
+        return found
 
     # ---- videos, status, settings ------------------------------------------------------------------
 

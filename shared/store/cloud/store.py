@@ -66,7 +66,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PULL_LIMIT = 1000
+PULL_PAGE = 1000
+"""Rows asked for per page when pulling bookings (a project's db-max-rows may cut a page shorter)."""
 MIRROR_LOCK_WAIT_S = 2.0
 """How long the disk guard (in the recorder's frame loop) waits for a put_object in progress."""
 
@@ -496,7 +497,7 @@ class SupabaseStore(Store):
         window = now - KEEP_PAST
         busy = {op.key for op in self.outbox.pending(10_000)}
         try:
-            rows = self._observed("rest", lambda: self.cloud.fetch_bookings(camera_id, window, PULL_LIMIT), write=False)
+            rows = self._observed("rest", lambda: self.cloud.fetch_bookings(camera_id, window, PULL_PAGE), write=False)
         except CloudUnavailable:
             self.drainer.note_unavailable()
             raise
@@ -507,22 +508,40 @@ class SupabaseStore(Store):
             if booking.id in busy or self.outbox.has_pending(booking.id):
                 continue  # the device has newer intent for it, queued
             changed |= self._take_from_cloud(booking)
-        if len(rows) >= PULL_LIMIT:
-            return changed  # a truncated answer says nothing about what is missing
+        gone: list[Booking] = []
         for local in self.local.list_bookings(camera_id=camera_id, ends_after=window):
             if local.id in cloud or local.id in busy or self.outbox.has_pending(local.id):
                 continue
             if self.outbox.was_seen(local.id):
                 if local.status == BookingStatus.confirmed and local.start_time > now:
-                    log.info("booking %s was deleted in the cloud; removing it here", local.id)
-                    self.local.delete_booking(local.id)
-                    self.outbox.forget_seen(local.id)
-                    changed = True
+                    gone.append(local)
             else:  # made here, its insert lost before it was queued (crash): queue it again
                 self._queue("booking_insert", local.id, {"row": booking_row(local.model_copy(
                     update={"status": BookingStatus.confirmed}))})
                 if local.status != BookingStatus.confirmed:
                     self._queue("booking_status", local.id, {"id": local.id, "status": local.status.value})
+        if gone:
+            changed |= self._drop_deleted(gone)
+        return changed
+
+    def _drop_deleted(self, missing: list[Booking]) -> bool:
+        """Bookings seen in the cloud and missing from this pull: asked for by id before they are removed here, since
+        a row that moved between two pages (or a result cap) must not cost a booking."""
+        try:
+            still = self._observed("rest", lambda: self.cloud.fetch_booking_statuses([b.id for b in missing]),
+                                   write=False)
+        except CloudUnavailable:
+            self.drainer.note_unavailable()
+            raise
+        changed = False
+        for local in missing:
+            if local.id in still:
+                log.warning("booking %s was missing from the pulled pages but is in the cloud; kept", local.id)
+                continue
+            log.info("booking %s was deleted in the cloud; removing it here", local.id)
+            self.local.delete_booking(local.id)
+            self.outbox.forget_seen(local.id)
+            changed = True
         return changed
 
     def _take_from_cloud(self, booking: Booking) -> bool:
