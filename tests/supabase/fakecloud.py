@@ -726,6 +726,8 @@ class Handler(BaseHTTPRequestHandler):
                          "size": meta["size"], "content_type": meta["mimetype"],
                          "cache_control": meta["cacheControl"], "etag": meta.get("eTag"), "metadata": {},
                          "last_modified": meta.get("last_modified"), "created_at": meta.get("created_at")}, {}
+        if path.startswith("/storage/v1/object/list/") and self.command == "POST":
+            return self._list_objects(path.removeprefix("/storage/v1/object/list/"), body)
         if path.startswith("/storage/v1/object/"):
             bucket, _, name = path.removeprefix("/storage/v1/object/").partition("/")
             if self.command == "DELETE" and not name:
@@ -737,6 +739,27 @@ class Handler(BaseHTTPRequestHandler):
                 meta = cloud.meta(bucket, name)
                 return 200, cloud.object_file(bucket, name), {"Content-Type": meta["mimetype"]}
         raise storage_error(404, "NotFound", f"Route {self.command}:{path} not found", "Not Found")
+
+    def _list_objects(self, bucket: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        """src/http/routes/object/listObjects.ts (storage.searchObjects): one folder level under `prefix`, files with
+        their id and metadata, sub-folders with id null; `limit` / `offset` applied to names in order."""
+        cloud = self.cloud
+        request = json.loads(body or b"{}")
+        cloud.bucket(bucket)
+        base = cloud.objects / bucket / request.get("prefix", "").strip("/")
+        items: list[dict[str, Any]] = []
+        if base.is_dir():
+            for entry in sorted(base.iterdir()):
+                if entry.name.endswith(".meta.json"):
+                    continue
+                if entry.is_dir():
+                    items.append({"name": entry.name, "id": None, "metadata": None})
+                else:
+                    meta = json.loads(entry.with_name(entry.name + ".meta.json").read_text())
+                    items.append({"name": entry.name, "id": meta.get("id"), "metadata": meta,
+                                  "updated_at": meta.get("last_modified"), "created_at": meta.get("created_at")})
+        offset = int(request.get("offset", 0))
+        return 200, items[offset:offset + int(request.get("limit", 100))], {}
 
     def _delete_objects(self, bucket: str, body: bytes, entry: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         """src/http/routes/object/deleteObjects.ts: the objects deleted (missing ones are left out, no error)."""
