@@ -20,6 +20,8 @@ import httpx
 import psycopg
 import pytest
 
+from services.status.service import StatusService
+from shared.bus import MqttBus
 from shared.store.cloud import SupabaseStore
 from tests.supabase import pg
 
@@ -182,6 +184,16 @@ def make_store(cloud_settings) -> Iterator[Callable[..., SupabaseStore]]:
 @pytest.fixture
 def store(make_store) -> SupabaseStore:
     return make_store()
+
+
+@pytest.fixture
+def status(cloud_settings, store) -> Iterator[StatusService]:
+    """The real status service over `store`, connected to the test broker: it judges the cloud alerts."""
+    bus = MqttBus(cloud_settings, "status")
+    bus.start()
+    assert bus.wait_connected(10)
+    yield StatusService(cloud_settings, store, bus)
+    bus.stop()
 
 
 def drain(store: SupabaseStore, timeout: float = 20.0) -> None:

@@ -7,22 +7,9 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
-from services.status.service import StatusService
-from shared.bus import MqttBus
 from shared.store import LocalStore
 from tests.supabase.conftest import drain
 from tests.supabase.fakecloud import storage_fault
-
-
-@pytest.fixture
-def status(cloud_settings, store):
-    bus = MqttBus(cloud_settings, "status")
-    bus.start()
-    assert bus.wait_connected(10)
-    yield StatusService(cloud_settings, store, bus)
-    bus.stop()
 
 
 def _alerts(listener, state: str) -> dict[str, dict]:

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.status.service import StatusService
-from shared.bus import MqttBus
 from shared.models import BookingIn, BookingStatus, Video, storage_path_for_video, video_id_for
 from shared.store.cloud.tus import CHUNK_SIZE
 from tests.supabase.fakecloud import postgrest_fault, storage_fault, tus_fault
@@ -118,14 +117,9 @@ class Soak:
 
 
 @pytest.fixture
-def soak(make_store, cloud_settings, fake_cloud, db, tmp_path):
-    store = make_store()
-    bus = MqttBus(cloud_settings, "status")
-    bus.start()
-    assert bus.wait_connected(10)
-    store.start()
-    yield Soak(store, StatusService(cloud_settings, store, bus), fake_cloud, db, tmp_path)
-    bus.stop()
+def soak(store, status, fake_cloud, db, tmp_path):
+    store.start()  # the background drainer, as in the worker and the API
+    return Soak(store, status, fake_cloud, db, tmp_path)
 
 
 def test_each_fault_class_in_turn_ends_with_every_video_in_the_bucket(soak, fake_cloud, cloud_settings, listen):

@@ -8,23 +8,10 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
-from services.status.service import StatusService
-from shared.bus import MqttBus
 from shared.store.cloud.tus import CHUNK_SIZE
 from tests.supabase.conftest import drain
 
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def status(cloud_settings, store):
-    bus = MqttBus(cloud_settings, "status")
-    bus.start()
-    assert bus.wait_connected(10)
-    yield StatusService(cloud_settings, store, bus)
-    bus.stop()
 
 
 def _put(store, tmp_path, name: str, size: int, content_type: str = "video/mp4") -> bytes:
