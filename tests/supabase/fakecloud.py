@@ -636,7 +636,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise access_denied("invalid signature")
             return
         if path.startswith("/rest/v1/"):
-            # kong.yml: key-auth on /rest/v1 (Kong's own answer), then PostgREST verifies the JWT (PGRST301, 401).
+            # kong.yml: key-auth on /rest/v1, answering as Kong's kong/plugins/key-auth/handler.lua does; then
+            # PostgREST verifies the JWT (Error.hs JwtDecodeError: PGRST301, 401; the message is jose's, illustrative).
             if headers.get("apikey") is None:
                 raise HttpError(401, {"message": "No API key found in request"})
             if headers.get("apikey") != key:
@@ -762,11 +763,11 @@ class Handler(BaseHTTPRequestHandler):
         return 200, items[offset:offset + int(request.get("limit", 100))], {}
 
     def _delete_objects(self, bucket: str, body: bytes, entry: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
-        """src/http/routes/object/deleteObjects.ts: the objects deleted (missing ones are left out, no error)."""
+        """src/http/routes/object/deleteObjects.ts + src/storage/object.ts deleteObjects: the rows deleted in one
+        transaction are the answer (missing objects are left out, no error; the bucket is not looked up)."""
         cloud = self.cloud
         prefixes = json.loads(body)["prefixes"]
         entry["body"] = {"prefixes": prefixes}
-        cloud.bucket(bucket)
         if cloud.config.read_only:
             raise database_read_only()
         removed = []
@@ -807,15 +808,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "PUT" and not cloud.object_file(bucket, name).exists():
             raise no_such_key()
         info = cloud.bucket(bucket)
-        cloud.check_mime(info, file_part.get_content_type())
-        if len(data) > cloud.size_limit(info):
+        cloud.check_mime(info, file_part.get_content_type())  # fileUploadFromRequest, before the upload
+        cloud.check_writable(bucket, name, upsert)  # Uploader.upload -> prepareUpload -> canUpload
+        if len(data) > cloud.size_limit(info):  # the multipart stream truncated at the limit -> EntityTooLarge
             raise entity_too_large()
-        cloud.check_writable(bucket, name, upsert)
         tmp = cloud.root / f"upload-{uuid.uuid4().hex}"
         tmp.write_bytes(data)
         try:
-            cache = fields.get("cacheControl", "3600")
-            result = cloud.store_object(bucket, name, tmp, file_part.get_content_type(), f"max-age={cache}", upsert)
+            cache = fields.get("cacheControl")
+            result = cloud.store_object(bucket, name, tmp, file_part.get_content_type(),
+                                        f"max-age={cache}" if cache else "no-cache", upsert)
         finally:
             tmp.unlink(missing_ok=True)
         return 200, result, {}

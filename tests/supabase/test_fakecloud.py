@@ -57,7 +57,7 @@ def test_storage_errors_are_http_400_with_the_real_code_in_the_body(http):
 
 def test_storage_object_info_and_bucket(http, fake_cloud):
     http.post("/storage/v1/object/videos/u1/b1.mp4", files={"file": ("b1.mp4", b"abc", "video/mp4")},
-              headers={"x-upsert": "true"})
+              data={"cacheControl": "3600"}, headers={"x-upsert": "true"})
     info = http.get("/storage/v1/object/info/videos/u1/b1.mp4").json()
     assert (info["name"], info["bucket_id"], info["size"], info["content_type"]) == ("u1/b1.mp4", "videos", 3,
                                                                                      "video/mp4")
