@@ -99,10 +99,12 @@ class Soak:
         return sorted(active)
 
     def until(self, condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+        """Judged after the condition: when it returns, the alerts reflect a state at least as new as it saw."""
         deadline = time.monotonic() + timeout
         while True:
+            met = condition()
             self.check()
-            if condition():
+            if met:
                 return
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.05)
@@ -149,10 +151,8 @@ def test_each_fault_class_in_turn_ends_with_every_video_in_the_bucket(soak, fake
         soak.video(booking_id, size)
         soak.until(lambda: soak.refused(booking_id) is not None, f"{booking_id} refused")
         op_id = soak.refused(booking_id)
-        message = next(json.loads(p)["message"] for _, p, _ in alerts.messages
-                       if json.loads(p)["id"] == f"cloud_refused:{op_id}") if alerts.wait_for(
-            lambda t, p: json.loads(p)["id"] == f"cloud_refused:{op_id}") else ""
-        assert alert_says in message, message
+        _, payload = alerts.wait_for(lambda t, p: json.loads(p)["id"] == f"cloud_refused:{op_id}")
+        assert alert_says in json.loads(payload)["message"], payload
         fix()
         soak.replay(booking_id)
         soak.until(lambda: soak.delivered(booking_id), f"{booking_id} delivered after replay")
