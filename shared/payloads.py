@@ -129,7 +129,18 @@ class ServiceError(BaseModel):
     booking_id: str | None = None
 
 
-_OMIT_WHEN_ABSENT = frozenset({"cpu_temperature_c", "throttling", "cloud_reachable"})
+class CloudProblem(BaseModel):
+    """Something in the cloud outbox an operator must act on: a write the cloud refused (kept, holding its booking's
+    later writes, until replayed) or a fault every write meets (a key not accepted, a read-only database), retried."""
+
+    id: str
+    kind: Literal["cloud_refused", "cloud_fault"]
+    message: str
+    since: UtcDatetime
+    key: str | None = None
+
+
+_OMIT_WHEN_ABSENT = frozenset({"cpu_temperature_c", "throttling", "cloud_reachable", "cloud_problems"})
 
 
 class StatusSnapshot(Payload):
@@ -158,6 +169,7 @@ class StatusSnapshot(Payload):
     uploads_pending: int | None = None
     camera_fault: str | None = None
     last_errors: dict[str, ServiceError] = Field(default_factory=dict)
+    cloud_problems: list[CloudProblem] | None = None  # with Supabase only; None: not known this round
     alerts_active: list[str] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
@@ -187,7 +199,8 @@ class Alert(Payload):
 
     camera_id: SafeId
     id: str
-    kind: Literal["disk_low", "temperature_high", "service_offline", "camera_fault", "booking_at_risk"]
+    kind: Literal["disk_low", "temperature_high", "service_offline", "camera_fault", "booking_at_risk",
+                  "cloud_refused", "cloud_fault"]
     state: Literal["raised", "cleared"]
     message: str
     value: float | str | None = None

@@ -22,7 +22,8 @@ from shared.timeutil import UtcDatetime
 
 log = logging.getLogger(__name__)
 
-AlertKind = Literal["disk_low", "temperature_high", "service_offline", "camera_fault", "booking_at_risk"]
+AlertKind = Literal["disk_low", "temperature_high", "service_offline", "camera_fault", "booking_at_risk",
+                    "cloud_refused", "cloud_fault"]
 State = Literal["raised", "cleared"]
 WATCHED_SERVICES = ("api", "recorder", "worker")
 """The status service does not watch itself: when it is offline nobody could publish that."""
@@ -101,7 +102,17 @@ def checks(snap: StatusSnapshot, t: Thresholds, raised: set[str]) -> list[Check]
         snap.camera_fault, None, 0.0, t.hold_s))
 
     out.append(_booking_at_risk(snap, t))
+    out.extend(_cloud(snap, raised))
     return out
+
+
+def _cloud(snap: StatusSnapshot, raised: set[str]) -> list[Check]:
+    """One alert per refused cloud write and per cloud fault (the store names them); when the store could not
+    say this round, the raised ones stay as they are."""
+    if snap.cloud_problems is None:
+        return [Check(a, "cloud_fault" if a.startswith("cloud_fault:") else "cloud_refused", None, "")
+                for a in raised if a.startswith(("cloud_refused:", "cloud_fault:"))]
+    return [Check(p.id, p.kind, True, p.message, p.key) for p in snap.cloud_problems]
 
 
 def _booking_at_risk(snap: StatusSnapshot, t: Thresholds) -> Check:

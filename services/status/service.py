@@ -94,6 +94,11 @@ class StatusService:
         except Exception:  # a store hiccup must not cost the rest of the snapshot
             log.exception("counting the store's queued uploads failed")
             in_outbox = 0
+        try:
+            cloud_problems = self.store.cloud_problems()
+        except Exception:
+            log.exception("reading the cloud outbox's refused writes and faults failed")
+            cloud_problems = None
         return StatusSnapshot(
             camera_id=self.settings.camera_id,
             collected_at=now,
@@ -109,6 +114,7 @@ class StatusService:
             jobs_waiting=queue.jobs_waiting,
             segments_waiting=queue.segments_waiting,
             uploads_pending=queue.uploads_pending + in_outbox,
+            cloud_problems=cloud_problems,
         )
 
     def _recorder_says(self) -> tuple[str | None] | None:

@@ -22,6 +22,7 @@ from shared.models import (
     UserSettings,
     Video,
 )
+from shared.payloads import CloudProblem
 
 BUCKETS = ("videos", "media")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -168,6 +169,11 @@ class Store(ABC):
         """Videos put_object accepted that the storage does not hold yet (0 where put_object stores them itself):
         the status service adds them to `uploads_pending`, since the worker's own file is gone by then."""
         return 0
+
+    def cloud_problems(self) -> list[CloudProblem] | None:
+        """Refused cloud writes and cloud faults an operator must act on (the status service raises an alert for
+        each); None where there is no cloud."""
+        return None
 
     # local copies the disk guard may free
     @abstractmethod

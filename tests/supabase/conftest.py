@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
+from services.status.service import StatusService
+from shared.bus import MqttBus
 from shared.store.cloud import SupabaseStore
 from tests.supabase import pg
 
@@ -124,6 +127,30 @@ class FakeCloud:
     def object_file(self, bucket: str, path: str) -> Path:
         return self.root / "objects" / bucket / path
 
+    # ---- the fake's admin API (tests/supabase/fakecloud.py docstring) ----------------------------------
+
+    def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        response = httpx.request(method, f"{self.url}/__fake/{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def inject(self, *rules: dict[str, Any]) -> list[dict[str, Any]]:
+        """Fault rules (method, path pattern, status, body, count, skip, phase, expire, delay_s)."""
+        return self._admin("POST", "faults", list(rules))
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._admin("GET", "faults")
+
+    def clear_faults(self) -> None:
+        self._admin("DELETE", "faults")
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """file_size_limit, db_max_rows, tus_expiry_s, tus_location_prefix, read_only."""
+        return self._admin("POST", "config", settings)
+
+    def expire_uploads(self) -> int:
+        return self._admin("POST", "expire-uploads")["expired"]
+
 
 @pytest.fixture
 def fake_cloud(tmp_path: Path, cloud_dsn: str, db: psycopg.Connection) -> Iterator[FakeCloud]:
@@ -157,6 +184,16 @@ def make_store(cloud_settings) -> Iterator[Callable[..., SupabaseStore]]:
 @pytest.fixture
 def store(make_store) -> SupabaseStore:
     return make_store()
+
+
+@pytest.fixture
+def status(cloud_settings, store) -> Iterator[StatusService]:
+    """The real status service over `store`, connected to the test broker: it judges the cloud alerts."""
+    bus = MqttBus(cloud_settings, "status")
+    bus.start()
+    assert bus.wait_connected(10)
+    yield StatusService(cloud_settings, store, bus)
+    bus.stop()
 
 
 def drain(store: SupabaseStore, timeout: float = 20.0) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -157,3 +158,48 @@ def test_a_booking_missed_in_the_cloud_arrives_with_its_reason(store, db, cloud_
     store.pull_bookings(cloud_settings.camera_id)
     local = store.get_booking("miss2")
     assert (local.status, local.status_reason) == (BookingStatus.missed, "no_recording: marked by another device")
+
+
+def test_a_result_cap_never_cuts_the_pull_short(cloud_settings, store, fake_cloud, db):
+    """PostgREST caps a result at db-max-rows silently (200, Content-Range lower-upper/*; PostgREST Plan.hs
+    treeRestrictRange): fewer rows than asked for says nothing about the end. Pages until an empty one."""
+    camera = cloud_settings.camera_id
+    start = utc_now() + timedelta(hours=1)
+    ids = [f"p{i:02d}" for i in range(12)]
+    for i, booking_id in enumerate(ids):
+        _insert(db, booking_id, camera, start + timedelta(minutes=15 * i))
+    fake_cloud.configure(db_max_rows=5)
+    assert store.pull_bookings(camera)
+    assert [b.id for b in store.list_bookings(camera_id=camera)] == ids
+
+
+def test_bookings_past_a_result_cap_are_not_taken_for_deleted(cloud_settings, store, fake_cloud, db):
+    camera = cloud_settings.camera_id
+    start = utc_now() + timedelta(hours=1)
+    ids = [f"q{i:02d}" for i in range(12)]
+    for i, booking_id in enumerate(ids):
+        _insert(db, booking_id, camera, start + timedelta(minutes=15 * i))
+    assert store.pull_bookings(camera)  # no cap yet: all seen
+    fake_cloud.configure(db_max_rows=5)  # the project's Max rows lowered
+    db.execute("DELETE FROM bookings WHERE id = 'q07'")  # really deleted in the cloud
+    assert store.pull_bookings(camera)
+    assert [b.id for b in store.list_bookings(camera_id=camera)] == [b for b in ids if b != "q07"]
+    reads = [dict(parse_qsl(e["query"])) for e in fake_cloud.requests() if e["path"] == "/rest/v1/bookings"]
+    *pages, lookup = reads[-5:]
+    assert [p.get("offset") for p in pages] == ["0", "5", "10", "11"]  # pages until an empty one
+    assert pages[-1]["order"] == "start_time.asc,id.asc"  # a total order, so pages neither skip nor repeat
+    assert lookup["id"] == "in.(q07)", "asked for by id before it is removed here"
+
+
+def test_a_booking_missing_from_the_pages_but_in_the_cloud_is_kept(cloud_settings, store, fake_cloud, db,
+                                                                    monkeypatch):
+    """A row can move between two pages (its start changed meanwhile): only a lookup by id decides it is gone."""
+    camera = cloud_settings.camera_id
+    start = utc_now() + timedelta(hours=1)
+    for i in range(3):
+        _insert(db, f"m{i}", camera, start + timedelta(minutes=15 * i))
+    assert store.pull_bookings(camera)
+    real = store.cloud.fetch_bookings
+    monkeypatch.setattr(store.cloud, "fetch_bookings", lambda *a: [r for r in real(*a) if r["id"] != "m1"])
+    store.pull_bookings(camera)
+    assert [b.id for b in store.list_bookings(camera_id=camera)] == ["m0", "m1", "m2"]

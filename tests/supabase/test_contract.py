@@ -150,14 +150,14 @@ def test_user_settings_upsert_and_read(store, fake_cloud):
     assert _pick(read, *AUTH) == AUTH
 
 
-def test_pulling_bookings_selects_this_cameras_current_ones(store, cloud_settings, fake_cloud):
+def test_pulling_bookings_selects_this_cameras_current_ones_page_by_page(store, cloud_settings, fake_cloud):
     store.pull_bookings(cloud_settings.camera_id)
-    entry = _only(fake_cloud)
+    entry = _only(fake_cloud)  # no bookings: the first page is the empty one
     query = dict(_query(entry))
     assert (entry["method"], entry["path"]) == ("GET", "/rest/v1/bookings")
-    assert [k for k, _ in _query(entry)] == ["select", "camera_id", "end_time", "order", "limit"]
+    assert [k for k, _ in _query(entry)] == ["select", "camera_id", "end_time", "order", "limit", "offset"]
     assert query["select"] == "*" and query["camera_id"] == f"eq.{cloud_settings.camera_id}"
-    assert query["order"] == "start_time.asc" and query["limit"] == "1000"
+    assert query["order"] == "start_time.asc,id.asc" and query["limit"] == "1000" and query["offset"] == "0"
     since = datetime.fromisoformat(query["end_time"].removeprefix("gt."))
     assert timedelta(minutes=59) < datetime.now(UTC) - since < timedelta(minutes=61)  # KEEP_PAST = 1 h
 

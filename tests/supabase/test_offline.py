@@ -144,7 +144,7 @@ def test_a_refused_write_is_kept_as_evidence_and_does_not_block_the_rest(store, 
                                      end_time=start + timedelta(minutes=10))], cloud_settings.camera_id)
     drain(store)
     [(op_id, key, kind, error)] = store.outbox.rejected()
-    assert (key, kind) == ("bad1", "video_upsert") and "HTTP 400" in error
+    assert (key, kind) == ("bad1", "video_upsert") and "PostgREST answered 400 22P02" in error
     assert _cloud_status(db, "good1") == "confirmed"
 
 

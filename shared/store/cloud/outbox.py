@@ -53,6 +53,16 @@ def holds_after_refusal(key: str) -> bool:
 
 
 @dataclass(frozen=True)
+class CloudFault:
+    """A condition an operator must fix (`<service>:<fault>`, e.g. storage:auth) while its writes are retried."""
+
+    name: str
+    message: str
+    since: float
+    seen: float
+
+
+@dataclass(frozen=True)
 class CloudOp:
     id: int
     key: str
@@ -74,6 +84,8 @@ class CloudOutbox:
             "CREATE INDEX IF NOT EXISTS ops_failed_key ON ops (key, id) WHERE failed_at IS NOT NULL;"
             "CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);"
             "CREATE TABLE IF NOT EXISTS seen_in_cloud (booking_id TEXT PRIMARY KEY);"
+            "CREATE TABLE IF NOT EXISTS cloud_faults (name TEXT PRIMARY KEY, message TEXT NOT NULL,"
+            " since REAL NOT NULL, seen REAL NOT NULL);"
         )
         self.tus = TusState(self._db, self._lock)
 
@@ -152,6 +164,18 @@ class CloudOutbox:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM ops WHERE failed_at IS NULL").fetchone()[0])
 
+    def refusals(self, limit: int = -1) -> list[tuple[CloudOp, str, float]]:
+        """Refused operations with their error and when they were refused, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, key, kind, payload, attempts, last_error, failed_at FROM ops WHERE failed_at IS NOT NULL"
+                " ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(CloudOp(r[0], r[1], r[2], json.loads(r[3]), r[4]), r[5] or "", r[6]) for r in rows]
+
+    def refused_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM ops WHERE failed_at IS NOT NULL").fetchone()[0])
+
     def rejected(self) -> list[tuple[int, str, str, str]]:
         with self._lock:
             return self._db.execute(
@@ -171,6 +195,29 @@ class CloudOutbox:
     def forget_seen(self, booking_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM seen_in_cloud WHERE booking_id = ?", (booking_id,))
+
+    # ---- faults the drainer keeps retrying through (an alert for the operator) -------------------------
+
+    def note_fault(self, name: str, message: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO cloud_faults VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                             " message = excluded.message, seen = excluded.seen", (name, message, now, now))
+
+    def faults(self) -> list[CloudFault]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, message, since, seen FROM cloud_faults ORDER BY since").fetchall()
+        return [CloudFault(*row) for row in rows]
+
+    def clear_faults(self, service: str, kinds: tuple[str, ...] | None = None) -> None:
+        """After a success of `service`: its faults (only these kinds, e.g. a read proves the key, not that the
+        database takes writes) are over. A read first, so a healthy device writes nothing here."""
+        with self._lock:
+            names = [n for (n,) in self._db.execute("SELECT name FROM cloud_faults WHERE name LIKE ?",
+                                                     (f"{service}:%",)).fetchall()
+                     if kinds is None or n.partition(":")[2] in kinds]
+            if names:
+                self._db.executemany("DELETE FROM cloud_faults WHERE name = ?", [(n,) for n in names])
 
     # ---- the drain lease -----------------------------------------------------------------------------
 

@@ -24,11 +24,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.models import (
     Booking,
@@ -41,12 +41,13 @@ from shared.models import (
     Video,
     storage_path_for_video,
 )
+from shared.payloads import CloudProblem
 from shared.schedule_cache import KEEP_PAST
 from shared.settings import Settings
 from shared.store.base import BookingConflict, NotFound, Store, StoreError, check_object_path, verify_media
 from shared.store.cloud.drain import Drainer
 from shared.store.cloud.errors import CloudRejected, CloudUnavailable
-from shared.store.cloud.outbox import CloudOp, CloudOutbox
+from shared.store.cloud.outbox import CloudOp, CloudOutbox, holds_after_refusal
 from shared.store.cloud.rows import (
     booking_from_row,
     booking_row,
@@ -63,10 +64,33 @@ if TYPE_CHECKING:
     from shared.store.cloud.client import CloudClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-PULL_LIMIT = 1000
+PULL_PAGE = 1000
+"""Rows asked for per page when pulling bookings (a project's db-max-rows may cut a page shorter)."""
 MIRROR_LOCK_WAIT_S = 2.0
 """How long the disk guard (in the recorder's frame loop) waits for a put_object in progress."""
+
+
+REFUSALS_LISTED = 20
+"""Refused writes reported one by one; any beyond are counted in one more problem."""
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _clip(message: str, limit: int = 600) -> str:
+    return message if len(message) <= limit else message[:limit - 3] + "..."
+
+
+def _describe(op: CloudOp) -> str:
+    p = op.payload
+    if op.kind == "object_put":
+        return f"the upload of {p.get('bucket')}/{p.get('path')}"
+    if op.kind == "object_delete":
+        return f"the removal of {p.get('bucket')}/{p.get('path')}"
+    return f"{op.kind.replace('_', ' ')} of {op.key}"
 
 
 def object_key(bucket: str, path: str) -> str:
@@ -159,7 +183,24 @@ class SupabaseStore(Store):
 
     # ---- applying the outbox ---------------------------------------------------------------------------
 
+    def _observed(self, service: str, call: Callable[[], T], *, write: bool) -> T:
+        """A cloud call whose configuration faults (a key not accepted, a read-only database, a missing schema) are
+        noted in the outbox file for the status service's alerts, and cleared by the next success: any success
+        proves the key, only a write proves the database takes writes."""
+        try:
+            result = call()
+        except CloudUnavailable as exc:
+            if exc.fault is not None:
+                self.outbox.note_fault(f"{exc.service or service}:{exc.fault}", str(exc))
+            raise
+        self.outbox.clear_faults(service, None if write else ("auth",))
+        return result
+
     def _apply(self, op: CloudOp) -> None:
+        service = "storage" if op.kind in ("object_put", "object_delete") else "rest"
+        self._observed(service, lambda: self._apply_op(op), write=True)
+
+    def _apply_op(self, op: CloudOp) -> None:
         p = op.payload
         if op.kind == "booking_insert":
             self.cloud.insert_booking(p["row"])
@@ -272,7 +313,7 @@ class SupabaseStore(Store):
     def get_user_settings(self, user_id: str) -> UserSettings | None:
         if self.drainer.cloud_reachable and not self.outbox.has_pending(f"user:{user_id}"):
             try:
-                row = self.cloud.fetch_user_settings(user_id)
+                row = self._observed("rest", lambda: self.cloud.fetch_user_settings(user_id), write=False)
             except CloudUnavailable as exc:
                 self.drainer.note_unavailable()
                 log.info("user settings of %s from the mirror: %s", user_id, exc)
@@ -331,7 +372,7 @@ class SupabaseStore(Store):
         if not self.drainer.cloud_reachable:
             raise CloudUnavailable(f"{bucket}/{path} is not on this device and the cloud is unreachable")
         try:
-            self.cloud.download(bucket, path, mirror)
+            self._observed("storage", lambda: self.cloud.download(bucket, path, mirror), write=False)
         except CloudUnavailable:
             self.drainer.note_unavailable()
             raise
@@ -364,6 +405,35 @@ class SupabaseStore(Store):
 
     def object_content_type(self, bucket: str, path: str) -> str | None:
         return self.local.object_content_type(bucket, path)
+
+    # ---- what an operator must act on (the status service's alerts) ------------------------------------
+
+    def cloud_problems(self) -> list[CloudProblem]:
+        """One problem per refused write that holds its key (each names the write, the reason and the operation to
+        replay), one per key of refused status rows, one per fault the drainer keeps retrying through."""
+        problems: list[CloudProblem] = []
+        grouped: dict[str, list[tuple[CloudOp, str, float]]] = {}
+        for op, error, failed_at in self.outbox.refusals(REFUSALS_LISTED):
+            if not holds_after_refusal(op.key):
+                grouped.setdefault(op.key, []).append((op, error, failed_at))
+                continue
+            problems.append(CloudProblem(
+                id=f"cloud_refused:{op.id}", kind="cloud_refused", key=op.key, since=_utc(failed_at),
+                message=_clip(f"the cloud refused {_describe(op)}; the later writes of {op.key} wait. {error}. "
+                              f"Fix the cause, then replay outbox operation {op.id}.")))
+        for key, refused in grouped.items():
+            op, error, failed_at = refused[-1]
+            problems.append(CloudProblem(
+                id=f"cloud_refused:{key}", kind="cloud_refused", key=key, since=_utc(refused[0][2]),
+                message=_clip(f"the cloud refused {len(refused)} {op.kind} write(s) of {key}, the last: {error}")))
+        missing = self.outbox.refused_count() - REFUSALS_LISTED
+        if missing > 0:
+            problems.append(CloudProblem(id="cloud_refused:more", kind="cloud_refused", since=utc_now(),
+                                         message=f"{missing} more refused cloud write(s) in the outbox"))
+        for fault in self.outbox.faults():
+            problems.append(CloudProblem(id=f"cloud_fault:{fault.name}", kind="cloud_fault", since=_utc(fault.since),
+                                         message=_clip(f"cloud writes wait: {fault.message}")))
+        return problems
 
     # ---- mirror copies the disk guard may free -----------------------------------------------------------
 
@@ -428,7 +498,7 @@ class SupabaseStore(Store):
         window = now - KEEP_PAST
         busy = {op.key for op in self.outbox.pending(10_000)}
         try:
-            rows = self.cloud.fetch_bookings(camera_id, window, PULL_LIMIT)
+            rows = self._observed("rest", lambda: self.cloud.fetch_bookings(camera_id, window, PULL_PAGE), write=False)
         except CloudUnavailable:
             self.drainer.note_unavailable()
             raise
@@ -439,22 +509,40 @@ class SupabaseStore(Store):
             if booking.id in busy or self.outbox.has_pending(booking.id):
                 continue  # the device has newer intent for it, queued
             changed |= self._take_from_cloud(booking)
-        if len(rows) >= PULL_LIMIT:
-            return changed  # a truncated answer says nothing about what is missing
+        gone: list[Booking] = []
         for local in self.local.list_bookings(camera_id=camera_id, ends_after=window):
             if local.id in cloud or local.id in busy or self.outbox.has_pending(local.id):
                 continue
             if self.outbox.was_seen(local.id):
                 if local.status == BookingStatus.confirmed and local.start_time > now:
-                    log.info("booking %s was deleted in the cloud; removing it here", local.id)
-                    self.local.delete_booking(local.id)
-                    self.outbox.forget_seen(local.id)
-                    changed = True
+                    gone.append(local)
             else:  # made here, its insert lost before it was queued (crash): queue it again
                 self._queue("booking_insert", local.id, {"row": booking_row(local.model_copy(
                     update={"status": BookingStatus.confirmed}))})
                 if local.status != BookingStatus.confirmed:
                     self._queue("booking_status", local.id, _status_op(local))
+        if gone:
+            changed |= self._drop_deleted(gone)
+        return changed
+
+    def _drop_deleted(self, missing: list[Booking]) -> bool:
+        """Bookings seen in the cloud and missing from this pull: asked for by id before they are removed here, since
+        a row that moved between two pages (or a result cap) must not cost a booking."""
+        try:
+            still = self._observed("rest", lambda: self.cloud.fetch_booking_statuses([b.id for b in missing]),
+                                   write=False)
+        except CloudUnavailable:
+            self.drainer.note_unavailable()
+            raise
+        changed = False
+        for local in missing:
+            if local.id in still:
+                log.warning("booking %s was missing from the pulled pages but is in the cloud; kept", local.id)
+                continue
+            log.info("booking %s was deleted in the cloud; removing it here", local.id)
+            self.local.delete_booking(local.id)
+            self.outbox.forget_seen(local.id)
+            changed = True
         return changed
 
     def _take_from_cloud(self, booking: Booking) -> bool:
