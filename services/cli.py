@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 
+SERVICE_COMMANDS = ("api", "recorder", "worker", "status")
+
+
 def _settings() -> Settings:
     # Imported here, not at the top: `ezrec health` (every container's healthcheck) must not load pydantic.
     from shared.settings import Settings
@@ -213,10 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         return health_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except KeyboardInterrupt:
         logging.getLogger(__name__).info("interrupted")
         return 130
+    if args.command in SERVICE_COMMANDS:  # a service the operator restarted says so to its supervisor
+        from shared.runtime import exit_code
+
+        return exit_code(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""`ezrec up`: the four services as child processes, restarted if they die, stopped together."""
+"""`ezrec up`: the four services as child processes, restarted if they die, stopped together.
+
+A child that exits with RESTART_EXIT_CODE was restarted by the operator (an MQTT command from the API, see
+shared/runtime.py): it is started again at once, without the crash backoff, and logged as what it is."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from shared.runtime import SignalLatch
+from shared.runtime import RESTART_EXIT_CODE, SignalLatch
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +39,30 @@ def supervise(services: tuple[str, ...] = SERVICES) -> int:
     children = {name: Child(name, _spawn(name)) for name in services}
     log.info("started %s", ", ".join(f"{c.name} (pid {c.process.pid})" for c in children.values()))
     next_start: dict[str, float] = {}
+    requested: set[str] = set()
     while (signum := signals.wait(0.5)) is None:
         for child in children.values():
             if child.process is not None and child.process.poll() is not None:
                 code = child.process.returncode
-                if time.monotonic() - child.started_at > 60:
-                    child.restarts = 0  # it had been running fine: start the backoff again
-                delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
-                log.error("%s exited with %s; restarting in %ss", child.name, code, delay)
-                child.process = None
-                next_start[child.name] = time.monotonic() + delay
+                if code == RESTART_EXIT_CODE:
+                    log.info("%s (pid %s) stopped for the operator's restart; starting it again", child.name,
+                             child.process.pid)
+                    child.process = None
+                    next_start[child.name] = 0.0
+                    requested.add(child.name)
+                else:
+                    if time.monotonic() - child.started_at > 60:
+                        child.restarts = 0  # it had been running fine: start the backoff again
+                    delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
+                    log.error("%s exited with %s; restarting in %ss", child.name, code, delay)
+                    child.process = None
+                    next_start[child.name] = time.monotonic() + delay
             if child.process is None and time.monotonic() >= next_start.get(child.name, 0):
                 child.process = _spawn(child.name)
-                child.restarts += 1
+                if child.name in requested:
+                    requested.discard(child.name)  # not a crash: the backoff is not advanced
+                else:
+                    child.restarts += 1
                 child.started_at = time.monotonic()
     log.info("received %s: stopping all services", signal.Signals(signum).name)
     _stop_all([c.process for c in children.values() if c.process is not None])

@@ -217,3 +217,65 @@ class RecorderFault(Payload):
     active: bool = True
     booking_id: SafeId | None = None
     retry_in_s: float | None = None
+
+
+ServiceName = Literal["api", "recorder", "worker", "status"]
+LOG_RECORDS_KEPT = 50
+"""Each service publishes (and keeps across restarts) its last this-many records of WARNING and above."""
+LOG_MESSAGE_LIMIT = 500
+
+
+class LogRecordOut(BaseModel):
+    """One warning or error as the operator sees it: the message (with the exception's last line), secrets redacted."""
+
+    at: UtcDatetime
+    level: Literal["WARNING", "ERROR", "CRITICAL"]
+    logger: str = Field(max_length=100)
+    message: str = Field(max_length=LOG_MESSAGE_LIMIT)
+    pid: int | None = None
+
+
+class ServiceLogs(Payload):
+    """Retained on ezrec/<camera>/<service>/logs: the service's last warnings and errors, oldest first."""
+
+    camera_id: SafeId
+    service: ServiceName
+    instance: SafeId | None = None  # WORKER_ID, when several workers share a camera
+    pid: int
+    records: list[LogRecordOut] = Field(default_factory=list, max_length=LOG_RECORDS_KEPT)
+
+
+class ServiceCommand(Payload):
+    """On ezrec/<camera>/<service>/command, published by the API only (the compose broker's ACL): `restart` (the
+    service stops cleanly and exits with RESTART_EXIT_CODE, so its supervisor starts it again), `snapshot` (the
+    status service publishes a status snapshot now), `publish_logs` (publish the recent records now)."""
+
+    camera_id: SafeId
+    service: ServiceName
+    action: Literal["restart", "snapshot", "publish_logs"]
+    request_id: SafeId
+    reason: str | None = Field(None, max_length=300)
+
+
+class CommandAck(Payload):
+    """On ezrec/<camera>/<service>/command/ack: what a service did with a command."""
+
+    camera_id: SafeId
+    service: ServiceName
+    instance: SafeId | None = None
+    request_id: SafeId
+    action: str = Field(max_length=32)
+    outcome: Literal["accepted", "done", "refused", "ignored"]
+    detail: str = Field(max_length=300)
+    pid: int
+
+
+class OperatorAction(Payload):
+    """On ezrec/<camera>/operator/action: something an operator did through the API (dashboard, `ezrec` CLI, curl),
+    and how it went; the same line is logged by the API."""
+
+    camera_id: SafeId
+    action: Literal["outbox_replay", "outbox_drop", "service_restart", "status_snapshot"]
+    target: str = Field(max_length=200)
+    outcome: str = Field(max_length=32)
+    detail: str = Field(max_length=1000)

@@ -64,3 +64,20 @@ class Topics:
     @property
     def recorder_fault(self) -> str:
         return f"{self.base}/recorder/fault"
+
+    def command(self, service: str) -> str:
+        """Operator commands for one service (restart, snapshot, publish_logs); only the API publishes here."""
+        return f"{self.base}/{service}/command"
+
+    def command_ack(self, service: str) -> str:
+        """A service's answer to each command it received (accepted, done, refused or ignored)."""
+        return f"{self.base}/{service}/command/ack"
+
+    def logs(self, service: str, instance: str | None = None) -> str:
+        """A service's last warnings and errors, retained; one topic per worker when several share a camera."""
+        return f"{self.base}/{service}/logs" + (f"/{instance}" if instance else "")
+
+    @property
+    def operator_action(self) -> str:
+        """What an operator did through the API (outbox replay/drop, restart, snapshot), and how it went."""
+        return f"{self.base}/operator/action"

@@ -25,14 +25,23 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
 
+def _stop(server: _Server) -> None:
+    """The operator's restart: what SIGTERM does (requests in flight finish, then the lifespan ends), without
+    handle_exit, which notes the signal for uvicorn to raise again once it has stopped."""
+    server._on_exit()
+    server.should_exit = True
+
+
 def run(settings: Settings) -> int:
     runtime = ServiceRuntime("api", settings)
     app = create_app(settings)
     bus = app.state.ezrec.bus
-    runtime.start_heartbeat(lambda: {"mqtt": bus.connected.is_set()})  # read by the status service
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     # uvicorn handles SIGINT/SIGTERM and shuts the lifespan (and the bus) down cleanly.
-    _Server(config, app.state.ezrec.hub.close_threadsafe).run()
+    server = _Server(config, app.state.ezrec.hub.close_threadsafe)
+    runtime.attach(bus, stop=lambda: _stop(server))
+    runtime.start_heartbeat(lambda: {"mqtt": bus.connected.is_set()})  # read by the status service
+    server.run()
     runtime.stop.set()
     return 0

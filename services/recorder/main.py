@@ -15,6 +15,7 @@ def run(settings: Settings) -> int:
     store = open_store(settings, drain=False)  # the worker and the API upload (see open_store)
     bus = MqttBus(settings, "recorder")
     recorder = build(settings, store, bus)
+    runtime.attach(bus)  # the operator's restart command and recent-warnings list (shared/runtime.py)
     bus.start()
     runtime.start_heartbeat(lambda: {"recording": recorder.recording_now, "mqtt": bus.connected.is_set(),
                                      "faults": sorted(recorder.faults.active)})

@@ -39,8 +39,9 @@ def run(settings: Settings) -> int:
     bus = MqttBus(settings, "status")
     service = StatusService(settings, store, bus)
     subscribe(bus, service)
+    runtime.attach(bus, actions={"snapshot": service.request_snapshot})
     bus.start()
     runtime.start_heartbeat(lambda: {"mqtt": bus.connected.is_set()})
-    runtime.run_until_stopped(service.run, "status")
+    runtime.run_until_stopped(service.run, "status", on_stop=service.wake)
     bus.stop()
     return 0

@@ -54,6 +54,7 @@ class StatusService:
         self.model = device_model(self.probes.device_model)
         self._announced: frozenset[str] | None = None  # snapshot fields the published discovery covers
         self._was_connected = False
+        self._now = threading.Event()  # the operator asked for a snapshot now (or the service is stopping)
 
     # ---- bus handlers (paho's thread: quick, no I/O beyond the outbox) ---------------------------
 
@@ -164,14 +165,34 @@ class StatusService:
             log.exception("could not store system status; will try again next interval")
         return snapshot
 
+    def request_snapshot(self, _command: object = None) -> str:
+        """The operator's `snapshot` command (paho's thread): the loop collects and publishes one at once."""
+        self._now.set()
+        return f"collecting a snapshot now; it follows on {self.bus.topics.status}"
+
+    def wake(self) -> None:
+        """On stop: end the wait between snapshots at once."""
+        self._now.set()
+
     def run(self, stop: threading.Event) -> None:
         self.wait_until_it_knows(stop)
         while not stop.is_set():
+            self._now.clear()
             try:
                 self.tick()
             except Exception:
                 log.exception("status collection failed")
-            stop.wait(self.settings.system_status_interval)
+            self._pause(stop)
+
+    def _pause(self, stop: threading.Event) -> None:
+        """Until the next snapshot is due, the operator asks for one, or `stop` is set (seen within a second even
+        when nobody calls wake(), as for a caller that only sets the event)."""
+        deadline = time.monotonic() + self.settings.system_status_interval
+        while not stop.is_set() and not self._now.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._now.wait(min(remaining, 1.0))
 
     def wait_until_it_knows(self, stop: threading.Event) -> None:
         """The first snapshot is retained for a whole interval: publish it only once it is true. Waits until

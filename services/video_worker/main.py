@@ -53,6 +53,7 @@ def run(settings: Settings) -> int:
     store = open_store(settings)
     bus = MqttBus(settings, "worker", client_id=client_id(settings))
     worker = build(settings, store, bus)
+    runtime.attach(bus)  # the operator's restart command and recent-warnings list (shared/runtime.py)
     bus.start()
     runtime.start_heartbeat(lambda: {"job": worker.current, "mqtt": bus.connected.is_set(),
                                      "worker_id": worker.ctx.name})

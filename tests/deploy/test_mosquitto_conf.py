@@ -408,3 +408,50 @@ def test_bridge_example_forwards_with_prefix() -> None:
         central.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(central_dir, ignore_errors=True)
+
+
+SERVICE_USERS = ("api", "recorder", "worker", "status")
+
+
+def test_only_the_api_user_publishes_commands(connect: Callable[..., Client]) -> None:
+    """Commands make a service exit (restart): anyone else on the broker must not be able to send one."""
+    listeners = {user: connect(user, subscribe=f"ezrec/cam6/{user}/command") for user in SERVICE_USERS}
+    api = connect("api")
+    for user in ("recorder", "worker", "status", "healthcheck"):
+        sender = connect(user)
+        for target in SERVICE_USERS:
+            reason = sender.publish(f"ezrec/cam6/{target}/command", b'{"forged": true}')
+            assert reason.is_failure, f"{user} could publish a command for {target}: {reason}"
+    for target in SERVICE_USERS:
+        assert not api.publish(f"ezrec/cam6/{target}/command", target.encode()).is_failure
+        listeners[target].wait_for(f"ezrec/cam6/{target}/command", target.encode())
+    for user, listener in listeners.items():
+        assert listener.topics() == [f"ezrec/cam6/{user}/command"], "only its own, and no forged one"
+
+
+def test_a_service_reads_only_its_own_commands(connect: Callable[..., Client]) -> None:
+    snoop = connect("worker", subscribe="ezrec/cam7/+/command")
+    own = connect("recorder", subscribe="ezrec/cam7/recorder/command")
+    api = connect("api")
+    api.publish("ezrec/cam7/recorder/command", b"restart")
+    api.publish("ezrec/cam7/worker/command", b"mine")
+    own.wait_for("ezrec/cam7/recorder/command", b"restart")
+    snoop.wait_for("ezrec/cam7/worker/command", b"mine")
+    assert snoop.topics() == ["ezrec/cam7/worker/command"]
+
+
+def test_each_service_publishes_its_own_logs_and_answers_only(connect: Callable[..., Client]) -> None:
+    api = connect("api", subscribe="ezrec/cam8/#")
+    for user in SERVICE_USERS:
+        client = connect(user)
+        assert not client.publish(f"ezrec/cam8/{user}/logs", b"{}", retain=True).is_failure
+        assert not client.publish(f"ezrec/cam8/{user}/command/ack", b"{}").is_failure
+        other = next(u for u in SERVICE_USERS if u != user)
+        assert client.publish(f"ezrec/cam8/{other}/logs", b"forged", retain=True).is_failure
+        assert client.publish(f"ezrec/cam8/{other}/command/ack", b"forged").is_failure
+        if user != "api":
+            assert client.publish("ezrec/cam8/operator/action", b"forged").is_failure
+    assert not connect("worker").publish("ezrec/cam8/worker/logs/w2", b"{}", retain=True).is_failure
+    assert not connect("api").publish("ezrec/cam8/operator/action", b"{}").is_failure
+    api.wait_for("ezrec/cam8/operator/action", b"{}")
+    assert b"forged" not in b"".join(payload for _, payload, _ in api.messages)
