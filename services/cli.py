@@ -166,6 +166,16 @@ def cmd_init_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    """`ezrec outbox ...` and `ezrec device ...`: clients of this device's API (services/operator.py)."""
+    from services.operator import default_api_url, run
+
+    settings = _settings()
+    url = args.api or os.environ.get("EZREC_API_URL") or default_api_url(settings.api_host, settings.api_port)
+    token = args.token or (settings.api_token.get_secret_value() if settings.api_token else None)
+    return run(args, url, token)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ezrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--allow-missing-media", action="store_true",
                          help="make the video without an --intro or --logo that cannot be used (default: exit 1)")
     process.set_defaults(func=cmd_process)
+    from services.operator import add_parsers
+
+    add_parsers(sub)
+    for name in ("outbox", "device"):
+        sub.choices[name].set_defaults(func=cmd_operator)
     init_env = sub.add_parser("init-env", help="create .env with a random API_TOKEN if it has none")
     init_env.add_argument("--env-file", default=".env")
     init_env.set_defaults(func=cmd_init_env)

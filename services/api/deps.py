@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.api.auth import Authenticator, Principal
+from services.api.device import DeviceWatch
 from services.api.events import EventHub
 from services.api.read_cache import ReadCache
 from services.api.schedule import SchedulePublisher
@@ -16,6 +17,7 @@ from services.api.schemas import Error
 from services.api.share import ShareSigner
 from services.api.thumbnails import ThumbnailCache
 from shared.bus import MqttBus
+from shared.logs import Redactor
 from shared.settings import Settings
 from shared.store import Store
 
@@ -31,6 +33,8 @@ class AppState:
     shares: ShareSigner
     thumbnails: ThumbnailCache
     reads: ReadCache
+    device: DeviceWatch
+    redact: Redactor
 
 
 async def get_state(request: Request) -> AppState:

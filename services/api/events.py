@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -26,12 +27,15 @@ from pydantic import BaseModel, ValidationError
 
 from shared.payloads import (
     Alert,
+    CommandAck,
     MediaUpdated,
+    OperatorAction,
     RecorderFault,
     RecordingFinished,
     RecordingSegment,
     RecordingStarted,
     ScheduleSnapshot,
+    ServiceLogs,
     StatusSnapshot,
     VideoFailed,
     VideoProcessed,
@@ -47,6 +51,7 @@ QUEUE_BYTES = 4 * 1024 * 1024
 HEARTBEAT_S = 15.0
 MAX_EVENT_BYTES = 64 * 1024
 MAX_SCHEDULE_BYTES = 1024 * 1024  # a schedule months ahead is ~170 bytes a booking
+MAX_LOGS_BYTES = 128 * 1024  # 50 records of at most 500 characters, JSON-escaped
 AVAILABILITY = ("online", "offline")
 
 
@@ -91,14 +96,22 @@ class Relay:
             topics.video_failed: VideoFailed,
             topics.status: StatusSnapshot,
             topics.alerts: Alert,
+            topics.operator_action: OperatorAction,
             MEDIA_UPDATED: MediaUpdated,
+            **{topics.command_ack(s): CommandAck for s in SERVICES},
         }
         self.availability = {topics.availability(s) for s in SERVICES}
         self.retained_slots = {topics.bookings, topics.status, *self.availability}
         self.limits = {topics.bookings: MAX_SCHEDULE_BYTES}
+        # ezrec/<camera>/<service>/logs, or .../logs/<WORKER_ID> for a named worker
+        self.logs_topic = re.compile(
+            rf"^{re.escape(topics.base)}/({'|'.join(SERVICES)})/logs(?:/([A-Za-z0-9_-]{{1,48}}))?$")
 
     def check(self, topic: str, payload: bytes) -> Relayed | None:
         """The message as a browser gets it, or None (with the reason logged) when it is not one of ours."""
+        logs = self.logs_topic.match(topic)
+        if logs is not None:
+            return self._check_logs(topic, payload, logs.group(1), logs.group(2))
         limit = self.limits.get(topic, MAX_EVENT_BYTES)
         if len(payload) > limit:
             log.warning("not relaying %d bytes on %s (limit %d)", len(payload), topic, limit)
@@ -122,7 +135,25 @@ class Relay:
         if getattr(parsed, "camera_id", self.camera_id) != self.camera_id:
             log.warning("not relaying %s: for camera %s", topic, getattr(parsed, "camera_id", None))
             return None
+        if isinstance(parsed, CommandAck) and topic != Topics(self.camera_id).command_ack(parsed.service):
+            log.warning("not relaying %s: an answer of the %s service", topic, parsed.service)
+            return None
         return Relayed(topic, parsed, json.loads(parsed.model_dump_json()), slot)
+
+    def _check_logs(self, topic: str, payload: bytes, service: str, instance: str | None) -> Relayed | None:
+        """A service's recent records: the payload must name the service and instance its topic names."""
+        if len(payload) > MAX_LOGS_BYTES:
+            log.warning("not relaying %d bytes on %s (limit %d)", len(payload), topic, MAX_LOGS_BYTES)
+            return None
+        try:
+            parsed = ServiceLogs.model_validate_json(payload)
+        except ValidationError as exc:
+            log.warning("not relaying %s: not a ServiceLogs (%d errors)", topic, exc.error_count())
+            return None
+        if (parsed.camera_id, parsed.service, parsed.instance) != (self.camera_id, service, instance):
+            log.warning("not relaying %s: it names %s/%s/%s", topic, parsed.camera_id, parsed.service, parsed.instance)
+            return None
+        return Relayed(topic, parsed, json.loads(parsed.model_dump_json()), False)
 
 
 class EventHub:

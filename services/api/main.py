@@ -14,15 +14,18 @@ from fastapi.staticfiles import StaticFiles
 
 from services.api.auth import Authenticator
 from services.api.deps import UNAUTHORIZED, AppState
+from services.api.device import DeviceWatch
 from services.api.events import EventHub
 from services.api.limits import BodySizeLimit
 from services.api.missed import MissedSweeper, RecorderWatch
 from services.api.read_cache import ReadCache
-from services.api.routes import bookings, dashboard, events, health, media, share, status, videos
+from services.api.routes import bookings, dashboard, device, events, health, media, outbox, share, status, videos
 from services.api.schedule import SchedulePublisher
 from services.api.share import ShareSigner
 from services.api.thumbnails import ThumbnailCache
 from shared.bus import MqttBus
+from shared.logs import Redactor
+from shared.runtime import secrets_of
 from shared.settings import Settings
 from shared.store import Store, open_store
 from shared.sync import start_cloud_sync
@@ -62,6 +65,10 @@ TAGS = [
     {"name": "media", "description": "Users' intro videos, logos and sponsor logos"},
     {"name": "status", "description": "Device health as reported by the status service"},
     {"name": "events", "description": "Live MQTT events as Server-Sent Events"},
+    {"name": "device", "description": "The operator's device actions: services' recent warnings, restart a service, "
+     "a status snapshot now (device token only)"},
+    {"name": "cloud outbox", "description": "Cloud writes that have not gone through: replay or drop a refused one "
+     "(device token only; 404 without Supabase)"},
     {"name": "health", "description": "Liveness without a token"},
     {"name": "dashboard", "description": "The operator's page"},
 ]
@@ -77,10 +84,13 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
     bus.subscribe_retained(MEDIA_UPDATED, hub.on_mqtt)
     watch = RecorderWatch(settings)
     hub.listeners.append(watch.observe)
+    device_watch = DeviceWatch(settings)
+    hub.listeners.append(device_watch.observe)
     state = AppState(
         settings=settings, store=store, bus=bus, schedule=SchedulePublisher(settings, store, bus), auth=auth,
         hub=hub, shares=ShareSigner(settings.api_token.get_secret_value()),
         thumbnails=ThumbnailCache(settings.data_dir / "cache" / "thumbnails"), reads=ReadCache(store),
+        device=device_watch, redact=Redactor(secrets_of(settings)),
     )
 
     @asynccontextmanager
@@ -120,5 +130,7 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
     for module in (dashboard, health, bookings, videos, share, media, events):
         app.include_router(module.router)
     app.include_router(status.router, responses=UNAUTHORIZED)
+    app.include_router(device.router)
+    app.include_router(outbox.router)
     app.include_router(media.notify_router)
     return app

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from shared.models import BookingIn, SafeId, end_after_start
+from shared.payloads import CommandAck, LogRecordOut, StatusSnapshot
 from shared.timeutil import StrictUtcDatetime, UtcDatetime
 
 
@@ -117,3 +118,48 @@ def unprocessable(*problems: tuple[tuple[str | int, ...], str]) -> RequestValida
     """A 422 shaped exactly like FastAPI's own (HTTPValidationError), so clients parse one format."""
     errors: list[dict[str, Any]] = [{"loc": list(loc), "msg": msg, "type": "value_error"} for loc, msg in problems]
     return RequestValidationError(errors)
+
+
+# ---- the operator's device actions -------------------------------------------------------------------------
+
+
+class ServiceState(BaseModel):
+    """One service as the API sees it: its availability (heartbeat and will, as the status service judges them)
+    and its last warnings and errors (a worker with WORKER_ID: one entry per worker)."""
+
+    service: Literal["api", "recorder", "worker", "status"]
+    instance: str | None = Field(None, description="WORKER_ID of this worker, when several share the camera")
+    availability: Literal["online", "offline", "unknown"] = Field(
+        description="The service's last retained word on ezrec/<camera>/<service>/availability (`unknown`: none "
+        "heard since the API started)")
+    pid: int | None = Field(None, description="From its heartbeat file, while fresh (same DATA_DIR only)",
+                            examples=[4711])
+    heartbeat_age_s: float | None = Field(None, description="Age of its heartbeat file, seconds", examples=[2.4])
+    records: list[LogRecordOut] = Field(
+        default_factory=list, description="Its last (at most 50) records of WARNING and above, oldest first, "
+        "secrets replaced by ***")
+    records_sent_at: UtcDatetime | None = Field(None, description="When the service published this list")
+
+
+class RestartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "stuck after a Wi-Fi cut"}]})
+
+    reason: str | None = Field(None, max_length=300,
+                               description="Logged by the service (as a warning) and in the operator's event")
+
+
+class CommandResult(BaseModel):
+    """A command sent to a service, with its answer when it came in time."""
+
+    request_id: str = Field(examples=["op-3f2a9c0d11e4"])
+    service: str = Field(examples=["worker"])
+    action: str = Field(examples=["restart"])
+    sent_at: UtcDatetime
+    ack: CommandAck | None = Field(None, description="The service's answer (null: none within the wait)")
+    message: str = Field(examples=["worker (pid 4711) stops cleanly and exits with 75; its supervisor starts it "
+                                   "again"])
+
+
+class SnapshotResult(CommandResult):
+    snapshot: StatusSnapshot | None = Field(None, description="The snapshot collected for this request (null: none "
+                                            "arrived within the wait)")

@@ -11,6 +11,7 @@ import re
 from abc import ABC, abstractmethod
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.models import (
     Booking,
@@ -23,6 +24,9 @@ from shared.models import (
     Video,
 )
 from shared.payloads import CloudProblem
+
+if TYPE_CHECKING:
+    from shared.store.cloud.operator import OutboxOperator
 
 BUCKETS = ("videos", "media")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -169,6 +173,15 @@ class Store(ABC):
         """Videos put_object accepted that the storage does not hold yet (0 where put_object stores them itself):
         the status service adds them to `uploads_pending`, since the worker's own file is gone by then."""
         return 0
+
+    def cloud_outbox(self) -> OutboxOperator | None:
+        """The operator's view of the cloud outbox (list, show, replay, drop); None where there is no cloud."""
+        return None
+
+    def signed_url(self, bucket: str, path: str, expires_in_s: int, download: str | None = None) -> str | None:
+        """A short-lived URL at which the cloud serves the object (`download`: as an attachment with this file name);
+        None where there is no cloud. Raises NotFound when the cloud has no such object."""
+        return None
 
     def cloud_problems(self) -> list[CloudProblem] | None:
         """Refused cloud writes and cloud faults an operator must act on (the status service raises an alert for

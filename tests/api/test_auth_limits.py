@@ -156,3 +156,13 @@ def test_streamed_body_limit_on_a_real_server(live_api):
         r = http.put("/bookings/b1", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
     assert "content-length" not in r.request.headers and r.request.headers["transfer-encoding"] == "chunked"
+
+
+def test_the_operator_endpoints_take_the_device_token_only(jwt_client):
+    """Outbox replay/drop and service commands act on the whole device: a Supabase user's token never reaches them."""
+    user = {"Authorization": f"Bearer {_user_token('u1')}"}
+    for method, path in [("GET", "/outbox"), ("GET", "/outbox/1"), ("POST", "/outbox/1/replay"),
+                         ("DELETE", "/outbox/1"), ("GET", "/device/services"), ("POST", "/device/status/snapshot"),
+                         ("POST", "/device/services/worker/restart")]:
+        assert jwt_client.request(method, path, headers=user).status_code == 401, (method, path)
+    assert jwt_client.get("/outbox", headers=AUTH).status_code == 404  # no cloud here, but the token was taken

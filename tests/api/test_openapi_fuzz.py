@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from services.api.main import create_app
+from services.api.routes import device as device_routes
 from shared.settings import Settings
 from tests.api.conftest import AUTH, seed_video
 from tests.broker import Broker
@@ -52,8 +53,10 @@ def fuzz_settings(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> S
 
 
 @pytest.fixture
-def fuzz_app(fuzz_settings: Settings) -> Iterator[FastAPI]:
-    """A fresh app per operation: schemathesis starts its lifespan on first use and stops it at teardown."""
+def fuzz_app(fuzz_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI]:
+    """A fresh app per operation: schemathesis starts its lifespan on first use and stops it at teardown. No service
+    answers commands here (the API's own runtime is not attached in-process): their answers are not waited for."""
+    monkeypatch.setattr(device_routes, "ACK_WAIT_S", 0.1)
     app = create_app(fuzz_settings)
     yield app
     shutdown_lifespans()

@@ -71,6 +71,24 @@ class CloudOp:
     attempts: int
 
 
+@dataclass(frozen=True)
+class OpRecord:
+    """An operation with everything the outbox knows of it, for the operator (list, show, replay, drop)."""
+
+    op: CloudOp
+    created_at: float
+    last_error: str | None
+    failed_at: float | None
+    dropped_at: float | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.failed_at is not None
+
+
+_RECORD_COLUMNS = "id, key, kind, payload, attempts, created_at, last_error, failed_at"
+
+
 class CloudOutbox:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -86,6 +104,11 @@ class CloudOutbox:
             "CREATE TABLE IF NOT EXISTS seen_in_cloud (booking_id TEXT PRIMARY KEY);"
             "CREATE TABLE IF NOT EXISTS cloud_faults (name TEXT PRIMARY KEY, message TEXT NOT NULL,"
             " since REAL NOT NULL, seen REAL NOT NULL);"
+            # Refused operations an operator dropped: kept as the record of what the cloud never got (a dropped
+            # video upload also keeps its mirror copy from the disk guard: it is the only copy there is).
+            "CREATE TABLE IF NOT EXISTS dropped (id INTEGER PRIMARY KEY, key TEXT NOT NULL, kind TEXT NOT NULL,"
+            " payload TEXT NOT NULL, attempts INTEGER NOT NULL, created_at REAL NOT NULL, last_error TEXT,"
+            " failed_at REAL, dropped_at REAL NOT NULL);"
         )
         self.tus = TusState(self._db, self._lock)
 
@@ -149,6 +172,70 @@ class CloudOutbox:
         with self._lock:
             cur = self._db.execute("UPDATE ops SET failed_at = NULL WHERE id = ? AND failed_at IS NOT NULL", (op_id,))
             return cur.rowcount == 1
+
+    # ---- what an operator sees and does (ezrec outbox, /outbox, the dashboard) -------------------------------
+
+    @staticmethod
+    def _record(row: tuple[Any, ...], dropped_at: float | None = None) -> OpRecord:
+        return OpRecord(CloudOp(row[0], row[1], row[2], json.loads(row[3]), row[4]), row[5], row[6], row[7], dropped_at)
+
+    def record(self, op_id: int) -> OpRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_RECORD_COLUMNS} FROM ops WHERE id = ?", (op_id,)).fetchone()
+        return None if row is None else self._record(row)
+
+    def records(self, where: str, limit: int = -1) -> list[OpRecord]:
+        """Operations matching `where` (on the table aliased `o`), oldest first."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_RECORD_COLUMNS} FROM ops o WHERE {where} ORDER BY id LIMIT ?",
+                                    (limit,)).fetchall()
+        return [self._record(row) for row in rows]
+
+    def stuck(self, limit: int = 500) -> list[OpRecord]:
+        """Refused operations, those held behind them, and pending ones whose last attempt failed (retrying)."""
+        return self.records(f"failed_at IS NOT NULL OR {_BEHIND_REFUSED} OR last_error IS NOT NULL", limit)
+
+    def held_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute(f"SELECT count(*) FROM ops o WHERE failed_at IS NULL AND {_BEHIND_REFUSED}"
+                                        ).fetchone()[0])
+
+    def drop(self, op_id: int) -> OpRecord | None:
+        """An operator's decision that a refused operation will never be applied: moved to `dropped` (kept as the
+        record), so the operations it held go on. None when `op_id` is not a refused operation."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(f"SELECT {_RECORD_COLUMNS} FROM ops WHERE id = ? AND failed_at IS NOT NULL",
+                                       (op_id,)).fetchone()
+                if row is not None:
+                    self._db.execute(f"INSERT OR REPLACE INTO dropped ({_RECORD_COLUMNS}, dropped_at)"
+                                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, now))
+                    self._db.execute("DELETE FROM ops WHERE id = ?", (op_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return None if row is None else self._record(row, now)
+
+    def dropped(self, limit: int = 20) -> list[OpRecord]:
+        """The latest dropped operations, newest first."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_RECORD_COLUMNS}, dropped_at FROM dropped ORDER BY dropped_at DESC,"
+                                    " id DESC LIMIT ?", (limit,)).fetchall()
+        return [self._record(row[:8], row[8]) for row in rows]
+
+    def dropped_video_paths(self) -> set[str]:
+        """Videos whose upload an operator dropped: their mirror copy is the only one."""
+        with self._lock:
+            rows = self._db.execute("SELECT payload FROM dropped WHERE kind = 'object_put'").fetchall()
+        paths = set()
+        for (payload,) in rows:
+            data = json.loads(payload)
+            if data.get("bucket") == "videos":
+                paths.add(data["path"])
+        return paths
 
     def has_pending(self, key: str, kind: str | None = None) -> bool:
         sql = "SELECT 1 FROM ops WHERE failed_at IS NULL AND key = ?" + (" AND kind = ?" if kind else "")

@@ -62,6 +62,7 @@ from shared.timeutil import utc_now
 
 if TYPE_CHECKING:
     from shared.store.cloud.client import CloudClient
+    from shared.store.cloud.operator import OutboxOperator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -406,7 +407,12 @@ class SupabaseStore(Store):
     def object_content_type(self, bucket: str, path: str) -> str | None:
         return self.local.object_content_type(bucket, path)
 
-    # ---- what an operator must act on (the status service's alerts) ------------------------------------
+    # ---- what an operator must act on (the status service's alerts, /outbox) ------------------------------
+
+    def cloud_outbox(self) -> OutboxOperator:
+        from shared.store.cloud.operator import OutboxOperator
+
+        return OutboxOperator(self)
 
     def cloud_problems(self) -> list[CloudProblem]:
         """One problem per refused write that holds its key (each names the write, the reason and the operation to
@@ -420,7 +426,8 @@ class SupabaseStore(Store):
             problems.append(CloudProblem(
                 id=f"cloud_refused:{op.id}", kind="cloud_refused", key=op.key, since=_utc(failed_at),
                 message=_clip(f"the cloud refused {_describe(op)}; the later writes of {op.key} wait. {error}. "
-                              f"Fix the cause, then replay outbox operation {op.id}.")))
+                              f"Fix the cause, then replay outbox operation {op.id} (`ezrec outbox replay {op.id}`, "
+                              "or the dashboard)")))
         for key, refused in grouped.items():
             op, error, failed_at = refused[-1]
             problems.append(CloudProblem(
@@ -453,6 +460,11 @@ class SupabaseStore(Store):
         return (booking is not None and booking.status == BookingStatus.video_uploaded
                 and storage_path_for_video(booking.user_id, booking.id) == path and path not in unsent)
 
+    def _kept_videos(self) -> set[str]:
+        """Video paths whose mirror copy must stay: an upload still in the outbox, or one an operator dropped (the
+        cloud will never have it, so the mirror holds the only copy)."""
+        return self._unsent_videos() | self.outbox.dropped_video_paths()
+
     def videos_waiting_for_upload(self) -> int:
         return len(self._unsent_videos())
 
@@ -462,7 +474,7 @@ class SupabaseStore(Store):
         root = self.local.files_dir / "videos"
         if not root.is_dir():
             return []
-        unsent = self._unsent_videos()
+        unsent = self._kept_videos()
         found: list[tuple[float, Path]] = []
         for file in root.glob("*/*.mp4"):
             if not self._upload_confirmed(file.relative_to(root).as_posix(), unsent):
@@ -480,7 +492,7 @@ class SupabaseStore(Store):
         if not file.is_relative_to(root):
             return False
         with exclusive(self.mirror_lock, MIRROR_LOCK_WAIT_S) as taken:
-            if not taken or not self._upload_confirmed(file.relative_to(root).as_posix(), self._unsent_videos()):
+            if not taken or not self._upload_confirmed(file.relative_to(root).as_posix(), self._kept_videos()):
                 return False
             try:
                 file.unlink()
