@@ -79,6 +79,7 @@ class ServiceRuntime:
         setup_logging(service, settings.log_level, secrets)
         self._logs_due = threading.Event()
         self._force_logs = False
+        self._handled: dict[str, None] = {}  # request ids already answered, oldest first
         self.recent = RecentLogs(secrets, on_record=self._logs_due.set)
         logging.getLogger().addHandler(self.recent)
 
@@ -166,7 +167,14 @@ class ServiceRuntime:
             detail=detail[:300], pid=os.getpid()))
 
     def _on_command(self, _topic: str, command: ServiceCommand) -> None:
-        """paho's thread: check, answer, act (acting is quick: a flag, an event, a publish)."""
+        """paho's thread: check, answer, act (acting is quick: a flag, an event, a publish). A copy of a command
+        already handled (QoS 1 redelivery, or one copy per matching subscription: the API also subscribes to
+        ezrec/<camera>/#) is dropped without a second answer."""
+        if command.request_id in self._handled:
+            return
+        self._handled[command.request_id] = None
+        while len(self._handled) > 256:
+            self._handled.pop(next(iter(self._handled)))
         now = utc_now()
         if command.camera_id != self.settings.camera_id or command.service != self.service:
             log.warning("command %s for %s/%s ignored: this is %s/%s", command.request_id, command.camera_id,

@@ -43,3 +43,15 @@ def test_ezrec_outbox_without_an_api_or_a_token(tmp_path):
     anonymous = subprocess.run(run, capture_output=True, text=True, timeout=60, cwd=tmp_path,
                                env={**env, "PYTHONPATH": str(ROOT)})
     assert anonymous.returncode == 3 and "no API token" in anonymous.stderr
+
+
+def test_a_service_that_is_not_running_gets_no_command(live_api):
+    """Nothing runs here but the API: a restart or a snapshot would only go stale at the broker."""
+    server = live_api()
+    for path in ("/device/services/worker/restart", "/device/status/snapshot"):
+        answer = httpx.post(f"{server.url}{path}", headers=AUTH)
+        assert answer.status_code == 409 and "offline" in answer.json()["detail"], (path, answer.text)
+    assert httpx.post(f"{server.url}/device/services/printer/restart", headers=AUTH).status_code == 422
+    listed = {s["service"]: s for s in httpx.get(f"{server.url}/device/services", headers=AUTH).json()}
+    assert set(listed) == {"api", "recorder", "worker", "status"}
+    assert listed["worker"]["availability"] == "unknown" and listed["worker"]["pid"] is None
