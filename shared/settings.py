@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # public keys, e.g. https://<project>.supabase.co/auth/v1/.well-known/jwks.json
     supabase_jwks_url: str | None = None
     share_link_ttl: int = Field(default=7 * 24 * 3600, ge=60)  # seconds a video share link stays valid
+    # seconds a signed Storage URL lives, for a video whose local copy was freed (downloads and share links
+    # redirect to one; a share link's never outlives the link)
+    signed_url_ttl_s: int = Field(default=300, ge=10, le=3600)
     # where players reach the API (e.g. https://court1.example.org): share links are built on it, never on
     # the request's Host header; unset = links relative to the API's own origin
     public_base_url: str | None = None

@@ -15,11 +15,11 @@ from services.api.read_cache import ReadCache
 from services.api.schedule import SchedulePublisher
 from services.api.schemas import Error
 from services.api.share import ShareSigner
-from services.api.thumbnails import ThumbnailCache
 from shared.bus import MqttBus
 from shared.logs import Redactor
 from shared.settings import Settings
 from shared.store import Store
+from shared.thumbnails import ThumbnailCache
 
 
 @dataclass

@@ -22,13 +22,14 @@ from services.api.read_cache import ReadCache
 from services.api.routes import bookings, dashboard, device, events, health, media, outbox, share, status, videos
 from services.api.schedule import SchedulePublisher
 from services.api.share import ShareSigner
-from services.api.thumbnails import ThumbnailCache
+from services.api.thumbnail_maker import ThumbnailMaker
 from shared.bus import MqttBus
 from shared.logs import Redactor
 from shared.runtime import secrets_of
 from shared.settings import Settings
 from shared.store import Store, open_store
 from shared.sync import start_cloud_sync
+from shared.thumbnails import ThumbnailCache, thumbnail_dir
 from shared.topics import MEDIA_UPDATED
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,13 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
     hub.listeners.append(watch.observe)
     device_watch = DeviceWatch(settings)
     hub.listeners.append(device_watch.observe)
+    thumbnails = ThumbnailCache(thumbnail_dir(settings.data_dir))
+    maker = ThumbnailMaker(store, thumbnails)
+    hub.listeners.append(maker.observe)
     state = AppState(
         settings=settings, store=store, bus=bus, schedule=SchedulePublisher(settings, store, bus), auth=auth,
         hub=hub, shares=ShareSigner(settings.api_token.get_secret_value()),
-        thumbnails=ThumbnailCache(settings.data_dir / "cache" / "thumbnails"), reads=ReadCache(store),
+        thumbnails=thumbnails, reads=ReadCache(store),
         device=device_watch, redact=Redactor(secrets_of(settings)),
     )
 
@@ -104,6 +108,7 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
         missed.start()
         yield
         missed.stop()
+        maker.close()
         if cloud_sync is not None:
             cloud_sync.stop()
         hub.close()

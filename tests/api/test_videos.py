@@ -158,7 +158,7 @@ def test_share_page_of_a_video_whose_file_is_gone(client, settings, tmp_path):
 
 def test_thumbnail_pixels_come_from_the_video(settings, tmp_path):
     """encode_jpeg keeps colours: a solid frame comes back (nearly) the same colour."""
-    from services.api.thumbnails import encode_jpeg
+    from shared.thumbnails import encode_jpeg
 
     frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), (200, 40, 40), np.uint8), format="rgb24")
     data = encode_jpeg(frame, width=160)
@@ -205,3 +205,16 @@ def test_share_urls_never_come_from_the_host_header(client, make_settings, setti
         link = other.post(f"/videos/{video.id}/share", headers=evil).json()
         assert link["url"] == f"https://court1.example.org/ezrec/share/{link['token']}"
         assert other.get(link["url"].removeprefix("https://court1.example.org/ezrec")).status_code == 200
+
+
+def test_a_missing_file_without_supabase_is_a_404_with_its_reason(client, settings, tmp_path):
+    """The embedded store never frees a video (its files are the only copy), so there is no cloud to redirect to."""
+    video, _ = seed_video(settings, tmp_path, booking_id="gone")
+    (settings.data_dir / "files" / "videos" / video.storage_path).unlink()  # lost by hand, or a damaged card
+    reason = "is not on this device and there is no cloud copy to send instead (SUPABASE_URL is not set)"
+    for path in (f"/videos/{video.id}/download", f"/videos/{video.id}/thumbnail"):
+        answer = client.get(path, headers=AUTH, follow_redirects=False)
+        assert answer.status_code == 404 and reason in answer.json()["detail"], path
+    link = client.post(f"/videos/{video.id}/share", headers=AUTH).json()
+    shared = client.get(f"{link['url']}/video", follow_redirects=False)
+    assert shared.status_code == 404 and "no longer available" in shared.text

@@ -15,6 +15,14 @@ config of supabase/supabase's docker setup), so the next reader can check it.
   types and size limit), download, info, delete, bucket details. Errors are Storage's: HTTP 400 for almost
   everything, with the real code in the body (`{"statusCode": "503", "error": ..., "code": ..., "message":
   ...}`); only a 500 stays 500 and a database timeout answers 544.
+- `/storage/v1/object/sign/<bucket>/<path>`: signed URLs as supabase/storage makes and serves them
+  (src/http/routes/object/getSignedURL.ts, getSignedObject.ts, src/storage/object.ts signObjectUrl,
+  src/storage/renderer/renderer.ts): POST (the service key; `expiresIn`, coerced from a numeric string as
+  fastify's ajv does, since storage3 sends a string) answers `{"signedURL": "/object/sign/<bucket>/<path>?token=<JWT>"}`
+  for an object that exists (else NoSuchKey), the JWT holding `url` = `<bucket>/<path>` and `exp`, signed with the
+  project's JWT secret; GET with `?token=` needs no key (those routes are registered outside the JWT plugin) and
+  serves the object (Range, ETag, `Expires` = the token's expiry, `Content-Disposition: attachment` with
+  `&download=`), or InvalidJWT (HTTP 400; `jwt expired` once expired) / InvalidSignature for another path.
 - `/storage/v1/upload/resumable`: TUS 1.0.0 as Supabase's @tus/server + S3 store run it: OPTIONS
   (Tus-Max-Size = the project's limit), POST (size checked against the bucket's and the project's limit:
   413; MIME type: 415; plain-text bodies; `Location` + `Upload-Expires`), HEAD (after the last byte:
@@ -79,8 +87,9 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+import jwt
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -150,6 +159,16 @@ def invalid_mime_type(mime: str) -> HttpError:
 
 def key_already_exists() -> HttpError:
     return storage_error(409, "ResourceAlreadyExists", "The resource already exists", "Duplicate")
+
+
+def invalid_jwt(message: str) -> HttpError:
+    """src/internal/errors/codes.ts ERRORS.InvalidJWT(e): HTTP 400, code InvalidJWT, the verifier's message."""
+    return storage_error(400, "InvalidJWT", message or "Invalid JWT")
+
+
+def invalid_signature() -> HttpError:
+    """ERRORS.InvalidSignature(): a token signed for another object."""
+    return storage_error(400, "InvalidSignature", "Invalid signature")
 
 
 def database_read_only() -> HttpError:
@@ -293,6 +312,8 @@ class Cloud:
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tus_dir.mkdir(parents=True, exist_ok=True)
         self.die_after, self.patch_delay = die_after, patch_delay
+        # The project's JWT secret (getJwtSecret(tenant)): signs the signed URLs' tokens. Not the service key.
+        self.jwt_secret = hashlib.sha256(b"fake project jwt secret:" + key.encode()).hexdigest()
         self.config = config
         self.faults = Faults()
         self.patch_bytes = 0
@@ -504,6 +525,67 @@ class Cloud:
             raise no_such_key()
         return json.loads(target.with_name(target.name + ".meta.json").read_text())
 
+    # ---- signed URLs ---------------------------------------------------------------------------------
+
+    def sign_url(self, bucket: str, name: str, body: bytes) -> dict[str, str]:
+        """src/http/routes/object/getSignedURL.ts + src/storage/object.ts signObjectUrl: the object must exist
+        (findObject: NoSuchKey), the token is `{url: "<bucket>/<name>"}` signed with the project's JWT secret for
+        `expiresIn` seconds (jsonwebtoken's expiresIn: `exp` = iat + expiresIn)."""
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise HttpError(400, {"statusCode": "400", "error": "Bad Request",
+                                  "message": "Body is not valid JSON"}) from exc
+        expires_in = request.get("expiresIn") if isinstance(request, dict) else None
+        if isinstance(expires_in, str) and expires_in.strip().lstrip("-").isdigit():
+            expires_in = int(expires_in)  # fastify's ajv coerceTypes: storage3 sends "300"
+        if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in < 1:
+            # A Fastify validation error through the error handler's `'statusCode' in error` branch.
+            raise HttpError(400, {"statusCode": "400", "error": "Bad Request",
+                                  "message": "body/expiresIn must be integer" if expires_in is not None else
+                                  "body must have required property 'expiresIn'"})
+        self.bucket(bucket)
+        self.meta(bucket, name)
+        now = int(time.time())
+        token = jwt.encode({"url": f"{bucket}/{name}", "iat": now, "exp": now + expires_in}, self.jwt_secret,
+                           algorithm="HS256")
+        return {"signedURL": f"/object/sign/{bucket}/{name}?token={token}"}
+
+    def signed_object(self, bucket: str, name: str, query: dict[str, str],
+                      headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """src/http/routes/object/getSignedObject.ts, then the asset renderer (src/storage/renderer/renderer.ts)."""
+        try:
+            claims = jwt.decode(query.get("token", ""), self.jwt_secret, algorithms=["HS256"])
+        except jwt.ExpiredSignatureError as exc:
+            raise invalid_jwt("jwt expired") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise invalid_jwt("invalid signature") from exc
+        except jwt.PyJWTError as exc:
+            raise invalid_jwt("jwt malformed") from exc
+        if claims.get("url") != f"{bucket}/{name}":
+            raise invalid_signature()
+        meta = self.meta(bucket, name)
+        data = self.object_file(bucket, name).read_bytes()
+        answer = {"Accept-Ranges": "bytes", "Content-Type": meta["mimetype"], "ETag": meta.get("eTag", ""),
+                  "Last-Modified": formatdate(time.time(), usegmt=True),
+                  "Expires": formatdate(claims["exp"], usegmt=True)}
+        if "download" in query:
+            download = query["download"]
+            answer["Content-Disposition"] = "attachment;" if download == "" else \
+                f"attachment; filename={quote(download)}; filename*=UTF-8''{quote(download)};"
+        status, body = 200, data
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", headers.get("range", "").strip())
+        if match and (match[1] or match[2]):
+            size = len(data)
+            start, end = (int(match[1]), int(match[2] or size - 1)) if match[1] else (max(0, size - int(match[2])),
+                                                                                      size - 1)
+            if start >= size or start > end:
+                raise storage_error(400, "InvalidRange", "invalid range provided", "invalid_range")
+            end = min(end, size - 1)
+            status, body = 206, data[start:end + 1]
+            answer["Content-Range"] = f"bytes {start}-{end}/{size}"
+        return status, body, answer
+
     # ---- TUS uploads ---------------------------------------------------------------------------------
 
     @staticmethod
@@ -628,6 +710,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _authorize(self, path: str, headers: dict[str, str]) -> None:
         key = self.cloud.key
+        if path.startswith("/storage/v1/object/sign/") and self.command == "GET":
+            return  # src/http/routes/object/index.ts: registered outside the jwt plugin; the token is the credential
         if path.startswith("/storage/v1/"):
             # supabase/supabase docker/volumes/api/kong.yml: no key-auth on /storage/v1; Storage checks the JWT itself
             # (src/http/plugins/jwt.ts) and answers AccessDenied through the error handler (HTTP 400, statusCode 403),
@@ -727,6 +811,12 @@ class Handler(BaseHTTPRequestHandler):
                          "size": meta["size"], "content_type": meta["mimetype"],
                          "cache_control": meta["cacheControl"], "etag": meta.get("eTag"), "metadata": {},
                          "last_modified": meta.get("last_modified"), "created_at": meta.get("created_at")}, {}
+        if path.startswith("/storage/v1/object/sign/"):
+            bucket, _, name = path.removeprefix("/storage/v1/object/sign/").partition("/")
+            if self.command == "POST":
+                return 200, cloud.sign_url(bucket, name, body), {}
+            if self.command in ("GET", "HEAD"):
+                return self._signed(bucket, name, query, headers, entry)
         if path.startswith("/storage/v1/object/list/") and self.command == "POST":
             return self._list_objects(path.removeprefix("/storage/v1/object/list/"), body)
         if path.startswith("/storage/v1/object/"):
@@ -740,6 +830,15 @@ class Handler(BaseHTTPRequestHandler):
                 meta = cloud.meta(bucket, name)
                 return 200, cloud.object_file(bucket, name), {"Content-Type": meta["mimetype"]}
         raise storage_error(404, "NotFound", f"Route {self.command}:{path} not found", "Not Found")
+
+    def _signed(self, bucket: str, name: str, query: list[tuple[str, str]], headers: dict[str, str],
+                entry: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        params = dict(query)
+        entry["query"] = "&".join(f"{k}={'<token>' if k == 'token' else v}" for k, v in query)  # no token in the log
+        status, body, answer = self.cloud.signed_object(bucket, name, params, headers)
+        self.cloud.record({"event": "signed_get", "bucket": bucket, "path": name, "status": status,
+                           "range": headers.get("range")})
+        return status, body, answer
 
     def _list_objects(self, bucket: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
         """src/http/routes/object/listObjects.ts (storage.searchObjects): one folder level under `prefix`, files with

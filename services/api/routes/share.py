@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import pathlib
+from datetime import datetime
 from string import Template
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from services.api.deps import State
 from services.api.routes.videos import video_file_response
@@ -28,8 +30,7 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "private, no-store",
 }
-_PAGE_HEADERS = {**_HEADERS, "Content-Security-Policy":
-                 "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'; img-src 'self'"}
+_REFUSAL_HEADERS = {**_HEADERS, "Content-Security-Policy": "default-src 'none'"}
 _REFUSED = {404: {"description": "Unknown or forged link", "content": {"text/html": {}}},
             410: {"description": "Expired or revoked link", "content": {"text/html": {}}}}
 
@@ -39,7 +40,23 @@ class _Refused(Exception):
         self.code, self.message = code, message
 
 
-def _resolve(state: State, token: str) -> Video:
+def _media_src(state: State) -> str:
+    """The player's sources: this API, and with Supabase the Storage origin its signed URLs point at (a freed
+    video's `/video` redirects there; the CSP applies to the redirect's target too)."""
+    url = state.settings.supabase_url
+    if not url:
+        return "'self'"
+    parts = urlsplit(url)
+    return f"'self' {parts.scheme}://{parts.netloc}"
+
+
+def _page_headers(state: State) -> dict[str, str]:
+    return {**_HEADERS, "Content-Security-Policy": f"default-src 'none'; media-src {_media_src(state)}; "
+            "style-src 'unsafe-inline'; img-src 'self'"}
+
+
+def _resolve(state: State, token: str) -> tuple[Video, datetime]:
+    """The shared video and when the link ends (the earlier of the token's and the stored link's expiry)."""
     try:
         claim = state.shares.verify(token)
     except InvalidShareToken as exc:
@@ -54,19 +71,19 @@ def _resolve(state: State, token: str) -> Video:
     video = state.store.get_video(claim.video_id)
     if video is None:
         raise _Refused(status.HTTP_404_NOT_FOUND, "This video is no longer available.")
-    return video
+    return video, min(claim.expires_at, link.expires_at)
 
 
 def _refusal_page(exc: _Refused) -> HTMLResponse:
     body = f"<!doctype html><meta charset=utf-8><title>EZREC</title><p>{html.escape(exc.message)}</p>"
-    return HTMLResponse(body, status_code=exc.code, headers=_PAGE_HEADERS)
+    return HTMLResponse(body, status_code=exc.code, headers=_REFUSAL_HEADERS)
 
 
 @router.get("/{token}", name="share_page", response_class=HTMLResponse, responses=_REFUSED,
             summary="A page that plays the shared video (no Authorization header needed)")
 def share_page(state: State, token: ShareToken) -> HTMLResponse:
     try:
-        video = _resolve(state, token)
+        video, _ = _resolve(state, token)
     except _Refused as exc:
         return _refusal_page(exc)
     claim = state.shares.verify(token)
@@ -77,24 +94,33 @@ def share_page(state: State, token: ShareToken) -> HTMLResponse:
         expires=html.escape(isoformat_z(claim.expires_at)),
         duration=f"{video.duration_seconds:.0f}",
     )
-    return HTMLResponse(page, headers=_PAGE_HEADERS)
+    return HTMLResponse(page, headers=_page_headers(state))
 
 
 @router.get("/{token}/video", response_class=FileResponse, response_model=None,
             summary="The shared MP4 (supports Range)",
+            description="A video whose local copy was freed (with Supabase) answers 302 to a signed Storage URL "
+            "made for this request, valid SIGNED_URL_TTL_S seconds and never beyond the link's own expiry; the "
+            "redirect is not cacheable, so a revoked link stops working at once.",
             responses={200: {"content": {"video/mp4": {}}, "description": "The whole file"},
                        206: {"content": {"video/mp4": {}}, "description": "The requested byte range"},
-                       416: {"description": "Range not satisfiable"}, **_REFUSED})
+                       302: {"description": "The local copy was freed: a short-lived signed Storage URL"},
+                       416: {"description": "Range not satisfiable"}, **_REFUSED,
+                       503: {"description": "The local copy was freed and the cloud cannot be reached now",
+                             "content": {"text/html": {}}}})
 def share_video(state: State, token: ShareToken,
                 download: bool = Query(False, description="Save as a file (attachment) instead of playing inline",
-                                       examples=[True])) -> FileResponse | HTMLResponse:
+                                       examples=[True])) -> Response:
     try:
-        video = _resolve(state, token)
+        video, ends = _resolve(state, token)
     except _Refused as exc:
         return _refusal_page(exc)
     try:
-        response = video_file_response(state, video, download=download)
-    except HTTPException:
-        return _refusal_page(_Refused(status.HTTP_404_NOT_FOUND, "This video is no longer available."))
+        response = video_file_response(state, video, download=download,
+                                       ttl_s=(ends - utc_now()).total_seconds())
+    except HTTPException as exc:
+        message = "This video cannot be fetched right now; try again in a minute." \
+            if exc.status_code == status.HTTP_503_SERVICE_UNAVAILABLE else "This video is no longer available."
+        return _refusal_page(_Refused(exc.status_code, message))
     response.headers.update(_HEADERS)
     return response

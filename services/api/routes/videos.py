@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from services.api.auth import Principal
 from services.api.deps import (
@@ -22,8 +22,9 @@ from services.api.deps import (
     only_own,
 )
 from services.api.schemas import Error, Revoked, ShareLinkIn, ShareLinkOut
-from services.api.thumbnails import ThumbnailError
 from shared.models import SAFE_ID_PATTERN, ShareLink, Video
+from shared.store import NotFound, StoreError
+from shared.thumbnails import ThumbnailError
 from shared.timeutil import utc_now
 
 router = APIRouter(prefix="/videos", tags=["videos"], responses=UNAUTHORIZED)
@@ -49,10 +50,38 @@ def video_or_404(state: State, video_id: str, principal: Principal | None = None
     return video
 
 
-def video_file_response(state: State, video: Video, *, download: bool) -> FileResponse:
+NO_CLOUD_COPY = "and there is no cloud copy to send instead (SUPABASE_URL is not set)"
+
+
+def signed_video_url(state: State, video: Video, *, download: bool, ttl_s: float | None = None) -> str:
+    """A short-lived signed Storage URL of a video whose local copy is gone (the disk guard freed it once the cloud
+    had it): at most SIGNED_URL_TTL_S, and never longer than `ttl_s` (what is left of a share link)."""
+    ttl = int(min(state.settings.signed_url_ttl_s, ttl_s if ttl_s is not None else float("inf")))
+    try:
+        url = state.store.signed_url("videos", video.storage_path, max(1, ttl),
+                                     download=f"{video.booking_id}.mp4" if download else None)
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"the file of video {video.id} is neither on this "
+                            "device nor in the cloud") from exc
+    except StoreError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"},
+                            detail=f"the file of video {video.id} was freed on this device (the cloud has it), and "
+                            f"the cloud cannot be asked for it now: {exc}") from exc
+    if url is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"the file of video {video.id} is not on this device "
+                            f"{NO_CLOUD_COPY}")
+    return url
+
+
+def video_file_response(state: State, video: Video, *, download: bool,
+                        ttl_s: float | None = None) -> FileResponse | RedirectResponse:
+    """The local file (Range), or for a video whose copy was freed a 302 to a short-lived signed Storage URL."""
     path = state.store.local_object_path("videos", video.storage_path)
     if path is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"file for video {video.id} is not on this device")
+        url = signed_video_url(state, video, download=download, ttl_s=ttl_s)
+        # Not cached anywhere (the URL is a bearer credential with a deadline), nor sent on as a Referer.
+        return RedirectResponse(url, status.HTTP_302_FOUND,
+                                headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
     return FileResponse(path, media_type="video/mp4", filename=f"{video.booking_id}.mp4",
                         content_disposition_type="attachment" if download else "inline")
 
@@ -76,18 +105,27 @@ def get_video(state: State, principal: Reader, video_id: VideoId) -> Video:
     return video_or_404(state, video_id, principal)
 
 
+_FREED = {302: {"description": "With Supabase, for a video whose local copy the disk guard freed (the cloud has "
+                "it): `Location` is a signed Storage URL valid SIGNED_URL_TTL_S seconds (default 300)"},
+          503: {"model": Error, "description": "The local copy was freed and the cloud cannot be reached now "
+                "(Retry-After)"}}
+
+
 @router.get(
     "/{video_id}/download",
     response_class=FileResponse,
+    response_model=None,
     summary="The MP4 (supports Range requests for seeking)",
-    description="Accepts the token as `?token=` too, so a `<video src>` can play it.",
+    description="Accepts the token as `?token=` too, so a `<video src>` can play it. A video whose local copy "
+    "was freed (with Supabase, once the cloud had it) answers 302 to a short-lived signed Storage URL; without "
+    "Supabase a missing file is a 404 saying so.",
     responses={200: {"content": {"video/mp4": {}}, "description": "The whole file"},
                206: {"content": {"video/mp4": {}}, "description": "The requested byte range"},
-               416: {"description": "Range not satisfiable"}, **_NOT_FOUND},
+               416: {"description": "Range not satisfiable"}, **_NOT_FOUND, **_FREED},
 )
 def download_video(state: State, principal: ReaderOrQuery, video_id: VideoId,
                    inline: bool = Query(False, description="Play in the browser instead of saving",
-                                        examples=[True])) -> FileResponse:
+                                        examples=[True])) -> FileResponse | RedirectResponse:
     return video_file_response(state, video_or_404(state, video_id, principal), download=not inline)
 
 
@@ -95,18 +133,23 @@ def download_video(state: State, principal: ReaderOrQuery, video_id: VideoId,
     "/{video_id}/thumbnail",
     response_class=FileResponse,
     summary="A JPEG of one frame (320 px wide), for lists",
-    description="Made on first request from a frame in the middle of the video and cached on disk. "
+    description="Made from a frame in the middle of the video when it is uploaded (or on first request) and "
+    "cached on disk; kept when the disk guard frees the video's local copy, so it is served for a freed video too "
+    "(one freed before its thumbnail was kept gets one made from a frame read through a signed Storage URL). "
     "Accepts the token as `?token=` too, so an `<img src>` can show it.",
     responses={200: {"content": {"image/jpeg": {}}, "description": "The thumbnail"}, **_NOT_FOUND,
-               422: {"description": "Bad id, or the video file cannot be decoded"}},
+               422: {"description": "Bad id, or the video file cannot be decoded"},
+               503: _FREED[503]},
 )
 def video_thumbnail(state: State, principal: ReaderOrQuery, video_id: VideoId) -> FileResponse:
     video = video_or_404(state, video_id, principal)
     path = state.store.local_object_path("videos", video.storage_path)
-    if path is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"file for video {video_id} is not on this device")
-    try:
-        jpeg = state.thumbnails.get(video.id, path)  # a sync endpoint: decoding runs in the thread pool
+    try:  # a sync endpoint: decoding runs in the thread pool
+        if path is not None:
+            jpeg = state.thumbnails.get(video.id, path)
+        else:
+            jpeg = state.thumbnails.cached(video.id, video.size_bytes) or state.thumbnails.from_url(
+                video.id, video.size_bytes, signed_video_url(state, video, download=False, ttl_s=60))
     except ThumbnailError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     return FileResponse(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

@@ -293,6 +293,26 @@ class CloudClient:
 
         return self._call("download", fetch)
 
+    def sign_url(self, bucket: str, path: str, expires_in_s: int, download: str | None = None) -> str:
+        """A URL at which Storage serves the object for `expires_in_s` seconds to anyone holding it
+        (POST /object/sign/<bucket>/<path>: src/http/routes/object/getSignedURL.ts; NotFound when the object is not
+        there). `download`: served as an attachment with this file name."""
+        options = {"download": download} if download else None
+
+        def sign() -> str:
+            try:
+                answer = self.supabase.storage.from_(bucket).create_signed_url(path, expires_in_s, options)
+            except StorageApiError as exc:
+                if str(exc.status) == "404" and exc.code in ("NoSuchKey", "not_found"):
+                    raise NotFound(f"{bucket}/{path} is not in the cloud") from exc
+                raise
+            url = answer.get("signedURL") or answer.get("signedUrl")
+            if not url:
+                raise CloudUnavailable(f"sign {bucket}/{path}: Storage answered no signedURL")
+            return str(url)
+
+        return self._call(f"sign {bucket}/{path}", sign)
+
     def remove(self, bucket: str, path: str) -> None:
         self._call("remove object", lambda: self.supabase.storage.from_(bucket).remove([path]))
 

@@ -404,6 +404,19 @@ class SupabaseStore(Store):
     def local_object_path(self, bucket: str, path: str) -> Path | None:
         return self.local.local_object_path(bucket, path)
 
+    def signed_url(self, bucket: str, path: str, expires_in_s: int, download: str | None = None) -> str:
+        """Raises CloudUnavailable while the cloud is unreachable (without asking it during the drainer's backoff),
+        NotFound when the cloud has no such object."""
+        check_object_path(bucket, path)
+        if not self.drainer.cloud_reachable:
+            raise CloudUnavailable(f"{bucket}/{path}: the cloud is unreachable (retrying)")
+        try:
+            return self._observed("storage", lambda: self.cloud.sign_url(bucket, path, expires_in_s, download),
+                                  write=False)
+        except CloudUnavailable:
+            self.drainer.note_unavailable()
+            raise
+
     def object_content_type(self, bucket: str, path: str) -> str | None:
         return self.local.object_content_type(bucket, path)
 
@@ -494,12 +507,28 @@ class SupabaseStore(Store):
         with exclusive(self.mirror_lock, MIRROR_LOCK_WAIT_S) as taken:
             if not taken or not self._upload_confirmed(file.relative_to(root).as_posix(), self._kept_videos()):
                 return False
+            self._keep_thumbnail(file)
             try:
                 file.unlink()
             except FileNotFoundError:
                 return False
         log.info("mirror copy of videos/%s removed to free disk space (the cloud has it)", file.relative_to(root))
         return True
+
+    def _keep_thumbnail(self, file: Path) -> None:
+        """The dashboard's thumbnail, made now if the API has not made it yet: it stays when the video's copy goes.
+        A failure costs the thumbnail (the API can still make one from the cloud copy), never the freed space."""
+        from shared.thumbnails import ThumbnailCache, ThumbnailError, thumbnail_dir
+
+        cache = ThumbnailCache(thumbnail_dir(self.settings.data_dir))
+        relative = file.relative_to(self.local.files_dir / "videos").as_posix()
+        for video in self.local.list_videos(booking_id=file.stem):
+            if video.storage_path != relative:
+                continue
+            try:
+                cache.get(video.id, file)
+            except (ThumbnailError, OSError) as exc:
+                log.warning("no thumbnail kept for video %s before its copy is freed: %s", video.id, exc)
 
     # ---- bookings made in the cloud ----------------------------------------------------------------------
 
