@@ -105,8 +105,8 @@ def outbox_list(api: Api, out: TextIO, as_json: bool) -> int:
     if as_json:
         out.write(json.dumps(view, indent=2) + "\n")
         return 0
-    out.write(f"{view['pending']} write(s) waiting for the cloud; {view['refused']} refused, {view['held']} held "
-              "behind a refused one\n")
+    out.write(f"{view['refused']} refused write(s), {view['held']} held back behind them, "
+              f"{view['pending'] - view['held']} on their way to the cloud\n")
     if view["ops"]:
         out.write(f"{'ID':>6}  {'STATE':<8}  {'AGE':>7}  BOOKING: WHAT\n")
         for op in view["ops"]:

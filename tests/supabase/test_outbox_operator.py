@@ -47,7 +47,7 @@ def ezrec(server: LiveServer, *args: str, stdin: str = "") -> subprocess.Complet
 
 def finished_video(store, tmp_path: Path, booking_id: str) -> Path:
     """What the worker does for a recorded booking: the object, the videos row, `video_uploaded`; source removed."""
-    start = datetime(2026, 3, 1, 18, tzinfo=UTC) + timedelta(hours=len(booking_id))
+    start = datetime(2026, 3, 1, 18, tzinfo=UTC) + timedelta(hours=2 * len(store.local.list_bookings()))
     store.create_bookings([BookingIn(id=booking_id, user_id="u1", start_time=start,
                                      end_time=start + timedelta(minutes=30))], store.settings.camera_id)
     store.advance_booking_status(booking_id, BookingStatus.completed)

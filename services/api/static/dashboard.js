@@ -25,6 +25,10 @@ const state = {
   services: {},
   events: null,
   reloadTimer: null,
+  device: [], // GET /device/services: each service's availability, pid and recent records
+  deviceLogs: new Map(), // "service/instance" -> the latest ServiceLogs heard live
+  outbox: undefined, // GET /outbox (null: no cloud outbox on this device)
+  refreshTimer: null,
 };
 
 // ---- API ------------------------------------------------------------------------------------------
@@ -42,6 +46,32 @@ async function json(path) {
   if (res.status === 404) return null;
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
   return res.json();
+}
+
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// A write (POST/DELETE) with the token; the API's `detail` becomes the error's message.
+async function send(method, path, body) {
+  const init = { method, headers: { Authorization: `Bearer ${state.token}` } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (res.status === 401) throw new Unauthorized("the token was refused");
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(detailOf(data) || `HTTP ${res.status}`, res.status);
+  return data;
+}
+
+function detailOf(data) {
+  if (!data || data.detail === undefined) return "";
+  return typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
 }
 
 const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
@@ -199,6 +229,7 @@ function onStatus(snapshot) {
 }
 
 function renderServices() {
+  renderDevice(); // the Services panel shows the same availability as these pills
   const list = $("services");
   list.replaceChildren();
   for (const [name, availability] of Object.entries(state.services).sort()) {
@@ -212,6 +243,259 @@ function renderServices() {
 async function loadStatus() {
   const row = await json("status");
   if (isObject(row)) onStatus(row.snapshot);
+}
+
+// ---- operator actions: results, ages -----------------------------------------------------------------
+
+function setResult(id, text, bad = false) {
+  const el = $(id);
+  el.textContent = text;
+  el.className = `result${bad ? " bad" : ""}`;
+}
+
+function actionFailed(id, err) {
+  if (err instanceof Unauthorized) onError(err);
+  else setResult(id, err.message || String(err), true);
+}
+
+function ago(seconds) {
+  const s = Math.max(0, Number(seconds) || 0);
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h ago`;
+  return `${(s / 86400).toFixed(1)} days ago`;
+}
+
+function element(tag, className, text) {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function facts(pairs) {
+  const dl = document.createElement("dl");
+  for (const [name, value] of pairs) {
+    if (value === null || value === undefined || value === "") continue;
+    const dd = document.createElement("dd");
+    if (value instanceof Node) dd.append(value);
+    else dd.textContent = value;
+    dl.append(element("dt", "", name), dd);
+  }
+  return dl;
+}
+
+// ---- services: availability, recent warnings, restart, snapshot -------------------------------------
+
+const SERVICE_NAMES = ["api", "recorder", "worker", "status"];
+const LOGS_TOPIC = /^(api|recorder|worker|status)\/logs(?:\/([A-Za-z0-9_-]{1,48}))?$/;
+
+async function loadDevice() {
+  const list = await json("device/services");
+  state.device = Array.isArray(list) ? list.filter((s) => isObject(s) && SERVICE_NAMES.includes(s.service)) : [];
+  state.deviceLogs.clear(); // the API's copy is as new as anything heard so far
+  renderDevice();
+}
+
+function recordItem(record) {
+  const li = document.createElement("li");
+  const when = new Date(record.at);
+  li.append(element("time", "", Number.isNaN(when.getTime()) ? "" : when.toLocaleString()), " ",
+    element("span", `lvl lvl-${record.level}`, String(record.level)), " ",
+    element("span", "logger", String(record.logger)), " ", String(record.message));
+  return li;
+}
+
+function renderDevice() {
+  const list = $("device-list");
+  list.replaceChildren();
+  for (const entry of state.device) {
+    const name = entry.service + (entry.instance ? `/${entry.instance}` : "");
+    const live = state.deviceLogs.get(`${entry.service}/${entry.instance || ""}`);
+    const records = (live ? live.records : entry.records).filter(isObject);
+    const availability = state.services[entry.service] || entry.availability;
+    const card = element("article", "svc");
+    card.dataset.service = entry.service;
+    const head = element("div", "svc-head");
+    head.append(element("strong", "", name), element("span", `badge badge-${availability}`, availability));
+    if (entry.pid) head.append(element("span", "muted", `pid ${entry.pid}`));
+    const restart = element("button", "restart", "Restart");
+    restart.type = "button";
+    restart.addEventListener("click", () => restartService(entry.service, restart));
+    head.append(restart);
+    card.append(head);
+    const errors = records.filter((r) => r.level !== "WARNING").length;
+    if (records.length) {
+      const last = records[records.length - 1];
+      card.append(element("p", "svc-last", `${new Date(last.at).toLocaleTimeString()} ${last.level} ${last.message}`));
+      const details = element("details");
+      const summary = `${records.length} recent warning${records.length === 1 ? "" : "s"}` +
+        (errors ? ` (${errors} error${errors === 1 ? "" : "s"})` : "");
+      details.append(element("summary", "", summary));
+      const ol = element("ol", "records");
+      for (const record of [...records].reverse()) ol.append(recordItem(record));
+      details.append(ol);
+      card.append(details);
+    } else {
+      card.append(element("p", "svc-last muted", "No warnings or errors."));
+    }
+    list.append(card);
+  }
+}
+
+function onServiceLogs(payload, service, instance) {
+  if (!isObject(payload) || !Array.isArray(payload.records) || payload.service !== service) return;
+  state.deviceLogs.set(`${service}/${instance || ""}`, payload);
+  if (!state.device.some((e) => e.service === service && (e.instance || "") === (instance || ""))) {
+    state.device = state.device.filter((e) => !(e.service === service && !e.records.length && !e.instance));
+    state.device.push({ service, instance: instance || null, availability: "unknown", pid: null, records: [] });
+  }
+  renderDevice();
+}
+
+async function restartService(service, button) {
+  const sure = confirm(`Restart the ${service} service?\n\nIt stops cleanly (a recording under way closes its ` +
+    "segment and resumes) and is started again at once.");
+  if (!sure) return;
+  button.disabled = true;
+  setResult("device-result", `Restarting ${service}…`);
+  try {
+    const result = await send("POST", `device/services/${encodeURIComponent(service)}/restart`,
+      { reason: "from the dashboard" });
+    const outcome = result.ack ? result.ack.outcome : "no answer";
+    setResult("device-result", `${service}: ${outcome}. ${result.message}`, outcome !== "accepted");
+  } catch (err) {
+    actionFailed("device-result", err);
+  } finally {
+    button.disabled = false;
+    setTimeout(() => loadDevice().catch(onError), 3000);
+  }
+}
+
+async function snapshotNow() {
+  const button = $("snapshot");
+  button.disabled = true;
+  setResult("device-result", "Asking the status service for a snapshot…");
+  try {
+    const result = await send("POST", "device/status/snapshot");
+    if (result.snapshot) {
+      onStatus(result.snapshot);
+      setResult("device-result", `Status snapshot collected at ${new Date(result.snapshot.collected_at).toLocaleTimeString()}.`);
+    } else {
+      setResult("device-result", `No snapshot: ${result.message}`, true);
+    }
+  } catch (err) {
+    actionFailed("device-result", err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- cloud writes (the outbox) ------------------------------------------------------------------------
+
+async function loadOutbox() {
+  const res = await api("outbox");
+  if (res.status === 404) {
+    const detail = detailOf(await res.json().catch(() => null));
+    if (detail.startsWith("no cloud outbox")) {
+      state.outbox = null;
+      renderOutbox(detail);
+      return;
+    }
+  }
+  if (!res.ok) throw new Error(`outbox: HTTP ${res.status}`);
+  state.outbox = await res.json();
+  renderOutbox();
+}
+
+function heldList(op) {
+  const ul = element("ul");
+  for (const held of op.holds) ul.append(element("li", "", String(held.what)));
+  return ul;
+}
+
+function opCard(op) {
+  const card = element("article", "op");
+  card.dataset.opId = String(op.id);
+  const head = element("div", "op-head");
+  head.append(element("span", `badge badge-${op.state}`, op.state === "refused" ? "Refused" : "Retrying"),
+    element("strong", "", String(op.what)), element("span", "muted", `#${op.id}`));
+  card.append(head);
+  const booking = isObject(op.booking) ? `${op.booking.id} · ${op.booking.user_id} · ${op.booking.status} here` : op.key;
+  const since = op.state === "refused" ? "Refused" : "Queued";
+  const pairs = [["Booking", booking], [since, ago(op.age_s)], ["Error", op.error || ""],
+    ["Attempts", op.state === "retrying" ? String(op.attempts) : ""]];
+  if (Array.isArray(op.holds) && op.holds.length) {
+    pairs.push([`Holds back ${op.holds.length} write${op.holds.length === 1 ? "" : "s"}`, heldList(op)]);
+  }
+  card.append(facts(pairs));
+  if (op.state === "refused") {
+    const actions = element("div", "op-actions");
+    const replay = element("button", "replay", "Replay");
+    replay.type = "button";
+    replay.title = "Send it again (once its cause is fixed); the writes it holds back follow";
+    replay.addEventListener("click", () => replayOp(op, replay));
+    const drop = element("button", "drop danger", "Drop…");
+    drop.type = "button";
+    drop.title = "Give it up for good (asks first, and says what the booking loses)";
+    drop.addEventListener("click", () => dropOp(op, drop));
+    actions.append(replay, drop);
+    card.append(actions);
+  }
+  return card;
+}
+
+function renderOutbox(noCloud) {
+  const list = $("outbox-list");
+  list.replaceChildren();
+  $("outbox-faults").replaceChildren();
+  const view = state.outbox;
+  $("outbox-none").hidden = view !== null;
+  if (view === null) {
+    $("outbox-none").textContent = `${noCloud}.`;
+    $("outbox-summary").textContent = "";
+    $("outbox-empty").hidden = true;
+    $("outbox-dropped").hidden = true;
+    return;
+  }
+  const onTheirWay = Math.max(0, view.pending - view.held);
+  $("outbox-summary").textContent = `${view.refused} refused · ${view.held} held back · ${onTheirWay} on their way`;
+  const shown = view.ops.filter((op) => isObject(op) && op.state !== "held");
+  for (const op of shown) list.append(opCard(op));
+  for (const fault of view.faults || []) $("outbox-faults").append(element("li", "", String(fault.message)));
+  $("outbox-empty").hidden = shown.length > 0 || (view.faults || []).length > 0;
+  const dropped = view.dropped || [];
+  $("outbox-dropped").hidden = dropped.length === 0;
+  $("outbox-dropped-list").replaceChildren(...dropped.map((d) => element("li", "",
+    `#${d.id} ${d.what} (${d.key}), dropped ${new Date(d.dropped_at).toLocaleString()}`)));
+}
+
+async function replayOp(op, button) {
+  button.disabled = true;
+  setResult("outbox-result", `Replaying #${op.id}: ${op.what}…`);
+  try {
+    const result = await send("POST", `outbox/${op.id}/replay`);
+    setResult("outbox-result", `#${op.id}: ${result.outcome}. ${result.detail}`, result.outcome !== "applied");
+  } catch (err) {
+    actionFailed("outbox-result", err);
+  } finally {
+    button.disabled = false;
+    loadOutbox().catch(onError);
+  }
+}
+
+async function dropOp(op, button) {
+  if (!confirm(`Drop #${op.id}: ${op.what}?\n\n${op.if_dropped || ""}\n\nThe cloud will never get it.`)) return;
+  button.disabled = true;
+  try {
+    const result = await send("DELETE", `outbox/${op.id}`);
+    setResult("outbox-result", `Dropped #${op.id}: ${result.what}. ${result.lost}`);
+  } catch (err) {
+    actionFailed("outbox-result", err);
+  } finally {
+    button.disabled = false;
+    loadOutbox().catch(onError);
+  }
 }
 
 // ---- videos ---------------------------------------------------------------------------------------
@@ -306,11 +590,21 @@ function onEvent(event) {
     case "status":
       onStatus(payload);
       break;
-    default:
+    case "operator/action":
+      if (isObject(payload) && String(payload.action).startsWith("outbox_")) loadOutbox().catch(onError);
+      break;
+    case "alerts":
+      if (isObject(payload) && String(payload.kind).startsWith("cloud_")) loadOutbox().catch(onError);
+      break;
+    default: {
       if (parts.length === 4 && parts[3] === "availability" && typeof payload === "string") {
         state.services[parts[2]] = payload;
         renderServices();
+        break;
       }
+      const logs = LOGS_TOPIC.exec(kind);
+      if (logs) onServiceLogs(payload, logs[1], logs[2]);
+    }
   }
 }
 
@@ -349,6 +643,7 @@ function logout(message) {
   localStorage.removeItem(TOKEN_KEY);
   state.token = null;
   if (state.events) state.events.close();
+  clearInterval(state.refreshTimer);
   $("app").hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
@@ -365,7 +660,13 @@ async function start() {
   $("app").hidden = false;
   $("logout").hidden = false;
   connectEvents();
-  await Promise.all([loadStatus(), loadVideos()]);
+  clearInterval(state.refreshTimer);
+  // Pids and ages move without an event: look again now and then.
+  state.refreshTimer = setInterval(() => {
+    loadDevice().catch(onError);
+    if (state.outbox !== null) loadOutbox().catch(onError);
+  }, 30000);
+  await Promise.all([loadStatus(), loadVideos(), loadDevice(), loadOutbox()]);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -376,6 +677,7 @@ document.addEventListener("DOMContentLoaded", () => {
     start().catch(onError);
   });
   $("logout").addEventListener("click", () => logout(""));
+  $("snapshot").addEventListener("click", () => snapshotNow());
   if (state.token) start().catch(onError);
   else logout("");
 });
