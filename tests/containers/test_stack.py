@@ -274,6 +274,43 @@ def test_api_refuses_requests_without_the_token(stack: Stack) -> None:
     assert httpx.post(f"{base}/bookings", json={}, timeout=10).status_code == 401
 
 
+def test_the_operator_restarts_each_service_through_the_api(stack: Stack, api: httpx.Client) -> None:
+    """POST /device/services/<service>/restart: the service stops cleanly and exits with 75, and compose's
+    `restart: unless-stopped` starts its container again (Docker's RestartCount counts only restarts its policy
+    made); no Docker socket, no shell. The CLI works inside the api container as the README says."""
+    restarted = {}
+    for service in ("status", "worker", "recorder", "api"):
+        container = stack.container(service)
+        before = stack.inspect(container)[0]["RestartCount"]
+        answer = api.post(f"/device/services/{service}/restart", json={"reason": "test-containers"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["ack"]["outcome"] == "accepted", answer.json()
+        started = time.monotonic()
+        _wait(lambda c=container, b=before: stack.inspect(c)[0]["RestartCount"] > b
+              and stack.inspect(c)[0]["State"]["Running"], 60, f"Docker to restart {service}", stack)
+
+        def back(name: str = service) -> bool:
+            try:
+                listed = {s["service"]: s for s in api.get("/device/services").json()}
+            except (httpx.HTTPError, ValueError):
+                return False
+            return listed.get(name, {}).get("availability") == "online"
+
+        _wait(back, 60, f"{service} online again", stack)
+        restarted[service] = round(time.monotonic() - started, 1)
+        assert stack.container(service) == container, "the same container, restarted by its policy"
+    REPORT["operator_restart_s"] = restarted
+    stack.wait_healthy(ALL_SERVICES, timeout=120)
+
+    listed = stack.exec("api", "ezrec", "device", "services")
+    assert all(f"{name:<16} online" in listed.stdout for name in APP_SERVICES), listed.stdout
+    logs = stack.exec("api", "ezrec", "device", "logs", "recorder")
+    assert "restarting on the operator's request" in logs.stdout and "test-containers" in logs.stdout
+    assert stack.token not in logs.stdout + listed.stdout
+    no_cloud = stack.exec("api", "ezrec", "outbox", "list", check=False)
+    assert no_cloud.returncode == 1 and "no cloud outbox" in no_cloud.stderr
+
+
 # ---- the bookings ----
 
 def _segments(stack: Stack, booking: str) -> int:
