@@ -504,10 +504,13 @@ class SupabaseStore(Store):
         root = self.local.files_dir / "videos"
         if not file.is_relative_to(root):
             return False
+        relative = file.relative_to(root).as_posix()
+        if not self._upload_confirmed(relative, self._kept_videos()):
+            return False
+        self._keep_thumbnail(file)  # before the lock: a decode must not hold up put_object in other processes
         with exclusive(self.mirror_lock, MIRROR_LOCK_WAIT_S) as taken:
-            if not taken or not self._upload_confirmed(file.relative_to(root).as_posix(), self._kept_videos()):
+            if not taken or not self._upload_confirmed(relative, self._kept_videos()):
                 return False
-            self._keep_thumbnail(file)
             try:
                 file.unlink()
             except FileNotFoundError:
