@@ -111,6 +111,8 @@ def outbox_list(api: Api, out: TextIO, as_json: bool) -> int:
         out.write(f"{'ID':>6}  {'STATE':<8}  {'AGE':>7}  BOOKING: WHAT\n")
         for op in view["ops"]:
             out.write(_op_line(op) + "\n")
+        if view.get("not_listed"):
+            out.write(f"({view['not_listed']} older refused status row(s) not listed: each supersedes the last)\n")
         if view["refused"]:
             out.write("\nReplay a refused write once its cause is fixed (`ezrec outbox replay ID`), or drop it "
                       "(`ezrec outbox drop ID`: `ezrec outbox show ID` says what the booking loses).\n")

@@ -164,3 +164,22 @@ def test_dropping_a_refused_upload_asks_first_and_keeps_the_video_on_the_device(
     _, payload = actions.wait_for(lambda t, p: json.loads(p)["action"] == "outbox_drop")
     assert json.loads(payload)["outcome"] == "dropped" and "videos/u1/b2.mp4" in json.loads(payload)["detail"]
     assert httpx.delete(f"{api.url}/outbox/{op['id']}", headers=AUTH).status_code == 404, "gone already"
+
+
+def test_refused_status_rows_are_listed_a_few_at_a_time(store, fake_cloud, cloud_settings):
+    """Each status row supersedes the last and holds nothing back; a broken system_status table refuses one a
+    minute: the operator sees the latest few, and how many more."""
+    from shared.models import SystemStatusRow
+    from tests.supabase.fakecloud import postgrest_fault
+
+    fake_cloud.inject(postgrest_fault("23514", "new row violates check constraint", method="POST",
+                                      path="^/rest/v1/system_status", count=None))
+    for minute in range(5):
+        at = datetime(2026, 3, 1, 18, minute, tzinfo=UTC)
+        store.put_system_status(SystemStatusRow(camera_id=cloud_settings.camera_id, collected_at=at, snapshot={}))
+    store.sync_now()
+    view = store.cloud_outbox().view()
+    assert view.refused == 5 and view.held == 0
+    assert [op.kind for op in view.ops] == ["system_status"] * 3 and view.not_listed == 2
+    assert all(op.state == "refused" and op.holds == [] for op in view.ops)
+    assert view.ops[0].if_dropped == "One status row the cloud never gets; later rows replace it anyway."

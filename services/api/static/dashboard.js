@@ -462,6 +462,10 @@ function renderOutbox(noCloud) {
   $("outbox-summary").textContent = `${view.refused} refused · ${view.held} held back · ${onTheirWay} on their way`;
   const shown = view.ops.filter((op) => isObject(op) && op.state !== "held");
   for (const op of shown) list.append(opCard(op));
+  if (view.not_listed) {
+    list.append(element("p", "muted", `${view.not_listed} older refused status row(s) not listed (each supersedes ` +
+      "the last)."));
+  }
   for (const fault of view.faults || []) $("outbox-faults").append(element("li", "", String(fault.message)));
   $("outbox-empty").hidden = shown.length > 0 || (view.faults || []).length > 0;
   const dropped = view.dropped || [];

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPLAY_POLL_S = 0.2
+STATUS_ROWS_LISTED = 3
 
 
 class OutboxOpNotFound(StoreError):
@@ -93,6 +94,9 @@ class OutboxView(BaseModel):
                                        "accepted, a read-only database, a missing schema): fixed in the project, "
                                        "not here; the writes go once they are")
     dropped: list[DroppedOp] = Field(default_factory=list, description="The latest dropped writes, newest first")
+    not_listed: int = Field(0, description="Refused status rows left out of `ops` (only the latest few of each "
+                            "camera are listed: each supersedes the last, and a broken table refuses one a minute)",
+                            examples=[0])
 
 
 class ReplayResult(BaseModel):
@@ -227,6 +231,9 @@ class OutboxOperator:
 
     def view(self) -> OutboxView:
         records = self.outbox.stuck()
+        snapshots = [r for r in records if not holds_after_refusal(r.op.key)]
+        listed = {r.op.id for r in snapshots[-STATUS_ROWS_LISTED:]}
+        records = [r for r in records if holds_after_refusal(r.op.key) or r.op.id in listed]
         holds = self._held(records)
         refused = [r for r in records if r.refused]
         ordered: list[OpRecord] = []
@@ -237,8 +244,10 @@ class OutboxOperator:
         faults = [p for p in self.store.cloud_problems() if p.kind == "cloud_fault"]
         dropped = [DroppedOp(id=r.op.id, kind=r.op.kind, key=r.op.key, what=describe(r.op), error=r.last_error,
                              dropped_at=_utc(r.dropped_at)) for r in self.outbox.dropped()]
-        return OutboxView(pending=self.outbox.pending_count(), refused=len(refused), held=self.outbox.held_count(),
-                          ops=[self._op(r, holds) for r in ordered], faults=faults, dropped=dropped)
+        return OutboxView(pending=self.outbox.pending_count(), refused=self.outbox.refused_count(),
+                          held=self.outbox.held_count(),
+                          ops=[self._op(r, holds) for r in ordered], faults=faults, dropped=dropped,
+                          not_listed=len(snapshots) - len(listed))
 
     def show(self, op_id: int) -> OutboxOp:
         record = self.outbox.record(op_id)
