@@ -10,7 +10,7 @@ over several rounds:
   floor       a plain ffmpeg transcode of the recording alone (decode + encode, nothing else)
   ours_plain  `ezrec process` of the recording alone: PyAV's decode + encode (its x264 build is not the
               CLI's), to tell our pipeline's overhead from the difference between the two libx264 builds
-  encode_only our encoder set-up (services/video_worker/fmt.py) fed the recording's frames from memory: no
+  encode_only our encoder set-up (shared/video_format.py) fed the recording's frames from memory: no
               decode, no logo, no intro. No pipeline with this encoder and these settings can beat it, so
               ffmpeg_s / encode_only_s is the ceiling of speedup_vs_ffmpeg on this machine
 Each figure is the median over the rounds (`best_of_rounds`: the fastest run of each). Peak RSS is
@@ -42,7 +42,7 @@ W, H, FPS = 1920, 1080, 30
 INTRO_S = 5
 PRESET = "veryfast"
 BITRATE = 6_000_000
-LOGO_FRACTION, MARGIN_FRACTION = 0.15, 0.02  # our defaults (services/video_worker/overlay.py LogoSpec)
+LOGO_FRACTION, MARGIN_FRACTION = 0.15, 0.02  # our defaults (shared/overlay.py LogoSpec)
 GOALS = {"speedup_vs_ffmpeg": 1.4, "speedup_vs_ffmpeg_cold": 1.25, "overhead_vs_floor": 1.1, "peak_rss_mb": 300}
 
 
@@ -121,10 +121,10 @@ def encode_only(rec: Path, out: Path, seconds: int) -> None:
     import av
 
     sys.path.insert(0, str(ROOT))
-    from services.video_worker.encode import EncodeSettings
-    from services.video_worker.fmt import derive_format
     from services.video_worker.source import MediaSource
     from services.video_worker.video_out import VideoOutput
+    from shared.video_encode import EncodeSettings
+    from shared.video_format import derive_format
 
     src = MediaSource(rec)
     fmt, _ = derive_format(src.first, src.frame_rate(), EncodeSettings(preset=PRESET, crf=None, bitrate=BITRATE))

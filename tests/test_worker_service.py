@@ -263,8 +263,8 @@ def test_video_made_early_is_made_again_when_the_recording_holds_more(settings, 
 
 
 def test_media_updates_fetch_prepare_and_invalidate(settings, tmp_path, run_worker):
-    from services.video_worker.fmt import OutputFormat
     from services.video_worker.pipeline import EncodeSettings
+    from shared.video_format import OutputFormat
 
     store = LocalStore(settings.data_dir)
     worker, bus = run_worker(store)

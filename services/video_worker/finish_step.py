@@ -13,11 +13,11 @@ from pathlib import Path
 
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed
+from shared.video_format import OutputFormat
 
 from .assemble import Decision, assess, recording_over
 from .context import WorkerContext
 from .facts import booking_end
-from .fmt import OutputFormat
 from .intro import PreparedIntro
 from .jobs import Job, JobState, Part, PartState
 from .join import JoinAborted, JoinMismatch, JoinResult, join_parts

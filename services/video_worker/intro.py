@@ -4,7 +4,7 @@ Fitting: scale keeping aspect, pad black, convert rate and format. The rate conv
 `fps` filter (drops/duplicates by timestamp, constant rate out) rather than re-stamping frames, so an
 intro at 25 fps keeps its real duration in a 30 fps output.
 
-Preparing: the fitted frames go through the very encoder set-up the recording gets (fmt.py), so the
+Preparing: the fitted frames go through the very encoder set-up the recording gets (shared/video_format.py), so the
 result joins any video of that format by packet copy; its audio is cut at the intro's video length
 and followed by encoded silence (see audio_copy.py). intro_cache.py keeps the results.
 """
@@ -23,9 +23,9 @@ import av
 import av.filter
 
 from shared.atomic import atomic_path
+from shared.video_format import OutputFormat
 
 from .encode import AAC_FRAME, AudioTrack
-from .fmt import OutputFormat
 from .source import MediaSource, SourceError
 from .video_out import VideoOutput, guarded, place_audio, samples_at
 

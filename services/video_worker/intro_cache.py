@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.atomic import remove_stale_temps, write_text_atomic
+from shared.video_format import OutputFormat
 
-from .fmt import OutputFormat
 from .intro import PreparedIntro, prepare_intro
 
 log = logging.getLogger(__name__)

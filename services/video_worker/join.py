@@ -23,11 +23,11 @@ from pathlib import Path
 import av
 
 from shared.atomic import atomic_path
+from shared.video_format import OutputFormat
 
 from . import testhooks
 from .audio_copy import AudioCopier, SilenceUnavailable
 from .encode import AudioTrack
-from .fmt import OutputFormat
 from .intro import PreparedIntro
 from .pipeline import OUTPUT_MODE, decode_intro_audio
 from .video_out import samples_at

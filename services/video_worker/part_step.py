@@ -12,12 +12,13 @@ import logging
 import time
 from pathlib import Path
 
+from shared.overlay import LogoSpec
+from shared.video_format import OutputFormat
+
 from .assemble import recording_over
 from .context import WorkerContext
 from .facts import booking_end, booking_user, capture_start
-from .fmt import OutputFormat
 from .jobs import JobState, Part, PartState
-from .overlay import LogoSpec
 from .pipeline import RecordingUnreadable, encode_part, prepared_logos, recording_format
 from .source import MediaSource, SourceError, count_video_packets
 from .tail import TailReader

@@ -1,7 +1,7 @@
 """Raw recording -> player video in-process with PyAV: the prepared intro by packet copy, then the recording
 with logos, encoded once.
 
-Two entry points share one encoder set-up (fmt.py) so their outputs join by remux:
+Two entry points share one encoder set-up (shared/video_format.py) so their outputs join by remux:
 - process_video: a whole recording into a finished MP4 (the one-shot command, and the worker's fallback);
 - encode_part: one recorder segment into a video-only piece (the worker's fast path, joined by join.py).
 
@@ -23,13 +23,14 @@ from pathlib import Path
 import av
 
 from shared.atomic import atomic_path
+from shared.overlay import LogoSpec, PreparedLogo, load_logos
+from shared.video_encode import EncodeSettings
+from shared.video_format import OutputFormat, derive_format
 
 from .audio_copy import AudioCopier, SilenceUnavailable
-from .encode import AudioTrack, EncodeSettings
-from .fmt import OutputFormat, derive_format
+from .encode import AudioTrack
 from .intro import AAC_RATES, IntroUnusable, PreparedIntro
 from .intro_cache import IntroCache
-from .overlay import LogoSpec, PreparedLogo, load_logos
 from .source import MediaSource, SourceError
 from .video_out import ProgressFn, RecordingStats, VideoOutput, encode_recording, place_audio, samples_at
 

@@ -17,10 +17,11 @@ from typing import TypeVar
 import av
 from av.bitstream import BitStreamFilterContext
 
+from shared.overlay import FramePool, PreparedLogo, blend_logos
+from shared.video_format import OutputFormat, add_format_stream
+
 from . import testhooks
 from .encode import AudioTrack
-from .fmt import OutputFormat, add_format_stream
-from .overlay import FramePool, PreparedLogo, blend_logos
 from .source import MediaSource
 
 ProgressFn = Callable[[float, float], None]

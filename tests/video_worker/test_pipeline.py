@@ -16,7 +16,6 @@ import av
 import numpy as np
 import pytest
 
-from services.video_worker.overlay import LogoError, load_logo_rgba
 from services.video_worker.pipeline import (
     EncodeSettings,
     LogoSpec,
@@ -24,6 +23,7 @@ from services.video_worker.pipeline import (
     RecordingUnreadable,
     process_video,
 )
+from shared.overlay import LogoError, load_logo_rgba
 from tests.media import (
     INTRO_RGB,
     INTRO_TONE_HZ,

@@ -15,7 +15,7 @@ from typing import Any
 
 import av
 
-from .encode import SOFTWARE_X26X, EncodeSettings, add_video_stream, encoder_problem
+from shared.video_encode import SOFTWARE_X26X, EncodeSettings, add_video_stream, encoder_problem
 
 FALLBACK_CODEC = "libx264"
 AVCOL_RANGE_JPEG = 2
