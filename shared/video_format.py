@@ -28,6 +28,7 @@ from shared.video_encode import EncodeSettings, add_video_stream, encoder_proble
 FALLBACK_CODEC = "libx264"
 AVCOL_RANGE_JPEG = 2
 AVCOL_SPC_BT709 = 1
+AVCOL_SPC_SMPTE170M = 6  # also AVCOL_PRI_SMPTE170M and AVCOL_TRC_SMPTE170M
 UNSPECIFIED_TAGS = (0, 2)  # 0 = RGB/reserved, 2 = unspecified: nothing worth copying
 
 
@@ -108,12 +109,18 @@ def display_rotation(frame: av.VideoFrame) -> int:
     return (-round(ccw / 90) * 90) % 360
 
 
-def colour_tags(first: av.VideoFrame, full_range: bool) -> tuple[tuple[str, int], ...]:
+def colour_tags(first: av.VideoFrame, full_range: bool, bt709: bool) -> tuple[tuple[str, int], ...]:
+    """The output's colour description: the source's, with what it leaves unsaid filled in as assumed.
+
+    The range is only written into the H.264 stream (and the MP4 colr box) with a colour description,
+    so an untagged source gets the matrix the logos were blended in (`bt709`) and its usual primaries
+    and transfer: BT.709 (1), else SMPTE 170M (6), what players assume for untagged HD and SD video.
+    """
+    assumed = AVCOL_SPC_BT709 if bt709 else AVCOL_SPC_SMPTE170M
     tags = [("color_range", AVCOL_RANGE_JPEG if full_range else 1)]
     for name in ("colorspace", "color_primaries", "color_trc"):
         value = getattr(first, name, 2)
-        if value not in UNSPECIFIED_TAGS:
-            tags.append((name, int(value)))
+        tags.append((name, int(value) if value not in UNSPECIFIED_TAGS else assumed))
     return tuple(tags)
 
 
@@ -129,7 +136,7 @@ def derive_format(first: av.VideoFrame, rate: Fraction, settings: EncodeSettings
         pix_fmt, full_range = working_format(first, settings.codec)
     bt709 = first.colorspace == AVCOL_SPC_BT709 or (first.colorspace in UNSPECIFIED_TAGS and height >= 720)
     fmt = OutputFormat(width=width, height=height, rate=Fraction(rate), pix_fmt=pix_fmt, full_range=full_range,
-                       bt709=bt709, colour=colour_tags(first, full_range), encode=settings,
+                       bt709=bt709, colour=colour_tags(first, full_range, bt709), encode=settings,
                        rotation=display_rotation(first))
     return fmt, warning
 
