@@ -301,3 +301,19 @@ def test_unrotated_format_keys_are_unchanged_by_the_rotation_field() -> None:
     assert OutputFormat.from_json(fmt.to_json()) == fmt
     turned = OutputFormat.from_json(fmt.to_json()[:-1] + ', "rotation": 270}')
     assert turned.rotation == 270 and turned.key != fmt.key and turned.display_size == (240, 320)
+
+
+def test_the_thumbnail_of_a_turned_video_is_upright(tmp_path: Path) -> None:
+    """The dashboard's thumbnail is what a player shows: turned by the video's display matrix."""
+    import io
+
+    from shared.thumbnails import encode_jpeg
+
+    segments = remuxed_segments(tmp_path, 90)
+    with av.open(str(segments[0])) as c:
+        frame = next(c.decode(video=0))
+    with av.open(io.BytesIO(encode_jpeg(frame, width=120))) as jpeg:
+        shown = next(jpeg.decode(video=0)).to_ndarray(format="rgb24")
+    expected = np.rot90(camera_picture(), -1)[::2, ::2]
+    assert shown.shape == expected.shape, "portrait, as shown"
+    assert np.abs(shown.astype(int) - expected.astype(int)).mean() < 12
