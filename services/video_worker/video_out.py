@@ -173,7 +173,7 @@ def encode_recording(out: VideoOutput, rec: MediaSource, logos: list[PreparedLog
 
     def prepare(frame: av.VideoFrame) -> av.VideoFrame:
         """Make a decoded frame encodable and draw the logos on it, touching only the logo regions."""
-        if fmt.full_range is False and is_full_range(frame):
+        if not fmt.full_range and is_full_range(frame):
             frame = to_limited_range(frame, fmt.width, fmt.height, fmt.pix_fmt)  # a new frame
         elif frame.format.name != fmt.pix_fmt or frame.width != fmt.width or frame.height != fmt.height:
             frame = frame.reformat(width=fmt.width, height=fmt.height, format=fmt.pix_fmt)  # a new frame

@@ -70,12 +70,15 @@ def intro_picture() -> np.ndarray:
     return rgb
 
 
-def encode_file(path: Path, picture: np.ndarray, frames: int, fps: int) -> Path:
+def encode_file(path: Path, picture: np.ndarray, frames: int, fps: int, rotation: int = 0) -> Path:
+    """`picture` as stored pixels; `rotation`: a display matrix turning them clockwise (as a phone writes)."""
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=fps)
         s.height, s.width = picture.shape[:2]
         s.pix_fmt = "yuv420p"
         s.options = {"preset": "ultrafast", "crf": "18", "g": str(SEG_FRAMES), "bf": "0"}
+        if rotation:
+            s.set_display_rotation((-rotation) % 360)
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
             frame.pts, frame.time_base = i, Fraction(1, fps)
@@ -262,6 +265,19 @@ def test_rotation_survives_parts_whole_and_ezrec_process(tmp_path: Path, shared_
                  "--preset", "ultrafast"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert_upright(cli_out, degrees, report["intro_frames"], matrix)
+
+
+@pytest.mark.parametrize("degrees", [0, 90])
+def test_an_intro_with_its_own_display_matrix_is_shown_upright(tmp_path: Path, shared_media, degrees: int) -> None:
+    """A phone-made intro (pixels stored sideways, a matrix to turn them) is upright in any recording's video."""
+    _, logo = shared_media
+    phone = encode_file(tmp_path / "phone.mp4", np.ascontiguousarray(np.rot90(intro_picture(), 1)), FPS, FPS,
+                        rotation=90)
+    raw = join_segments(remuxed_segments(tmp_path, degrees) if degrees else decoded_segments(tmp_path, 0),
+                        tmp_path / "raw.mp4", START).path
+    result = process_video(raw, tmp_path / "out.mp4", intro=phone, logos=[LogoSpec(logo, corner="top-right")],
+                           encode=FAST)
+    assert_upright(result.output, degrees, result.intro_frames, matrix=degrees)
 
 
 def test_recorder_segments_joined_by_copy_keep_their_display_matrix(tmp_path: Path) -> None:
