@@ -67,7 +67,10 @@ class IntroFitter:
         graph = av.filter.Graph()
         src = graph.add_buffer(width=first.width, height=first.height, format=first.format, time_base=self._time_base)
         scale_args = f"{shown_w}:{shown_h}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-        scale_args += ":out_range=full" if full_range and pix_fmt == "yuv420p" else ":out_range=tv"
+        if not full_range:
+            scale_args += ":out_range=tv"  # a full-range intro is converted (docs/video.md)
+        elif pix_fmt == "yuv420p":
+            scale_args += ":out_range=full"
         chain = [
             src,
             *(graph.add(name, args) for name, args in turn_filters(display_rotation(first))),
