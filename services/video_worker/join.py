@@ -71,14 +71,18 @@ def _frames(path: Path) -> int:
         return int(c.streams.video[0].frames or 0) if c.streams.video else 0
 
 
-def piece_rotation(path: Path) -> int:
-    """Clockwise display rotation of a piece, from its first decoded frame (PyAV shows the matrix on frames)."""
-    with av.open(str(path)) as c:
-        if not c.streams.video:
-            return 0
-        for frame in c.decode(c.streams.video[0]):
-            return display_rotation(frame)
-    return 0
+def piece_rotation(path: Path) -> int | None:
+    """Clockwise display rotation of a piece, from its first decoded frame (PyAV shows the matrix on frames).
+
+    None when no frame decodes: the copy itself then tells what is wrong with the piece.
+    """
+    try:
+        with av.open(str(path)) as c:
+            for frame in c.decode(c.streams.video[0]):
+                return display_rotation(frame)
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def join_parts(output: Path, intro: PreparedIntro | None, parts: Iterable[Path], fmt: OutputFormat, *,
@@ -197,7 +201,7 @@ class _Joiner:
                 raise JoinMismatch(f"{path.name}: encoder parameters differ from the first piece's")
             elif ins.time_base != self.time_base:
                 raise JoinMismatch(f"{path.name}: time base {ins.time_base} differs from {self.time_base}")
-            if (turn := piece_rotation(path)) != self.fmt.rotation:
+            if (turn := piece_rotation(path)) not in (None, self.fmt.rotation):
                 raise JoinMismatch(f"{path.name}: display rotation {turn} differs from the video's "
                                    f"{self.fmt.rotation}")
             base = self.frames * self.step
