@@ -279,7 +279,7 @@ def put_logo_placements(state: State, user_id: UserId, body: LogoPlacementsIn) -
                404: {"model": Error, "description": "A user token asked for another user"}},
 )
 def preview(state: State, principal: ReaderOrQuery, user_id: UserId,
-            width: Annotated[int, Query(ge=160, le=3840, description="Width of the JPEG in pixels (at most the "
+            width: Annotated[int, Query(ge=160, le=3840, examples=[960], description="Width of the JPEG in pixels (at most the "
                                         "camera's)")] = 960) -> Response:
     if not principal.can_read(user_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"user {user_id} not found")
