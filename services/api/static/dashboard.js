@@ -624,7 +624,8 @@ function showLogoErrors(message, rows) {
     const loc = Array.isArray(e.loc) ? e.loc : [];
     const key = loc[1] === "logo_placement" ? "logo" : loc[1] === "sponsor_logo_placements" ? `sponsor-${loc[2]}` : null;
     const row = rows.find((r) => r.dataset.slot === key);
-    const text = `${loc.slice(3).join(".") || "placement"}: ${e.msg}`;
+    const field = loc.slice(row ? 3 : 1).join(".");
+    const text = field ? `${field}: ${e.msg}` : String(e.msg);
     if (row) row.querySelector(".error").textContent += `${text} `;
     else unplaced.push(text);
   }
