@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from shared.logo_layout import logo_slots, place_logos
 from shared.models import LogoPlacement
 from shared.overlay import LogoSpec
@@ -97,9 +99,20 @@ class MediaCache:
                 media.logos.append(files[path])
             except (StoreError, OSError, ValueError) as exc:
                 media.problems.append(f"logo {path} unavailable: {exc}")
-        slots = [(path, LogoPlacement.model_validate(p) if p else None) for path, p in zip(logos, placed, strict=True)]
+        slots = [(path, self._placement(p, media)) for path, p in zip(logos, placed, strict=True)]
         media.logo_specs = place_logos(slots, files.get)
         return media
+
+    @staticmethod
+    def _placement(value: dict | None, media: UserMedia) -> LogoPlacement | None:
+        """A placement that does not validate (a hand-edited plan) is the default, never a failed video."""
+        if not value:
+            return None
+        try:
+            return LogoPlacement.model_validate(value)
+        except ValidationError as exc:
+            media.problems.append(f"logo placement {value!r} unusable ({exc.error_count()} errors); default used")
+            return None
 
     def sync_user(self, user_id: str) -> UserMedia:
         """Fetch the media the user's settings name now and drop the rest (settings changed or media updated)."""
