@@ -18,6 +18,9 @@ DEFAULT_CORNERS: tuple[Corner, ...] = ("top-right", "top-left", "bottom-right", 
 the sponsors): with no placements at all, the i-th logo goes to DEFAULT_CORNERS[i], the layout from before
 placements existed."""
 
+MAX_LOGOS = 4
+"""The user's logo plus up to three sponsor logos."""
+
 T = TypeVar("T")
 LogoSlot = tuple[str, LogoPlacement | None]
 
@@ -61,3 +64,9 @@ def place_logos(slots: Sequence[tuple[T, LogoPlacement | None]],
 def logo_specs(settings: UserSettings | None, local: Callable[[str], Path | None] = Path) -> list[LogoSpec]:
     """The user's logos as drawn; `local` maps a `media` object path to its file here (default: the path as is)."""
     return place_logos(logo_slots(settings), local)
+
+
+def booking_logos(paths: Sequence[Path]) -> list[LogoSpec]:
+    """Logo files in their settings' order with no placements: the defaults (what `logo_specs` gives for a user
+    who never placed a logo). A caller that has the user's settings should use `logo_specs`."""
+    return place_logos([(Path(p), None) for p in paths[:MAX_LOGOS]], lambda path: path)

@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from shared.logo_layout import DEFAULT_CORNERS, logo_slots, logo_specs, place_logos
+from shared.logo_layout import DEFAULT_CORNERS, booking_logos, logo_slots, logo_specs, place_logos
 from shared.models import LogoCorner, LogoPlacement, UserSettings, corner_clashes
 from shared.overlay import CORNERS, LogoSpec
 
@@ -31,6 +31,7 @@ def test_without_placements_the_layout_is_the_one_before_placements_existed():
     only_sponsor = UserSettings(user_id="u", sponsor_logo_paths=[S0])
     assert logo_specs(only_sponsor) == [LogoSpec(path=Path(S0), corner="top-right")]
     assert logo_specs(None) == [] and logo_specs(UserSettings(user_id="u")) == []
+    assert booking_logos([Path(p) for p in [LOGO, S0, S1, S2, "fifth.png"]]) == specs  # files only: at most four
 
 
 def test_placements_are_applied_and_the_logos_left_to_default_avoid_their_corners():
