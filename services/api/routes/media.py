@@ -33,6 +33,8 @@ MediaKind = Annotated[Literal["intro", "logo"], Path(description="`intro` (a cli
                                                      "videos) or `logo` (a PNG overlaid on them)", examples=["logo"])]
 SponsorIndex = Annotated[int, Path(ge=0, lt=MAX_SPONSOR_LOGOS, examples=[0],
                                    description="0-based position in the user's `sponsor_logo_paths`")]
+PreviewWidth = Annotated[int, Query(ge=160, le=3840, examples=[960],
+                                    description="Width of the JPEG in pixels (at most the camera's)")]
 _CHUNK = 1024 * 1024
 _UPLOAD_ERRORS = {
     **BODY_ERRORS,
@@ -278,9 +280,7 @@ def put_logo_placements(state: State, user_id: UserId, body: LogoPlacementsIn) -
     responses={200: {"content": {"image/jpeg": {}}, "description": "The preview"},
                404: {"model": Error, "description": "A user token asked for another user"}},
 )
-def preview(state: State, principal: ReaderOrQuery, user_id: UserId,
-            width: Annotated[int, Query(ge=160, le=3840, examples=[960], description="Width of the JPEG in pixels (at most the "
-                                        "camera's)")] = 960) -> Response:
+def preview(state: State, principal: ReaderOrQuery, user_id: UserId, width: PreviewWidth = 960) -> Response:
     if not principal.can_read(user_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"user {user_id} not found")
     cfg = state.settings
