@@ -21,7 +21,7 @@ from .facts import booking_end
 from .intro import PreparedIntro
 from .jobs import Job, JobState, Part, PartState
 from .join import JoinAborted, JoinMismatch, JoinResult, join_parts
-from .part_step import JOIN_LEAD_SEGMENTS, logo_specs
+from .part_step import JOIN_LEAD_SEGMENTS
 from .pipeline import RecordingUnreadable, prepared_intro, process_video
 from .source import count_video_packets, describe_video
 
@@ -206,7 +206,7 @@ def _whole(ctx: WorkerContext, job: Job, raw: Path, output: Path, plan: dict | N
         return
     ctx.jobs.update(job.booking_id, owner, keep=True, mode="whole")
     if plan is not None:
-        media = ctx.media.from_objects(plan.get("intro"), plan.get("logos", []))
+        media = ctx.media.from_objects(plan.get("intro"), plan.get("logos", []), plan.get("placements"))
     else:
         media = ctx.media.sync_user(job.user_id)
     warnings = list(media.problems)
@@ -218,7 +218,7 @@ def _whole(ctx: WorkerContext, job: Job, raw: Path, output: Path, plan: dict | N
 
     try:
         with ctx.encode_slot:
-            result = process_video(raw, output, intro=media.intro, logos=logo_specs(media.logos),
+            result = process_video(raw, output, intro=media.intro, logos=media.logo_specs,
                                    encode=ctx.encode, progress=progress, intro_cache=ctx.intros)
     except Stopping:
         ctx.jobs.retry_later(job.booking_id, owner, "interrupted by a shutdown", delay=0, count=False)

@@ -12,7 +12,6 @@ import logging
 import time
 from pathlib import Path
 
-from shared.overlay import LogoSpec
 from shared.video_format import OutputFormat
 
 from .assemble import recording_over
@@ -25,17 +24,12 @@ from .tail import TailReader
 
 log = logging.getLogger(__name__)
 
-CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left")
 CLOSED_AFTER_NEXT_S = 5.0
 """A segment with a successor that has not changed for this long is closed (the recorder closes it in ms)."""
 STALL_S = 30.0
 """A segment that has not grown for this long, with no close announced, is given up on (its writer died)."""
 JOIN_LEAD_SEGMENTS = 2
 """The booking's job starts this many segment lengths before its end (the streaming join needs one)."""
-
-
-def logo_specs(paths: list[Path]) -> list[LogoSpec]:
-    return [LogoSpec(path=p, corner=CORNERS[i % len(CORNERS)]) for i, p in enumerate(paths[:4])]
 
 
 def closed_on_disk(path: Path, successor: bool, joined: bool, booking_over: bool = False,
@@ -120,9 +114,9 @@ def _encode(ctx: WorkerContext, part: Part, source: MediaSource, target: Path, r
     booking_id = part.booking_id
     plan = _plan(ctx, part, source, warnings)
     fmt = OutputFormat.from_json(plan["fmt"])
-    media = ctx.media.from_objects(plan.get("intro"), plan.get("logos", []))
+    media = ctx.media.from_objects(plan.get("intro"), plan.get("logos", []), plan.get("placements"))
     warnings.extend(media.problems)
-    logos = prepared_logos(logo_specs(media.logos), fmt, warnings)
+    logos = prepared_logos(media.logo_specs, fmt, warnings)
     ctx.intros.remember_format(fmt)
     started_at = capture_start(source.container)
     first = started_at.timestamp() if started_at else part.start_at
@@ -184,6 +178,7 @@ def _plan(ctx: WorkerContext, part: Part, source: MediaSource, warnings: list[st
         "fmt": fmt.to_json(),
         "intro": media.intro_object if media and media.intro else None,
         "logos": media.logo_objects if media else [],
+        "placements": media.logo_placements if media else [],
         "start": booking.start_time.timestamp() if booking else (started_at.timestamp() if started_at else None),
     }
     stored = ctx.jobs.plan(part.booking_id, proposal)
