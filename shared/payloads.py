@@ -151,6 +151,7 @@ class HighlightCreated(Payload):
     size_bytes: int = Field(ge=0)
     copied: bool  # True: packets copied from the recording (no encode); False: transcoded with the logos
     presses: int = Field(ge=1)
+    cpu_s: float | None = Field(None, ge=0)  # the worker's CPU time for this clip (cut, encode if any, store)
     worker: str | None = None
 
 
