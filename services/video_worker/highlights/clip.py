@@ -93,7 +93,10 @@ class _Reading:
                 if self.joined.is_file():
                     self._feed(self.joined, closed=True)
                     return
-                raise RecordingGone(f"booking {self.row.booking_id}: no segments and no recording on the device")
+                if self._over():
+                    raise RecordingGone(f"booking {self.row.booking_id}: no segments and no recording on the device")
+                time.sleep(POLL_S)  # the recorder is opening its first segment
+                continue
             if not fresh:
                 if not segments and self.joined.is_file():
                     return  # joined after what was read: nothing follows
