@@ -12,6 +12,7 @@ segments meanwhile, the joined recording is cut instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -27,7 +28,7 @@ import av
 from services.recorder.layout import BookingDir
 from services.recorder.timeline import FIRST_CAPTURE_KEY, first_capture
 from shared import capture_stamp
-from shared.atomic import atomic_path
+from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import Video, highlight_video_id, storage_path_for_highlight
 from shared.payloads import HighlightCreated, HighlightFailed
 from shared.timeutil import isoformat_z, utc_now
@@ -45,8 +46,10 @@ from .table import MAX_ATTEMPTS, ClipRow, ClipTable
 
 log = logging.getLogger(__name__)
 
-WORK_DIR = ".highlights"
-"""Under PROCESSED_RECORDINGS_DIR; a dot name is never a booking id, so the worker's own folders never clash."""
+WORK_DIR = "highlights"
+"""Under DATA_DIR: the worker tidies PROCESSED_RECORDINGS_DIR of folders no booking job owns, so not there."""
+STALE_S = 3600.0
+"""A file left in the work folder this long belongs to a worker killed mid-clip (each is removed once stored)."""
 POLL_S = 0.05
 STALL_S = 30.0
 """No new frame and no new segment for this long while the booking should be recording: cut what there is."""
@@ -69,7 +72,18 @@ class Made:
 
 
 def work_dir(ctx: WorkerContext, booking_id: str) -> Path:
-    return ctx.settings.processed_dir / WORK_DIR / booking_id
+    return ctx.settings.data_dir / WORK_DIR / booking_id
+
+
+def remove_leftovers(ctx: WorkerContext) -> None:
+    """Clips a killed worker left half made (they are made again from the table)."""
+    root = ctx.settings.data_dir / WORK_DIR
+    for path in remove_stale_temps(root, ("*/*.mp4", "*/.*"), STALE_S):
+        log.info("removed %s left by an interrupted highlight", path)
+    if root.is_dir():
+        for folder in root.iterdir():
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
 
 
 class _Reading:

@@ -12,7 +12,7 @@ import threading
 from shared.payloads import HighlightClip
 
 from ..context import WorkerContext
-from .clip import run_one
+from .clip import remove_leftovers, run_one
 from .table import TABLE_FILE, ClipTable
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,10 @@ class HighlightLoop:
             self.wake.set()
 
     def run(self, stop: threading.Event) -> None:
+        try:
+            remove_leftovers(self.ctx)
+        except OSError as exc:
+            log.warning("highlight leftovers not removed: %s", exc)
         while not stop.is_set():
             try:
                 row = self.table.claim(self.owner)
