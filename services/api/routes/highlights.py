@@ -23,7 +23,7 @@ BookingId = Annotated[str, Path(pattern=SAFE_ID_PATTERN, examples=["court1-2026-
 class HighlightAsk(BaseModel):
     """Both optional: the device's HIGHLIGHT_SECONDS / HIGHLIGHT_AFTER_S otherwise."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seconds": 30, "after_s": 3}, {}]})
 
     seconds: float | None = Field(None, gt=0, le=300, description="Seconds before now", examples=[30])
     after_s: float | None = Field(None, ge=0, le=60, description="Seconds after now", examples=[3])
@@ -52,7 +52,7 @@ class HighlightAccepted(BaseModel):
                409: {"model": Error, "description": "The booking is not being recorded now"}, **BODY_ERRORS},
 )
 def ask_highlight(state: State, principal: Reader, booking_id: BookingId,
-                  body: HighlightAsk | None = Body(None)) -> HighlightAccepted:  # noqa: B008
+                  body: HighlightAsk | None = Body(None)) -> HighlightAccepted:
     booking = state.store.get_booking(booking_id)
     if booking is None or not principal.can_read(booking.user_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"booking {booking_id} not found")
