@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -54,6 +53,9 @@ POLL_S = 0.05
 STALL_S = 30.0
 """No new frame and no new segment for this long while the booking should be recording: cut what there is."""
 RENEW_EVERY_S = 5.0
+NO_PROBE = {"probesize": "32", "analyzeduration": "0"}
+"""Packets are only copied: the MP4 header says all the cut needs, so opening a file decodes no frame to probe it
+(at 1080p that probing is most of a clip's CPU)."""
 
 
 class RecordingGone(Exception):
@@ -118,12 +120,13 @@ class _Reading:
                     return
                 time.sleep(POLL_S)
                 continue
-            for n, (index, path) in enumerate(fresh):
-                if not self.cutter.started and n + 1 < len(fresh) and _starts_by(fresh[n + 1][1], self.row.start):
-                    last = index  # wholly before the clip (its successor starts before the clip does)
+            for index, path in fresh:
+                closed = self._closed(index, path)
+                if closed and not self.cutter.started and _written_before(path, self.row.start):
+                    last = index  # wholly before the clip: its last frame was written before the clip starts
                     continue
                 try:
-                    self._feed(path, closed=self._closed(index, path))
+                    self._feed(path, closed=closed)
                 except FileNotFoundError:
                     if self.joined.is_file() and not self.cutter.started:
                         self._feed(self.joined, closed=True)  # joined and removed before we got to it
@@ -145,7 +148,8 @@ class _Reading:
             reader = TailReader(path, lambda: self._renew() or self._closed(index, path), stall_s=STALL_S,
                                 stop=self.ctx.stop)
         try:
-            container = av.open(reader, format="mp4") if reader is not None else av.open(str(path))
+            # A growing file is read as a pipe: its demuxer needs the probe to find the header's stream.
+            container = av.open(reader, format="mp4") if reader is not None else av.open(str(path), options=NO_PROBE)
         except av.FFmpegError:
             if reader is not None:
                 reader.close()
@@ -174,13 +178,13 @@ class _Reading:
             self.table.renew(self.row.booking_id, self.row.clip_id, self.owner)
 
 
-def _starts_by(path: Path, at: datetime) -> bool:
+def _written_before(path: Path, at: datetime) -> bool:
+    """A file last written before `at` holds no frame captured at or after it (frames are written after their
+    capture, on the same clock), so a clip from `at` on needs nothing from it: no need to open it."""
     try:
-        with av.open(str(path)) as c:
-            anchor = first_capture(c)
-    except (av.FFmpegError, OSError):
+        return path.stat().st_mtime < at.timestamp()
+    except OSError:
         return False
-    return anchor is not None and anchor <= at
 
 
 def _media(ctx: WorkerContext, row: ClipRow) -> tuple[list[Path], list[str], str | None]:
@@ -248,7 +252,7 @@ def make(ctx: WorkerContext, table: ClipTable, row: ClipRow, owner: str) -> Made
         with ctx.encode_slot:
             transcode(cut_path, final, fmt_json, logos, ctx, warnings)
         cut_path.unlink(missing_ok=True)
-    duration = (cut.last_at - cut.first_at).total_seconds() + _frame_s(final)
+    duration = (cut.last_at - cut.first_at).total_seconds() + (float(1 / cut.rate) if cut.rate else 0.0)
     path = storage_path_for_highlight(row.user_id, row.booking_id, row.clip_id)
     info = ctx.store.put_object("videos", path, final, "video/mp4")
     video = ctx.store.upsert_video(Video(
@@ -275,16 +279,6 @@ class _Throttled:
         if self.last is None or now - self._at >= self._every:
             self.last, self._at = self._read(), now
         return self.last
-
-
-def _frame_s(path: Path) -> float:
-    """One frame's duration: a clip of n frames lasts from its first frame to the end of its last."""
-    try:
-        with av.open(str(path)) as c:
-            rate = c.streams.video[0].average_rate or c.streams.video[0].guessed_rate
-    except (av.FFmpegError, OSError, IndexError):
-        return 0.0
-    return float(1 / Fraction(rate)) if rate else 0.0
 
 
 def run_one(ctx: WorkerContext, table: ClipTable, row: ClipRow, owner: str) -> None:

@@ -45,10 +45,15 @@ class CutResult:
     """The logo fingerprint of every input used ("none" for an input that carries no stamp: nothing drawn)."""
     same_parameter_sets: bool = True
     """Every input had the same codec parameters (avcC): only then is the copy decodable by every player."""
+    rate: Fraction | None = None
 
 
 class Cutter:
-    """Feed it open inputs in capture order; `feed` says when the clip's end has been passed."""
+    """Feed it open inputs in capture order; `feed` says when the clip's end has been passed.
+
+    Times are integer ticks of the clip's time base (its first input's; the recorder's segments all share one),
+    relative to the first input's capture time: a clip is a thousand packets, so no Fraction per packet.
+    """
 
     def __init__(self, target: Path, start_at: datetime, end_at: Callable[[], datetime]) -> None:
         self.target = target
@@ -57,18 +62,30 @@ class Cutter:
         self.passed_end = False
         self.started = False
         self.frames = 0
+        self.rate: Fraction | None = None  # the inputs' nominal frame rate, when they say
         self._ref: datetime | None = None  # capture time all clip arithmetic is relative to
         self._tb: Fraction | None = None  # the clip's time base (its first input's)
-        self._buffer: list[tuple[av.Packet, Fraction, Fraction]] = []  # from the last keyframe before the start
-        self._first_s: Fraction | None = None
-        self._last_s: Fraction | None = None
-        self._last_dts: Fraction | None = None
+        self._buffer: list[tuple[av.Packet, int, int]] = []  # from the last keyframe before the start
+        self._first_t: int | None = None
+        self._last_t: int | None = None
+        self._last_dts: int | None = None
+        self._end: tuple[datetime, int] | None = None
         self._out: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self._extradata: bytes | None = None
         self._atomic: contextlib.AbstractContextManager[Path] | None = None
         self._logos: set[str] = set()
         self._same = True
+
+    def _ticks(self, at: datetime) -> int:
+        assert self._ref is not None and self._tb is not None
+        return round(_seconds(at - self._ref) / self._tb)
+
+    def _end_ticks(self) -> int:
+        end = self.end_at()
+        if self._end is None or self._end[0] != end:
+            self._end = (end, self._ticks(end))
+        return self._end[1]
 
     # ---- feeding ---------------------------------------------------------------------------------
 
@@ -81,13 +98,13 @@ class Cutter:
         if anchor is None or stream.time_base is None:
             raise ValueError("input carries no capture time (ezrec_first_capture)")
         if self._ref is None:
-            self._ref = anchor
-            self._tb = stream.time_base
+            self._ref, self._tb = anchor, stream.time_base
+        self.rate = self.rate or stream.average_rate or stream.guessed_rate
         logos = capture_stamp.read(container.metadata)[1] or capture_stamp.NO_LOGOS
         extradata = bytes(stream.codec_context.extradata or b"")
-        base = _seconds(anchor - self._ref)
-        tb = stream.time_base
-        start_s = _seconds(self.start_at - self._ref)
+        base = self._ticks(anchor)
+        scale = None if stream.time_base == self._tb else stream.time_base / self._tb
+        start = self._ticks(self.start_at)
         if not self.started:
             self._buffer = []  # a new file starts on a keyframe: never carry packets across files
         first_pts: int | None = None
@@ -95,54 +112,59 @@ class Cutter:
             if packet.size == 0 or packet.pts is None or packet.dts is None or packet.is_corrupt:
                 continue
             first_pts = packet.pts if first_pts is None else first_pts
-            pts_s = base + (packet.pts - first_pts) * tb
-            dts_s = base + (packet.dts - first_pts) * tb
-            if pts_s > _seconds(self.end_at() - self._ref):
+            if scale is None:
+                pts, dts = base + packet.pts - first_pts, base + packet.dts - first_pts
+            else:
+                pts = base + round((packet.pts - first_pts) * scale)
+                dts = base + round((packet.dts - first_pts) * scale)
+            if pts > self._end_ticks():
                 self.passed_end = True
                 break
             if self.started:
-                self._write(stream, packet, pts_s, dts_s, logos, extradata)
+                self._write(stream, packet, pts, dts, logos, extradata)
                 continue
-            if packet.is_keyframe and (pts_s <= start_s or not self._buffer):
-                self._buffer = [(packet, pts_s, dts_s)]
+            if packet.is_keyframe and (pts <= start or not self._buffer):
+                self._buffer = [(packet, pts, dts)]
             elif self._buffer:
-                self._buffer.append((packet, pts_s, dts_s))
-            if self._buffer and pts_s >= start_s:
+                self._buffer.append((packet, pts, dts))
+            if self._buffer and pts >= start:
                 self.started = True
-                for held, p_s, d_s in self._buffer:
-                    self._write(stream, held, p_s, d_s, logos, extradata)
+                for held, held_pts, held_dts in self._buffer:
+                    self._write(stream, held, held_pts, held_dts, logos, extradata)
                 self._buffer = []
         return self.passed_end
 
-    def _write(self, stream: av.video.stream.VideoStream, packet: av.Packet, pts_s: Fraction, dts_s: Fraction,
-               logos: str, extradata: bytes) -> None:
-        if self._last_dts is not None and dts_s <= self._last_dts:
+    def _write(self, stream: av.video.stream.VideoStream, packet: av.Packet, pts: int, dts: int, logos: str,
+               extradata: bytes) -> None:
+        if self._last_dts is not None and dts <= self._last_dts:
             return  # an overlap between files (a resumed recording): already in the clip
         if self._out is None:
-            self._open(stream, pts_s, extradata)
+            self._open(stream, pts, extradata)
         elif extradata != self._extradata:
             self._same = False
-        assert self._out is not None and self._stream is not None and self._tb is not None
-        assert self._first_s is not None
+        assert self._out is not None and self._stream is not None and self._first_t is not None
         self._logos.add(logos)
-        self._last_dts = dts_s
-        self._last_s = pts_s if self._last_s is None else max(self._last_s, pts_s)
+        self._last_dts = dts
+        self._last_t = pts if self._last_t is None else max(self._last_t, pts)
         packet.stream = self._stream
         packet.time_base = self._tb
-        packet.pts = round((pts_s - self._first_s) / self._tb)
-        packet.dts = round((dts_s - self._first_s) / self._tb)
+        packet.pts, packet.dts = pts - self._first_t, dts - self._first_t
         self._out.mux(packet)
         self.frames += 1
 
-    def _open(self, stream: av.video.stream.VideoStream, first_s: Fraction, extradata: bytes) -> None:
-        assert self._ref is not None
+    def _open(self, stream: av.video.stream.VideoStream, first: int, extradata: bytes) -> None:
+        assert self._ref is not None and self._tb is not None
         self._atomic = atomic_path(self.target, suffix=".mp4")
         tmp = self._atomic.__enter__()
         self._out = av.open(str(tmp), "w", format="mp4", options={"movflags": MOVFLAGS})
         self._stream = self._out.add_stream_from_template(stream)  # keeps a display matrix
         self._extradata = extradata
-        self._first_s = first_s
-        timeline.stamp(self._out, self._ref + timedelta(seconds=float(first_s)))
+        self._first_t = first
+        timeline.stamp(self._out, self._at(first))
+
+    def _at(self, ticks: int) -> datetime:
+        assert self._ref is not None and self._tb is not None
+        return self._ref + timedelta(seconds=float(ticks * self._tb))
 
     # ---- ending ----------------------------------------------------------------------------------
 
@@ -156,12 +178,11 @@ class Cutter:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._atomic.__exit__(None, None, None)
-        assert self._ref is not None and self._first_s is not None and self._last_s is not None
-        first_at = self._ref + timedelta(seconds=float(self._first_s))
-        return CutResult(path=self.target, frames=self.frames, first_at=first_at,
-                         last_at=self._ref + timedelta(seconds=float(self._last_s)),
+        assert self._first_t is not None and self._last_t is not None
+        first_at = self._at(self._first_t)
+        return CutResult(path=self.target, frames=self.frames, first_at=first_at, last_at=self._at(self._last_t),
                          lead_s=max(0.0, (self.start_at - first_at).total_seconds()), logos=set(self._logos),
-                         same_parameter_sets=self._same)
+                         same_parameter_sets=self._same, rate=self.rate)
 
     def abort(self) -> None:
         """Drop a partial clip (its temp file goes)."""
