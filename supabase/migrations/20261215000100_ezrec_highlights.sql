@@ -1,9 +1,9 @@
 -- Highlights (issue 16): clips a player asks for during a recording, stored as `videos` rows of kind `highlight`
 -- linked to their booking. Idempotent, like the others.
 --
--- Apply AFTER the devices run the software that upserts videos on `id` (it no longer names `booking_id` as the
--- conflict target, which this migration stops being unique on its own). A device's highlight rows wait in its
--- outbox (a schema fault, retried) until this is applied; its full videos never wait for them.
+-- Apply right AFTER the devices run the software that upserts videos on `id` (an older device names `booking_id` as
+-- the conflict target, which this migration stops being unique on its own). A highlight row such a device sends
+-- before this is applied meets a schema fault: its cloud writes wait (retried, alerted) and land once it is.
 
 alter table public.videos add column if not exists kind text not null default 'full';
 

@@ -96,8 +96,8 @@ def _describe(op: CloudOp) -> str:
 
 
 def highlight_key(booking_id: str) -> str:
-    """A booking's highlights are ordered among themselves, apart from its full video: a highlight write that has
-    to wait (a project without the highlights migration yet) never holds back the booking's video."""
+    """A booking's highlights are ordered among themselves, apart from its full video: a highlight write the cloud
+    refuses holds back only the booking's other highlights, never its video."""
     return f"highlight:{booking_id}"
 
 
