@@ -36,6 +36,7 @@ from pathlib import Path
 
 import av
 import paho.mqtt.client as mqtt
+from av.video.frame import PictureType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,7 +111,8 @@ def court(args: argparse.Namespace, workdir: Path) -> dict:
         **{k: v for k, v in os.environ.items() if not k.startswith(mine)},
         "PYTHONPATH": str(ROOT), "DATA_DIR": str(data), "CAMERA_ID": camera, "MQTT_PORT": str(broker.port),
         "CAMERA_SOURCE": "synthetic", "CAMERA_WIDTH": str(args.width), "CAMERA_HEIGHT": str(args.height),
-        "CAMERA_FPS": str(args.fps), "CAMERA_WARMUP_S": "2", "LOG_LEVEL": "WARNING", "VIDEO_WORKER_CHECK_INTERVAL": "2",
+        "CAMERA_FPS": str(args.fps), "CAMERA_BITRATE": str(args.bitrate), "CAMERA_WARMUP_S": "2",
+        "LOG_LEVEL": "WARNING", "VIDEO_WORKER_CHECK_INTERVAL": "2",
     }
     events = Events(broker.port, camera)
     procs, logs = [], []
@@ -180,6 +182,7 @@ def court(args: argparse.Namespace, workdir: Path) -> dict:
     peers = [r["ffmpeg_copy_cpu_s"] for r in rows if "ffmpeg_copy_cpu_s" in r]
     return {
         "camera": f"synthetic {args.width}x{args.height}@{args.fps}", "booking_s": args.booking_s,
+        "camera_bitrate": args.bitrate or "CRF 23",
         "clips": rows,
         "latency_after_end_s_max": max(latencies), "latency_after_end_s_median": statistics.median(latencies),
         "latency_goal_s": LATENCY_GOAL_S, "latency_within_goal": max(latencies) < LATENCY_GOAL_S,
@@ -210,6 +213,7 @@ def _encode(reference: Path, fps: int, gop_s: float, path: Path, bitrate: int = 
                 if bitrate:
                     stream.bit_rate = bitrate
             frame.pts = frames
+            frame.pict_type = PictureType.NONE  # decoded raw frames say I: libx264 would obey (an all-intra stream)
             frames += 1
             out.mux(stream.encode(frame))
         assert stream is not None
@@ -254,13 +258,15 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--gop-seconds", type=float, default=20.0, help="length of the GOP-cost encodes")
+    parser.add_argument("--bitrate", type=int, default=0, help="CAMERA_BITRATE for the court (0: CRF 23)")
     parser.add_argument("--skip-court", action="store_true")
+    parser.add_argument("--skip-gop", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ezrec-bench-hl-") as tmp:
         workdir = Path(tmp)
         made = None if args.skip_court else court(args, workdir)
         print(json.dumps({"court": made}), file=sys.stderr)  # kept even if the GOP part fails
-        result = {"court": made, "gop": gop_cost(args, workdir), "cpu_count": os.cpu_count(),
+        result = {"court": made, "gop": None if args.skip_gop else gop_cost(args, workdir), "cpu_count": os.cpu_count(),
                   "load_1m_after": round(os.getloadavg()[0], 2)}
     print(json.dumps(result))
     return 0 if result["court"] is None or "error" not in result["court"] else 1
