@@ -98,6 +98,7 @@ class LocalStore(Store):
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
         self._migrate()
+        self._migrate_videos()
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -129,7 +130,6 @@ class LocalStore(Store):
         status_reason. SQLite cannot alter a CHECK, so the table is rebuilt (sqlite.org/lang_altertable.html),
         in one write transaction; a process opening it meanwhile waits and then finds it done."""
         with self._tx() as db:
-            self._migrate_videos(db)
             columns = {row["name"] for row in db.execute("PRAGMA table_info(bookings)")}
             if "status_reason" in columns:
                 return
@@ -140,19 +140,19 @@ class LocalStore(Store):
             db.execute("ALTER TABLE bookings_new RENAME TO bookings")
             db.execute("CREATE INDEX IF NOT EXISTS bookings_camera_start ON bookings (camera_id, start_time)")
 
-    @staticmethod
-    def _migrate_videos(db: sqlite3.Connection) -> None:
+    def _migrate_videos(self) -> None:
         """A database made before highlights: `videos.booking_id` was UNIQUE (one video per booking) and there was
         no `kind`. Rebuilt the same way: every old row is a `full` video, still one per booking (partial index)."""
-        columns = {row["name"] for row in db.execute("PRAGMA table_info(videos)")}
-        if "kind" not in columns:
-            db.execute("DROP TABLE IF EXISTS videos_new")
-            db.execute(_VIDEOS.format(name="videos_new"))
-            db.execute(f"INSERT INTO videos_new ({_VIDEO_COLUMNS}) SELECT {_VIDEO_COLUMNS} FROM videos")
-            db.execute("DROP TABLE videos")
-            db.execute("ALTER TABLE videos_new RENAME TO videos")
-        for statement in filter(str.strip, _VIDEO_INDEXES.split(";")):
-            db.execute(statement)
+        with self._tx() as db:
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(videos)")}
+            if "kind" not in columns:
+                db.execute("DROP TABLE IF EXISTS videos_new")
+                db.execute(_VIDEOS.format(name="videos_new"))
+                db.execute(f"INSERT INTO videos_new ({_VIDEO_COLUMNS}) SELECT {_VIDEO_COLUMNS} FROM videos")
+                db.execute("DROP TABLE videos")
+                db.execute("ALTER TABLE videos_new RENAME TO videos")
+            for statement in filter(str.strip, _VIDEO_INDEXES.split(";")):
+                db.execute(statement)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -540,6 +540,7 @@ function play(video) {
   $("player-title").textContent = `${what}${video.booking_id} (${video.user_id})`;
   state.playing = video;
   $("share-url").hidden = true;
+  $("share-button").onclick = () => shareVideo().catch(onError);
   const player = $("player");
   player.src = withToken(`videos/${encodeURIComponent(video.id)}/download?inline=true`);
   player.play().catch(() => {});
@@ -707,7 +708,6 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("logout").addEventListener("click", () => logout(""));
   $("snapshot").addEventListener("click", () => snapshotNow());
-  $("share-button").addEventListener("click", () => shareVideo().catch(onError));
   if (state.token) start().catch(onError);
   else logout("");
 });

@@ -29,13 +29,14 @@ from services.recorder.timeline import FIRST_CAPTURE_KEY, first_capture
 from shared import capture_stamp
 from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import Video, highlight_video_id, storage_path_for_highlight
+from shared.overlay import LogoSpec
 from shared.payloads import HighlightCreated, HighlightFailed
 from shared.timeutil import isoformat_z, utc_now
 from shared.video_format import OutputFormat
 
 from ..context import WorkerContext
 from ..facts import booking_end
-from ..part_step import logo_specs, segment_closed
+from ..part_step import segment_closed
 from ..pipeline import prepared_logos, recording_format
 from ..source import MediaSource
 from ..tail import TailReader
@@ -53,6 +54,8 @@ POLL_S = 0.05
 STALL_S = 30.0
 """No new frame and no new segment for this long while the booking should be recording: cut what there is."""
 RENEW_EVERY_S = 5.0
+CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left")
+"""Where logos go when nothing says otherwise (the worker's own default, services/video_worker/part_step.py)."""
 NO_PROBE = {"probesize": "32", "analyzeduration": "0"}
 """Packets are only copied: the MP4 header says all the cut needs, so opening a file decodes no frame to probe it
 (at 1080p that probing is most of a clip's CPU)."""
@@ -187,23 +190,28 @@ def _written_before(path: Path, at: datetime) -> bool:
         return False
 
 
-def _media(ctx: WorkerContext, row: ClipRow) -> tuple[list[Path], list[str], str | None]:
-    """The booking's logos (as frozen in its plan when its video is under way, else the user's now), and format."""
+def _logos(ctx: WorkerContext, row: ClipRow) -> tuple[list[LogoSpec], list[str], str | None]:
+    """The booking's logos where they are drawn (as frozen in its plan when its video is under way, else the user's
+    now), the problems met fetching them, and the booking's output format when known."""
     plan = ctx.jobs.plan(row.booking_id)
     if plan is not None:
-        media = ctx.media.from_objects(None, plan.get("logos", []))
-        return media.logos, media.problems, plan.get("fmt")
-    media = ctx.media.for_user(row.user_id)
-    return media.logos, media.problems, None
+        placements = [plan["placements"]] if "placements" in plan else []  # plans made with per-logo placement
+        media = ctx.media.from_objects(None, plan.get("logos", []), *placements)
+    else:
+        media = ctx.media.for_user(row.user_id)
+    specs = getattr(media, "logo_specs", None)  # per-logo placement (issue 17) says where each is drawn
+    if specs is None:
+        specs = [LogoSpec(path=p, corner=CORNERS[i % len(CORNERS)]) for i, p in enumerate(media.logos[:4])]
+    return list(specs), list(media.problems), plan.get("fmt") if plan else None
 
 
-def transcode(cut: Path, target: Path, fmt_json: str | None, logos: list[Path], ctx: WorkerContext,
+def transcode(cut: Path, target: Path, fmt_json: str | None, logos: list[LogoSpec], ctx: WorkerContext,
               warnings: list[str]) -> None:
     """The cut, decoded once, logos blended, encoded once in the booking's output format (+faststart)."""
     source = MediaSource(cut, with_audio=False)
     try:
         fmt = OutputFormat.from_json(fmt_json) if fmt_json else recording_format(source, ctx.encode, warnings)
-        prepared = prepared_logos(logo_specs(logos), fmt, warnings)
+        prepared = prepared_logos(logos, fmt, warnings)
         anchor = first_capture(source.container)
         with atomic_path(target, suffix=".mp4") as tmp:
             container = av.open(str(tmp), "w", format="mp4", options={"movflags": MOVFLAGS})
@@ -243,8 +251,8 @@ def make(ctx: WorkerContext, table: ClipTable, row: ClipRow, owner: str) -> Made
     except BaseException:
         cutter.abort()
         raise
-    logos, warnings, fmt_json = _media(ctx, row)
-    wanted = capture_stamp.logo_fingerprint(logo_specs(logos))
+    logos, warnings, fmt_json = _logos(ctx, row)
+    wanted = capture_stamp.logo_fingerprint(logos)
     copied = cut.same_parameter_sets and cut.logos == {wanted}
     if copied:
         os.replace(cut_path, final)
