@@ -16,13 +16,12 @@ from services.recorder.camera import CapturedFrame
 from services.recorder.layout import BookingDir
 from services.recorder.writer import EncodeSpec, SegmentWriter
 from services.video_worker.context import WorkerContext
-from services.video_worker.highlights.clip import CORNERS
+from services.video_worker.highlights.clip import booking_logos
 from services.video_worker.highlights.loop import HighlightLoop
 from services.video_worker.jobs import TABLE_FILE, JobTable
 from shared import capture_stamp
 from shared.bus import MqttBus
 from shared.models import BookingIn, UserSettings
-from shared.overlay import LogoSpec
 from shared.payloads import HighlightClip, ScheduledBooking
 from shared.store import LocalStore
 from shared.timeutil import utc_now
@@ -149,8 +148,9 @@ def test_segments_stamped_with_the_bookings_logos_are_copied(settings, highlight
     logo = make_logo_png(tmp_path / "logo.png")
     store.put_object("media", "u1/media/logo-x.png", logo, "image/png")
     store.put_user_settings(UserSettings(user_id="u1", logo_path="u1/media/logo-x.png"))
-    drawn = LogoSpec(path=loop.ctx.media.local("u1/media/logo-x.png"), corner=CORNERS[0])
-    fingerprint = capture_stamp.logo_fingerprint([drawn])  # as the capture recorder stamps what it blended
+    drawn, _, _ = booking_logos(loop.ctx, "c3", "u1")
+    assert len(drawn) == 1
+    fingerprint = capture_stamp.logo_fingerprint(drawn)  # as the capture recorder stamps what it blended
     _segments(settings, "c3", start, [30, 30], stamp=capture_stamp.stamp('{"stamped": 1}', fingerprint))
     loop.on_clip("t", _clip(settings, "c3", start, 0.5, 2.5))
     assert _created(events, "h1")["copied"] is True

@@ -190,15 +190,15 @@ def _written_before(path: Path, at: datetime) -> bool:
         return False
 
 
-def _logos(ctx: WorkerContext, row: ClipRow) -> tuple[list[LogoSpec], list[str], str | None]:
+def booking_logos(ctx: WorkerContext, booking_id: str, user_id: str) -> tuple[list[LogoSpec], list[str], str | None]:
     """The booking's logos where they are drawn (as frozen in its plan when its video is under way, else the user's
     now), the problems met fetching them, and the booking's output format when known."""
-    plan = ctx.jobs.plan(row.booking_id)
+    plan = ctx.jobs.plan(booking_id)
     if plan is not None:
         placements = [plan["placements"]] if "placements" in plan else []  # plans made with per-logo placement
         media = ctx.media.from_objects(None, plan.get("logos", []), *placements)
     else:
-        media = ctx.media.for_user(row.user_id)
+        media = ctx.media.for_user(user_id)
     specs = getattr(media, "logo_specs", None)  # per-logo placement (issue 17) says where each is drawn
     if specs is None:
         specs = [LogoSpec(path=p, corner=CORNERS[i % len(CORNERS)]) for i, p in enumerate(media.logos[:4])]
@@ -251,7 +251,7 @@ def make(ctx: WorkerContext, table: ClipTable, row: ClipRow, owner: str) -> Made
     except BaseException:
         cutter.abort()
         raise
-    logos, warnings, fmt_json = _logos(ctx, row)
+    logos, warnings, fmt_json = booking_logos(ctx, row.booking_id, row.user_id)
     wanted = capture_stamp.logo_fingerprint(logos)
     copied = cut.same_parameter_sets and cut.logos == {wanted}
     if copied:
