@@ -14,7 +14,7 @@ import pytest
 
 from services.recorder.camera import CapturedFrame
 from services.recorder.layout import BookingDir
-from services.recorder.writer import EncodeSpec, SegmentWriter
+from services.recorder.writer import FRAGMENTED, EncodeSpec, SegmentWriter
 from services.video_worker.context import WorkerContext
 from services.video_worker.highlights.clip import booking_logos
 from services.video_worker.highlights.loop import HighlightLoop
@@ -69,8 +69,6 @@ def _segments(settings, booking_id: str, start: datetime, counts: list[int], *, 
     for count in counts:
         _, path = booking_dir.next_segment()
         writer = SegmentWriter(path, meta.origin, encode=EncodeSpec(SIZE[0], SIZE[1], FPS))
-        if stamp:
-            writer._out.metadata.update(stamp)  # what the capture work's recorder writes (shared/capture_stamp.py)
         for _ in range(count):
             at = start + timedelta(seconds=n / FPS)
             if pace:
@@ -78,7 +76,23 @@ def _segments(settings, booking_id: str, start: datetime, counts: list[int], *, 
             writer.write(CapturedFrame(numbered_frame(n, SIZE), at))
             n += 1
         writer.close()
+        if stamp:
+            _restamp(path, stamp)
     return booking_dir
+
+
+def _restamp(path, stamp: dict[str, str]) -> None:
+    """The segment remuxed with these capture stamps added: what a recorder that blends logos writes."""
+    tmp = path.with_name(".restamp.mp4")
+    with av.open(str(path)) as src, av.open(str(tmp), "w", format="mp4",
+                                            options={"movflags": f"{FRAGMENTED}"}) as out:
+        out.metadata.update({**src.metadata, **stamp})
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
+    tmp.replace(path)
 
 
 def _clip(settings, booking_id: str, start: datetime, a: float, b: float, clip_id: str = "h1",
