@@ -20,12 +20,19 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from shared.bus import MqttBus
-from shared.payloads import DeadLetter, HighlightClip, HighlightRefused, HighlightRequest
+from shared.payloads import (
+    DeadLetter,
+    HighlightClip,
+    HighlightRefused,
+    HighlightRequest,
+    ScheduledBooking,
+    ScheduleSnapshot,
+)
 from shared.settings import Settings
 from shared.timeutil import utc_now
 from shared.topics import DEADLETTER
 
-from .layout import BookingDir
+from .layout import BookingDir, BookingMeta
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +48,12 @@ class _Open:
 
 
 class HighlightDesk:
-    def __init__(self, settings: Settings, bus: MqttBus, recording_now: Callable[[], str | None]) -> None:
+    def __init__(self, settings: Settings, bus: MqttBus, recording_now: Callable[[], str | None],
+                 schedule: Callable[[], ScheduleSnapshot | None] = lambda: None) -> None:
         self.settings = settings
         self.bus = bus
         self._recording_now = recording_now
+        self._schedule = schedule
         self._lock = threading.Lock()
         self._open: dict[str, _Open] = {}  # booking id -> its latest clip
 
@@ -76,7 +85,7 @@ class HighlightDesk:
         age = (now - request.sent_at).total_seconds()
         at = request.sent_at if 0 <= age <= SENT_AT_TRUST_S else now
         booking_id = self._recording_now()
-        meta = BookingDir(self.settings.raw_dir, booking_id).read_meta() if booking_id else None
+        meta = self._booking(booking_id) if booking_id else None
         if booking_id is None or meta is None or not (meta.start_time <= at <= meta.end_time):
             return self._refuse(request, "not_recording", "no recording is under way on this camera; press during a"
                                                           " booked slot", None)
@@ -103,6 +112,13 @@ class HighlightDesk:
         log.info("highlight %s of booking %s (%s): %s .. %s, press %d", clip.clip_id, booking_id, request.source,
                  clip.start_at.isoformat(), clip.end_at.isoformat(), clip.presses)
         return clip
+
+    def _booking(self, booking_id: str) -> ScheduledBooking | BookingMeta | None:
+        """The booking as the schedule has it now (its end may have moved since it started), else as the recorder
+        noted it beside its segments."""
+        snapshot = self._schedule()
+        found = next((b for b in snapshot.bookings if b.id == booking_id), None) if snapshot is not None else None
+        return found or BookingDir(self.settings.raw_dir, booking_id).read_meta()
 
     def _refuse(self, request: HighlightRequest, code: str, reason: str,
                 booking_id: str | None) -> HighlightRefused:

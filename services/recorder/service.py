@@ -394,7 +394,7 @@ def build(settings: Settings, store: Store, bus: MqttBus, *, camera_factory: Cam
     bus.subscribe(bus.topics.bookings, LooseSchedule, source.on_mqtt)
     recorder = Recorder(settings, store, bus, source, camera_factory=camera_factory, disk_probe=disk_probe)
     # Highlights: presses are judged against what is being recorded and published; the recording is not touched.
-    recorder.highlights = HighlightDesk(settings, bus, lambda: recorder.recording_now)
+    recorder.highlights = HighlightDesk(settings, bus, lambda: recorder.recording_now, source.current)
     bus.subscribe_retained(bus.topics.highlight_request, recorder.highlights.on_mqtt, empty_ok=True)
     recorder.button = start_button(settings.highlight_gpio_pin, recorder.highlights.on_button)
     return recorder
