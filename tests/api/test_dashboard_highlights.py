@@ -48,8 +48,8 @@ def test_a_highlight_appears_live_and_is_shared(live_api, settings, browser_page
     finally:
         bus.stop()
     assert page.evaluate("window.__sameDocument") is True  # arrived live, no reload
-    page.wait_for_function("[...document.querySelectorAll('.video-card img')].every(i => i.complete && "
-                           "i.naturalWidth === 320)", timeout=15_000)
+    # (expect's polling, not wait_for_function: a string predicate that must be polled is an eval the CSP refuses)
+    expect(card.locator("img")).to_have_js_property("naturalWidth", 320, timeout=15_000)
     card.click()
     expect(page.locator("#player-title")).to_have_text("Highlight of court1 (player42)")
     page.click("#share-button")
