@@ -16,9 +16,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from pydantic import ValidationError
 
+from shared.atomic import write_text_atomic
 from shared.bus import MqttBus
 from shared.payloads import (
     DeadLetter,
@@ -36,6 +38,8 @@ from .layout import BookingDir, BookingMeta
 
 log = logging.getLogger(__name__)
 
+NOTE_NAME = ".highlight.json"
+"""Beside the booking's segments: its latest clip (hidden, so nothing counting segments sees it)."""
 SENT_AT_TRUST_S = 10.0
 """A request's own `sent_at` is taken as the moment of the press when it is at most this old (clocks agree on a
 LAN; a request queued at the broker while the recorder restarted is judged when it arrives)."""
@@ -96,7 +100,7 @@ class HighlightDesk:
         after = timedelta(seconds=self.settings.highlight_after_s if request.after_s is None else request.after_s)
         start, end = max(at - before, meta.start_time), min(at + after, meta.end_time)
         with self._lock:
-            current = self._open.get(booking_id)
+            current = self._open.get(booking_id) or self._load(booking_id)
             if current is not None and at <= current.clip.end_at:
                 ids = (current.clip.request_ids + [request.request_id] if request.request_id
                        else current.clip.request_ids)[-100:]
@@ -108,10 +112,32 @@ class HighlightDesk:
                                      user_id=meta.user_id, start_at=start, end_at=end, presses=1,
                                      request_ids=[request.request_id] if request.request_id else [])
             self._open = {booking_id: _Open(clip)}  # only the booking being recorded can be extended
+            self._save(clip)
             self.bus.publish(self.bus.topics.highlight_clip, clip)
         log.info("highlight %s of booking %s (%s): %s .. %s, press %d", clip.clip_id, booking_id, request.source,
                  clip.start_at.isoformat(), clip.end_at.isoformat(), clip.presses)
         return clip
+
+    def _load(self, booking_id: str) -> _Open | None:
+        """The booking's latest clip as a recorder that restarted mid-booking left it, so a press in its span still
+        extends it (the note lives beside the segments and goes with them)."""
+        try:
+            return _Open(HighlightClip.model_validate_json(self._note(booking_id).read_bytes()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as exc:
+            log.warning("highlight note of booking %s unreadable (%s); the next press makes a new clip", booking_id,
+                        exc)
+            return None
+
+    def _save(self, clip: HighlightClip) -> None:
+        try:
+            write_text_atomic(self._note(clip.booking_id), clip.model_dump_json())
+        except OSError as exc:  # a note that cannot be kept costs an extension after a restart, nothing more
+            log.warning("highlight note of booking %s not kept: %s", clip.booking_id, exc)
+
+    def _note(self, booking_id: str) -> Path:
+        return BookingDir(self.settings.raw_dir, booking_id).path / NOTE_NAME
 
     def _booking(self, booking_id: str) -> ScheduledBooking | BookingMeta | None:
         """The booking as the schedule has it now (its end may have moved since it started), else as the recorder

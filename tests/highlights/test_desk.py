@@ -80,3 +80,11 @@ def test_an_old_request_is_judged_when_it_arrives(desk):
     arrival = T0 + timedelta(seconds=50)
     clip = desk.press(HighlightRequest(sent_at=arrival - timedelta(seconds=40)), now=arrival)
     assert clip.end_at == arrival + timedelta(seconds=3)
+
+
+def test_a_restarted_recorder_still_extends_the_open_clip(desk, make_settings):
+    desk, recording, schedule, _ = desk
+    first = _press(desk, 60)
+    restarted = HighlightDesk(desk.settings, desk.bus, lambda: recording["now"], lambda: schedule["snapshot"])
+    again = _press(restarted, 62)
+    assert (again.clip_id, again.presses, again.start_at) == (first.clip_id, 2, first.start_at)
