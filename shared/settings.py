@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     camera_stall_s: float = Field(default=5.0, gt=0)  # no frame for this long = camera fault
     segment_seconds: float = Field(default=10.0, gt=0)  # recorder segment length (crash-safety granularity)
     min_free_disk_mb: int = Field(default=1024, ge=0)  # recorder keeps at least this much free
+    highlight_seconds: float = Field(default=30, gt=0, le=300)  # a highlight clip: this long before the press
+    highlight_after_s: float = Field(default=3, ge=0, le=60)  # ... and this long after it
+    highlight_gpio_pin: int | None = Field(default=None, ge=0, le=63)  # BCM pin of a push button; unset = none
 
     booking_check_interval: float = Field(default=3, gt=0)
     video_worker_check_interval: float = Field(default=5, gt=0)
@@ -107,7 +110,7 @@ class Settings(BaseSettings):
                              "e.g. https://court1.example.org")
         return str(value).rstrip("/")
 
-    @field_validator("supabase_url", "mqtt_username", mode="before")
+    @field_validator("supabase_url", "mqtt_username", "highlight_gpio_pin", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -22,6 +22,8 @@ from services.recorder.camera import Camera, CameraError, CameraStalled, Capture
 from services.recorder.disk import MB, DiskGuard, FreeSpaceProbe
 from services.recorder.faults import CAMERA_KINDS, Backoff, FaultReporter
 from services.recorder.feed import CameraFeed
+from services.recorder.highlight_button import Closeable, start_button
+from services.recorder.highlights import HighlightDesk
 from services.recorder.intake import LooseSchedule
 from services.recorder.join import NothingRecorded, describe_recording, join_segments
 from services.recorder.layout import BookingDir, BookingMeta, booking_dirs, stale_join_temps
@@ -76,6 +78,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-io")
         self._backoff = Backoff()
+        self.highlights: HighlightDesk | None = None
+        self.button: Closeable | None = None
 
     # ---- planning --------------------------------------------------------------------------------
 
@@ -119,6 +123,9 @@ class Recorder:
                     log.exception("recorder pass failed")
                     stop.wait(self.settings.booking_check_interval)
         finally:
+            if self.button is not None:
+                self.button.close()  # frees the pin, so a restarted recorder can open it again
+                self.button = None
             self._io.shutdown(wait=True)
 
     def _step(self, stop: threading.Event) -> None:
@@ -385,5 +392,10 @@ def build(settings: Settings, store: Store, bus: MqttBus, *, camera_factory: Cam
 
     source = ScheduleSource(settings.bookings_cache_path, settings.camera_id, settings.max_booking_minutes, reject)
     bus.subscribe(bus.topics.bookings, LooseSchedule, source.on_mqtt)
-    return Recorder(settings, store, bus, source, camera_factory=camera_factory, disk_probe=disk_probe)
+    recorder = Recorder(settings, store, bus, source, camera_factory=camera_factory, disk_probe=disk_probe)
+    # Highlights: presses are judged against what is being recorded and published; the recording is not touched.
+    recorder.highlights = HighlightDesk(settings, bus, lambda: recorder.recording_now, source.current)
+    bus.subscribe_retained(bus.topics.highlight_request, recorder.highlights.on_mqtt, empty_ok=True)
+    recorder.button = start_button(settings.highlight_gpio_pin, recorder.highlights.on_button)
+    return recorder
 
