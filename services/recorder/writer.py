@@ -42,7 +42,7 @@ FRAGMENTED = f"frag_keyframe+empty_moov+default_base_moof+{timeline.MOVFLAG_META
 COPY_TIME_BASE = Fraction(1, 90000)
 
 
-CAPTURE_ENCODE = EncodeSettings(preset="ultrafast", crf=23, maxrate=8_000_000, gop_seconds=1.0)
+CAPTURE_ENCODE = EncodeSettings(preset="ultrafast", crf=26, maxrate=8_000_000, gop_seconds=1.0)
 """The capture defaults (docs/capture.md): what a Pi 5 encodes at 1080p30 within about one core."""
 
 
