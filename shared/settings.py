@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     # constant-quality factor, a VBV cap on it (0 = none), and the keyframe interval (<= 1 s; every segment
     # also starts on an IDR frame).
     camera_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
-    camera_crf: int = Field(default=23, ge=0, le=51)
+    camera_crf: int = Field(default=26, ge=0, le=51)
     camera_maxrate: int = Field(default=8_000_000, ge=0)
     camera_keyframe_s: float = Field(default=1.0, gt=0, le=1.0)
     camera_rotation: int = Field(default=0, ge=0, lt=360, multiple_of=90)  # degrees clockwise
