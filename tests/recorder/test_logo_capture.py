@@ -21,8 +21,8 @@ from services.recorder.camera import CapturedFrame
 from services.recorder.logos import BookingLogos, Geometry
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
 from shared import capture_stamp
-from shared.logo_layout import booking_logos
-from shared.models import BookingIn, UserSettings
+from shared.logo_layout import booking_logos, logo_specs
+from shared.models import BookingIn, LogoPlacement, UserSettings
 from shared.overlay import Rect, load_logos
 from shared.payloads import MediaUpdated
 from shared.schedule_cache import write_snapshot
@@ -223,6 +223,31 @@ def test_logos_changed_before_the_booking_are_fetched_again_on_media_updated(sta
     assert abs(_luma_in(frame, _rects([blue_file])[0], 0.25) - BLUE_Y) < 12
     assert json.loads((env.raw / "b-carol" / ".logos.json").read_text())["files"] == [str(blue_file)], \
         "the booking's choice is kept beside its segments, so a resumed session draws the same logos"
+
+
+def test_the_users_logo_placement_is_drawn_at_capture_and_stamped_as_the_worker_would_fingerprint_it(
+        start_recorder, listen, tmp_path):
+    """Placements from user_settings reach the recorder's blend; the stamp equals what the worker computes from
+    the same settings, so a placed logo still finishes by remux (not as 'logo changed')."""
+    env = start_recorder(segment_seconds=1.0)
+    red = make_logo_png(tmp_path / "red.png", size=(64, 32), rgba=(255, 0, 0, 255), transparent_border=8)
+    placed = LogoPlacement(corner="bottom-left", width_fraction=0.3, margin_fraction=0.05)
+    env.store.put_user_settings(UserSettings(user_id="erin", logo_path=_store_logo(env.store, "erin", red),
+                                             logo_placement=placed))
+    segments = listen(f"ezrec/{env.settings.camera_id}/recording/segment")
+    start = whole_second(3.0)
+    _book(env, ("b-erin", "erin", start, start + timedelta(seconds=2)))
+    _, fingerprint, frame = _first_segment(segments, "b-erin", env.raw)
+
+    [spec] = env.recorder.logos.specs("erin")
+    assert (spec.corner, spec.width_fraction, spec.margin_fraction) == ("bottom-left", 0.3, 0.05)
+    worker_view = logo_specs(env.store.get_user_settings("erin"), lambda _: Path(spec.path))
+    assert fingerprint == capture_stamp.logo_fingerprint(worker_view) != capture_stamp.NO_LOGOS
+    [rect] = [p.rect for p in load_logos([spec], W, H, [])]
+    assert rect.x < W // 4 and rect.y > H // 2 and abs(rect.w - 0.3 * W) <= 2, "bottom-left, 30 % of the width"
+    assert abs(_luma_in(frame, rect, 0.25) - RED_Y) < 12, "drawn where the settings say"
+    kept = json.loads((env.raw / "b-erin" / ".logos.json").read_text())
+    assert kept["placements"] == [placed.model_dump()], "a resumed session draws it in the same place"
 
 
 def test_a_user_without_logos_records_unmarked_frames_stamped_none(start_recorder, listen):
