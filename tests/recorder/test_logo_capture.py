@@ -274,4 +274,3 @@ def test_picamera2_pre_callback_blends_the_logo_into_the_buffer_its_encoder_rece
         frames = [f.to_ndarray() for f in c.decode(video=0)]
     inside = frames[len(frames) // 2]
     assert abs(_luma_in(inside, rect, 0.25) - RED_Y) < 12, "and it is in the recording"
-
