@@ -57,6 +57,7 @@ class Driver:
         self.zero = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._cloud = threading.Lock()  # one cloud fault at a time: an outage and an error spell never overlap
         self.fill_file = stack.disk.path / "foreign-fill.bin"
 
     # ---- record keeping -----------------------------------------------------------------------------------
@@ -162,23 +163,25 @@ class Driver:
                 stack.broker.start()
                 self.note("broker started")
             elif kind == "cloud_down":
-                stack.cloud.kill()
-                self.note(f"cloud unreachable for {fault.duration_s}s")
-                self._stop.wait(fault.duration_s)
-                stack.cloud.start()
-                self.note("cloud back")
+                with self._cloud:
+                    stack.cloud.kill()
+                    self.note(f"cloud unreachable for {fault.duration_s}s")
+                    self._stop.wait(fault.duration_s)
+                    stack.cloud.start()
+                    self.note("cloud back")
             elif kind == "cloud_errors":
                 half = fault.duration_s / 2
-                stack.cloud.inject({"status": 500, "body": {"message": "soak: internal error"}, "count": None})
-                self.note(f"cloud answers 500 for {half:.1f}s")
-                self._stop.wait(half)
-                stack.cloud.clear_faults()
-                stack.cloud.inject({"status": 429, "body": {"message": "soak: too many requests"},
-                                    "headers": {"Retry-After": "1"}, "count": None})
-                self.note(f"cloud answers 429 for {half:.1f}s")
-                self._stop.wait(half)
-                stack.cloud.clear_faults()
-                self.note("cloud answers again")
+                with self._cloud:  # after an outage in progress, if any
+                    stack.cloud.inject({"status": 500, "body": {"message": "soak: internal error"}, "count": None})
+                    self.note(f"cloud answers 500 for {half:.1f}s")
+                    self._stop.wait(half)
+                    stack.cloud.clear_faults()
+                    stack.cloud.inject({"status": 429, "body": {"message": "soak: too many requests"},
+                                        "headers": {"Retry-After": "1"}, "count": None})
+                    self.note(f"cloud answers 429 for {half:.1f}s")
+                    self._stop.wait(half)
+                    stack.cloud.clear_faults()
+                    self.note("cloud answers again")
             elif kind == "disk_fill":
                 self.fill_disk(fault.duration_s)
             elif kind == "camera_freeze":

@@ -42,6 +42,7 @@ def soak(seed: int, bookings: int, work: Path, faults_per_kind: int | None = Non
         settle = wait_settled(driver, driver.deadline_for_settle(bookings))
         driver.stop_sampling()
         verdicts, global_ = account(driver, work)
+        fs = "tmpfs" if stack.disk.mounted else f"plain directory ({stack.disk.reason})"
     finally:
         driver.stop_sampling()
         stack.stop()
@@ -64,7 +65,7 @@ def soak(seed: int, bookings: int, work: Path, faults_per_kind: int | None = Non
         "median_time_to_video_s": round(sorted(ttv)[len(ttv) // 2], 1) if ttv else None,
         "settle_s": round(settle, 1),
         "elapsed_s": round(time.monotonic() - started, 1),
-        "data_dir_fs": "tmpfs" if stack.disk.mounted else f"plain directory ({stack.disk.reason})",
+        "data_dir_fs": f"{fs}, {stack.disk_mb} MB, MIN_FREE_DISK_MB={stack.min_free_mb}",
         "global": global_,
         "failures": failed,
         "passed": not failed,
