@@ -155,6 +155,12 @@ def _global(driver: Driver) -> dict:
     if temps:
         problems.append(f"temp files left: {temps[:10]}")
     growth = _growth(driver.samples)
+    for name, figures in growth.items():
+        if name == "disk_used_mb":
+            continue
+        (rss0, rss1), (fds0, fds1) = figures["rss_mb"], figures["fds"]
+        if rss1 > 1.5 * rss0 + 30 or fds1 > fds0 + 20:
+            problems.append(f"{name} grew: RSS {rss0} -> {rss1} MB, fds {fds0} -> {fds1}")
     return {"outbox": {k: outbox[k] for k in ("pending", "refused", "held")}, "services": services,
             "tracebacks": dict(tracebacks), "temp_files": temps, "footprint": growth, "exits": len(exits),
             "problems": problems}
