@@ -16,14 +16,17 @@ import psycopg
 from tests.media import probe
 from tests.soak.driver import AUTH, INTRO_S, Driver, Outcome
 from tests.soak.plan import USERS
-from tests.soak.stack import FPS, SEGMENT_S, STALL_S
+from tests.soak.stack import FPS, KEYFRAME_S, SEGMENT_S, STALL_S
 
 RECORDING_FAULTS = ("kill_recorder", "camera_freeze", "camera_restart", "disk_fill", "broker_down")
 """Faults that may cost a booking footage while they last (plus the recovery allowance below)."""
 RECOVERY_S = 6.0
 """A killed recorder is restarted after 1 s, needs ~2-3 s to start Python and the camera warm-up; a camera back
 from a stall is reopened with backoff: footage lost beyond the fault itself, at most this much."""
-FRAME_TOLERANCE = 2 / FPS
+TOLERANCE_S = KEYFRAME_S + 2 / FPS
+"""An IP camera's packets are remuxed, never re-encoded, so a recording can only begin on a keyframe (the recorder
+keeps the group of pictures before the start), and their capture times are estimated from the stream's clock
+(services/recorder/sources.py StreamClock): a booking no fault touched is exact to one keyframe interval."""
 
 
 @dataclass
@@ -113,9 +116,9 @@ def _one(driver: Driver, client: httpx.Client, db: psycopg.Connection, out: Outc
     intro = INTRO_S if "intro" in USERS.get(a.user_id, ()) else 0.0
     expected = recorded + intro
     got = info["duration"] if info else duration
-    if got > expected + FRAME_TOLERANCE + 0.05:
+    if got > expected + TOLERANCE_S:
         problems.append(f"{got:.2f}s, longer than the booking's {expected:.2f}s")
-    elif got < expected - FRAME_TOLERANCE - allowance:
+    elif got < expected - TOLERANCE_S - allowance:
         problems.append(f"{got:.2f}s, short of {expected:.2f}s by more than {allowance:.1f}s the faults allow"
                         f" ({kinds or 'none'})")
     download = client.get(f"/videos/{video_id}/download")
@@ -198,7 +201,8 @@ def _growth(samples: list[dict]) -> dict:
 
 
 def wait_settled(driver: Driver, timeout: float) -> float:
-    """Until every accepted booking is video_uploaded or missed and the outbox is empty; returns the wait."""
+    """Until every accepted booking is video_uploaded or missed, the outbox is empty and every service is back
+    online (after a broker restart they reconnect with backoff); returns the wait."""
     started = time.monotonic()
     client = httpx.Client(base_url=driver.stack.base, headers=AUTH, timeout=30)
     ids = [o.attempt.id for o in driver.outcomes.values()
@@ -210,7 +214,12 @@ def wait_settled(driver: Driver, timeout: float) -> float:
         except (httpx.HTTPError, ValueError):
             time.sleep(2)
             continue
-        if all(s in ("video_uploaded", "missed") for s in states.values()) and not outbox["pending"]:
+        try:
+            services = {s["service"]: s["availability"] for s in client.get("/device/services").json()}
+        except (httpx.HTTPError, ValueError, TypeError, KeyError):
+            services = {}
+        online = len(services) == 4 and all(v == "online" for v in services.values())
+        if all(s in ("video_uploaded", "missed") for s in states.values()) and not outbox["pending"] and online:
             break
         time.sleep(2)
     client.close()

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
 JWT_SECRET = "soak-jwt-secret-0123456789abcdef0123456789"
 FPS = 15
+KEYFRAME_S = 1.0
+"""The RTSP camera sends a keyframe every second (rtsp_server.py key-int-max = fps)."""
 SEGMENT_S = 2.0
 STALL_S = 2.0
 
@@ -162,7 +164,7 @@ class Stack:
             "PYTHONPATH": str(ROOT), "DATA_DIR": str(self.data_dir), "CAMERA_ID": self.camera_id,
             "MQTT_PORT": str(self.broker.port), "API_PORT": str(self.api_port), "API_TOKEN": TOKEN,
             "CAMERA_SOURCE": self.camera.url, "CAMERA_WIDTH": "320", "CAMERA_HEIGHT": "240",
-            "CAMERA_FPS": str(FPS), "CAMERA_WARMUP_S": "1", "CAMERA_STALL_S": str(STALL_S),
+            "CAMERA_FPS": str(FPS), "CAMERA_WARMUP_S": "3", "CAMERA_STALL_S": str(STALL_S),
             "SEGMENT_SECONDS": str(SEGMENT_S), "MIN_FREE_DISK_MB": str(self.min_free_mb),
             "ENCODER_PRESET": "ultrafast", "SYSTEM_STATUS_INTERVAL": "2", "VIDEO_WORKER_CHECK_INTERVAL": "2",
             "BOOKING_CHECK_INTERVAL": "1", "BOOKING_MISSED_AFTER_S": "60", "ALERT_HOLD_S": "5",
