@@ -213,14 +213,14 @@ class Driver:
             self.finding(f"could not inject {kind}: {exc!r}")
 
     def fill_disk(self, hold_s: float) -> None:
-        """A foreign file (another program's, a log gone wild) takes the disk down to the guard's threshold plus
-        one segment's worth: the recorder's next segments cross it, and the guard must free what it may (videos
-        the cloud has) and never what it may not."""
+        """A foreign file (another program's, a log gone wild) takes the disk down to a quarter of a megabyte
+        above the guard's threshold: the recorder's next segments cross it, and the guard must free what it may
+        (videos the cloud has) and never what it may not."""
         disk = self.stack.disk
         if not disk.mounted:
             self.skipped["disk_fill"] = f"DATA_DIR is not on a filesystem of its own ({disk.reason})"
             return
-        room = disk.free_bytes() - (self.stack.min_free_mb + 2) * 1024 * 1024
+        room = disk.free_bytes() - self.stack.min_free_mb * 1024 * 1024 - 256 * 1024
         if room > 0:
             with open(self.fill_file, "wb") as fh:
                 os.posix_fallocate(fh.fileno(), 0, room)
