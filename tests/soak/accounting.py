@@ -134,7 +134,12 @@ def _global(driver: Driver) -> dict:
     stack = driver.stack
     problems: list[str] = []
     client = httpx.Client(base_url=stack.base, headers=AUTH, timeout=30)
-    outbox = client.get("/outbox").json()
+    deadline = time.monotonic() + 30
+    while True:  # the status service queues a status row every few seconds: empty at some moment, not always
+        outbox = client.get("/outbox").json()
+        if not (outbox["pending"] or outbox["refused"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if outbox["pending"] or outbox["refused"]:
         problems.append(f"cloud outbox not empty: {outbox['pending']} pending, {outbox['refused']} refused")
     services = {s["service"]: s["availability"] for s in client.get("/device/services").json()}
