@@ -159,6 +159,8 @@ def _global(driver: Driver) -> dict:
     if kills_seen != len(killed):
         problems.append(f"{kills_seen} exits by SIGKILL in the log, {len(killed)} kills sent")
     tracebacks = Counter(_traceback_heads(log))
+    if tracebacks:  # every exception the services expect is logged without one: a traceback is a bug's trace
+        problems.append(f"tracebacks in the logs: {dict(tracebacks)}")
     temps = [str(p.relative_to(stack.data_dir)) for p in stack.data_dir.rglob(".*tmp*")]
     if temps:
         problems.append(f"temp files left: {temps[:10]}")
