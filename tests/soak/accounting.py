@@ -47,7 +47,9 @@ def touched(driver: Driver, start: datetime, end: datetime) -> tuple[list[str], 
     for fault in driver.plan.faults:
         if fault.kind not in RECORDING_FAULTS or fault.kind in driver.skipped:
             continue
-        if fault.at_s <= e + 1 and fault.at_s + fault.duration_s >= s - 3:
+        # a fault that ended up to RECOVERY_S before the start still costs its first seconds (a recorder killed
+        # just before a booking is back ~4 s later)
+        if fault.at_s <= e + 1 and fault.at_s + fault.duration_s >= s - RECOVERY_S:
             kinds.append(fault.kind)
             allowance += fault.duration_s + RECOVERY_S + (SEGMENT_S if fault.kind == "kill_recorder" else STALL_S)
     return kinds, allowance
