@@ -63,7 +63,7 @@ def times_are_utc(value: object) -> bool:
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_payload_model_accepts_or_rejects_with_a_validation_error(model, data):
     raw = data.draw(st.one_of(st.binary(max_size=200), JSON.map(lambda v: json.dumps(v).encode()),
@@ -72,14 +72,14 @@ def test_every_payload_model_accepts_or_rejects_with_a_validation_error(model, d
     assert accepted is None or times_are_utc(accepted)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(item=st.one_of(JSON, shaped(BookingIn)))
 def test_the_api_booking_parser_accepts_or_rejects_with_a_validation_error(item):
     accepted = judged(BookingsIn, json.dumps(item).encode())
     assert accepted is None or times_are_utc(accepted.root)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(start=st.datetimes(timezones=st.none()), length=st.integers(min_value=1, max_value=10**6))
 def test_a_naive_time_is_refused_with_the_documented_reason(start, length):
     body = {"id": "b1", "user_id": "u1", "start_time": start.isoformat(),
@@ -88,7 +88,7 @@ def test_a_naive_time_is_refused_with_the_documented_reason(start, length):
         BookingIn.model_validate_json(json.dumps(body))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(bookings=st.lists(st.one_of(JSON, shaped(BookingIn)), max_size=5))
 def test_the_recorder_judges_any_schedule_booking_by_booking(bookings):
     """Each malformed booking becomes a rejected entry with a reason; the rest are kept; nothing raises."""
