@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := $(wildcard requirements/constraints.txt)
+SEED ?= 1
+BOOKINGS ?= 20
 
-.PHONY: venv run test test-containers clean-images lint e2e bench passwords clean
+.PHONY: venv run test soak test-containers clean-images lint e2e bench passwords clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +28,16 @@ run: venv
 ## well (serial: 7.5 min; -n 3: under 3); TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 3
 test: venv
-	scripts/system-deps.sh ffmpeg docker-compose postgresql chromium
+	scripts/system-deps.sh ffmpeg docker-compose postgresql chromium rtsp
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal)
+
+## soak: the seeded soak of the whole system (tests/soak): BOOKINGS bookings (default 20) through the API while
+## every fault kind strikes on the schedule SEED draws; prints a summary table, writes bench/results/soak-SEED.json
+soak: venv
+	scripts/system-deps.sh ffmpeg postgresql rtsp
+	mkdir -p bench/results
+	$(BIN)/python -m tests.soak.run --seed $(SEED) --bookings $(BOOKINGS)
 
 ## test-containers: docker-compose.yml for real (build, up, bookings through the API, restarts, down -v);
 ## installs and starts Docker if needed, and builds local stand-ins of the base images where none can be pulled

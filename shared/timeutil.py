@@ -17,7 +17,11 @@ def utc_now() -> datetime:
 def to_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone offset (e.g. 2026-11-25T18:00:00Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is valid ISO 8601 but before year 1 in UTC: a ValueError,
+        raise ValueError("timestamp out of range once converted to UTC") from None  # so pydantic reports it
+
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(to_utc)]

@@ -134,3 +134,34 @@ def test_availability_online_retained_and_offline_on_kill(settings, running_brok
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_time_beyond_the_calendar_after_its_offset_is_dead_lettered_and_the_subscriber_lives(settings, listen):
+    """Found by the property tests: `0001-01-01T00:00:00+01:00` is a valid ISO time whose UTC value is before
+    year 1; converting it raised OverflowError, not a validation error, out of paho's network thread."""
+    dead = listen(DEADLETTER)
+    received: list[MediaUpdated] = []
+    got_valid = threading.Event()
+
+    def handler(_topic: str, event: MediaUpdated) -> None:
+        received.append(event)
+        got_valid.set()
+
+    bus = MqttBus(settings, "worker")
+    bus.subscribe(MEDIA_UPDATED, MediaUpdated, handler)
+    bus.start()
+    sender = MqttBus(settings, "api")
+    sender.start()
+    try:
+        assert bus.wait_connected(10) and sender.wait_connected(10)
+        for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+            sender._client.publish(MEDIA_UPDATED, json.dumps({"v": 1, "sent_at": edge, "user_id": "u1",
+                                                              "kind": "intro"}), qos=1)
+        sender.publish(MEDIA_UPDATED, MediaUpdated(user_id="u2", kind="logo"))
+        assert got_valid.wait(10), "the subscriber died on a time out of range"
+        assert [e.user_id for e in received] == ["u2"]
+        dead.wait_for(lambda t, p: len(dead.messages) >= 2)
+        assert all("sent_at" in json.loads(p)["error"] for _, p, _ in dead.messages)
+    finally:
+        bus.stop()
+        sender.stop()

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 CameraFactory = Callable[[], Camera]
 KEEP_CAMERA_GRACE = timedelta(seconds=1)
+LIVE_RETRY_S = 1.0
+"""Longest wait between camera attempts while a booking is due (the backoff's steps reach 30 s)."""
 GOP_LIMIT = 600
 """Packets kept since the last keyframe of a remuxed camera (its pre-roll for the next booking)."""
 
@@ -173,12 +175,19 @@ class Recorder:
 
     # ---- camera session --------------------------------------------------------------------------
 
+    def _retry_delay(self) -> float:
+        """The backoff's next wait, capped at LIVE_RETRY_S while a booking is due: a camera back from an outage
+        is picked up within a second, not after the 5-30 s the backoff reaches for one that stays away."""
+        delay = self._backoff.next()
+        now = utc_now()
+        return min(delay, LIVE_RETRY_S) if camera_due(self._plan(now), now, self.warmup) else delay
+
     def _session(self, stop: threading.Event) -> None:
         """One camera session covering every booking that follows without a long pause."""
         try:
             camera = self.camera_factory()
         except Exception as exc:  # a busy, missing or misconfigured camera is a fault to retry, never a crash
-            delay = self._backoff.next()
+            delay = self._retry_delay()
             due = self._plan(utc_now())
             self.faults.report("camera_open", str(exc), booking_id=due[0].id if due else None, retry_in_s=delay)
             stop.wait(delay)
@@ -230,11 +239,11 @@ class Recorder:
                 elif not keep_camera(plan, at, self.warmup, KEEP_CAMERA_GRACE):
                     break  # nothing due soon: release the camera
         except CameraError as exc:
-            retry_in = self._backoff.next()
+            retry_in = self._retry_delay()
             kind = "camera_stall" if isinstance(exc, CameraStalled) else "camera_error"
             self.faults.report(kind, str(exc), booking_id=_booking_id(rec, plan), retry_in_s=retry_in)
         except (av.FFmpegError, OSError) as exc:
-            retry_in = self._backoff.next()
+            retry_in = self._retry_delay()
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 self.faults.report("disk_low", f"disk full while recording: {exc}",
                                    booking_id=_booking_id(rec, plan), retry_in_s=retry_in)

@@ -84,3 +84,30 @@ def test_open_failure_stall_and_crash_are_retried_and_the_footage_joined(start_r
     assert times[-1] >= end - timedelta(seconds=0.2)
     assert env.store.get_booking("faulty").status == BookingStatus.completed
     assert env.thread.is_alive(), "a camera fault never takes the recorder down"
+
+
+def test_a_camera_that_comes_back_mid_booking_is_retried_within_a_second(start_recorder, listen):
+    """Found by the soak (seed 7): an RTSP camera down for 5 s at a booking's start was retried after 0.5, 1, 2
+    and then 5 s, so the booking lost footage long after the camera was back (or all of it: missed). While a
+    booking is due, the wait between attempts is capped (LIVE_RETRY_S), whatever the backoff has reached."""
+    from services.recorder.service import LIVE_RETRY_S
+
+    start = whole_second(1.0)
+    end = start + timedelta(seconds=7)
+    opened: list[float] = []
+
+    def factory() -> Camera:
+        opened.append(time.monotonic())
+        if len(opened) <= 5:  # 0.5 + 1 + 2 + 5 s of backoff before the 6th attempt without the cap
+            raise CameraError("connection refused")
+        return SyntheticCamera(320, 240, 15)
+
+    env = start_recorder(camera_factory=factory, segment_seconds=10.0)
+    faults = listen(f"ezrec/{env.settings.camera_id}/recorder/fault")
+    started = listen(f"ezrec/{env.settings.camera_id}/recording/started")
+    env.book(("comeback", start, end))
+    _, payload = started.wait_for(lambda t, p: json.loads(p)["booking_id"] == "comeback", timeout=20)
+    retries = [json.loads(p)["retry_in_s"] for _, p, _ in faults.messages if json.loads(p)["active"]]
+    assert len(retries) == 5 and all(r <= LIVE_RETRY_S for r in retries), retries
+    first_frame = datetime.fromisoformat(json.loads(payload)["first_frame_at"])
+    assert first_frame < end - timedelta(seconds=1), "footage once the camera was back, well before the end"

@@ -203,3 +203,29 @@ def test_a_booking_missing_from_the_pages_but_in_the_cloud_is_kept(cloud_setting
     monkeypatch.setattr(store.cloud, "fetch_bookings", lambda *a: [r for r in real(*a) if r["id"] != "m1"])
     store.pull_bookings(camera)
     assert [b.id for b in store.list_bookings(camera_id=camera)] == ["m0", "m1", "m2"]
+
+
+def test_a_change_pushed_while_a_pull_was_in_flight_is_not_undone_by_it(cloud_settings, store, fake_cloud):
+    """Found by the soak (seed 1): a booking shortened through the API while the poller's fetch was in flight was
+    pushed to the cloud and its outbox op deleted before the fetch returned; the pull then took the fetched, stale
+    row (the old end) over the local change, and the recorder recorded to the old end."""
+    camera = cloud_settings.camera_id
+    start = utc_now() + timedelta(minutes=5)
+    store.create_bookings([BookingIn(id="race1", user_id="u1", start_time=start,
+                                     end_time=start + timedelta(minutes=30))], camera)
+    drain(store)
+    store.pull_bookings(camera)
+    new_end = start + timedelta(minutes=10)
+    fetch = store.cloud.fetch_bookings
+
+    def fetch_while_the_api_changes_it(*args, **kwargs):
+        rows = fetch(*args, **kwargs)  # the cloud's answer, made before the change: the old end
+        store.update_booking_times("race1", start, new_end)  # the API's PUT meanwhile ...
+        drain(store)  # ... pushed to the cloud, its op done, before the pull goes on
+        return rows
+
+    store.cloud.fetch_bookings = fetch_while_the_api_changes_it
+    store.pull_bookings(camera)
+    assert store.get_booking("race1").end_time == new_end, "the stale fetch undid the change"
+    store.cloud.fetch_bookings = fetch
+    assert store.pull_bookings(camera) is False and store.get_booking("race1").end_time == new_end

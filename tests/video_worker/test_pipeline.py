@@ -144,6 +144,54 @@ def test_unreadable_intro_is_skipped_with_a_warning(tmp_path: Path, media: Media
         assert not result.has_audio
 
 
+def _damaged_intro(kind: str, tmp_path: Path, media: Media) -> Path:
+    """A corpus of intros as they arrive broken from elsewhere (a Supabase dashboard upload skips the API's checks)."""
+    bad = tmp_path / f"intro-{kind}.mp4"
+    if kind == "zero_length":
+        bad.write_bytes(b"")
+    elif kind == "png_named_mp4":  # wrong container behind the extension
+        bad.write_bytes(media.logo_red.read_bytes())
+    elif kind == "bomb_named_mp4":
+        _png_bomb(bad)
+    elif kind == "audio_only":
+        with av.open(str(bad), "w") as container:
+            stream = container.add_stream("aac", rate=48000)
+            stream.layout = "mono"
+            for i in range(20):
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 48000, i * 1024
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+    elif kind == "huge_dimensions":  # one 7680x4320 frame: decodable, but far beyond the camera's size
+        with av.open(str(bad), "w") as container:
+            stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+            stream.width, stream.height, stream.pix_fmt = 7680, 4320, "yuv420p"
+            frame = av.VideoFrame.from_ndarray(np.zeros((4320, 7680, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+    elif kind == "header_only":  # the container's start, no media data
+        bad.write_bytes(media.intro.read_bytes()[:64])
+    return bad
+
+
+@pytest.mark.parametrize("kind", ["zero_length", "png_named_mp4", "bomb_named_mp4", "audio_only", "huge_dimensions",
+                                  "header_only"])
+def test_damaged_intro_costs_the_player_nothing(tmp_path: Path, media: Media, kind: str) -> None:
+    """Whatever the intro, the recording comes out whole; an intro not used is said in a warning, never a crash."""
+    out = tmp_path / "out.mp4"
+    result = run(media.recording, out, intro=_damaged_intro(kind, tmp_path, media))
+    info = probe(out)
+    assert info["frames"] == REC_FRAMES + result.intro_frames, (info, result)
+    assert (info["width"], info["height"]) == REC_SIZE
+    if result.intro_frames == 0:
+        assert any(w.startswith("intro") for w in result.warnings), result.warnings
+    assert not list(tmp_path.glob(".*tmp*")), "no temp file left"
+
+
 # ------------------------------------------------------------------------------------ logos
 
 

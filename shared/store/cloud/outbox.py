@@ -89,6 +89,9 @@ class OpRecord:
 _RECORD_COLUMNS = "id, key, kind, payload, attempts, created_at, last_error, failed_at"
 
 
+TOUCHED_KEEP_S = 3600.0
+
+
 class CloudOutbox:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -102,6 +105,9 @@ class CloudOutbox:
             "CREATE INDEX IF NOT EXISTS ops_failed_key ON ops (key, id) WHERE failed_at IS NOT NULL;"
             "CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);"
             "CREATE TABLE IF NOT EXISTS seen_in_cloud (booking_id TEXT PRIMARY KEY);"
+            # The latest operation queued per key, kept after it is applied: a pull whose fetch began before it
+            # must not take the fetched row over it (touched_since), however fast the drainer was.
+            "CREATE TABLE IF NOT EXISTS touched (key TEXT PRIMARY KEY, op_id INTEGER NOT NULL, at REAL NOT NULL);"
             "CREATE TABLE IF NOT EXISTS cloud_faults (name TEXT PRIMARY KEY, message TEXT NOT NULL,"
             " since REAL NOT NULL, seen REAL NOT NULL);"
             # Refused operations an operator dropped: kept as the record of what the cloud never got (a dropped
@@ -119,10 +125,27 @@ class CloudOutbox:
     # ---- operations ----------------------------------------------------------------------------------
 
     def add(self, kind: str, key: str, payload: dict[str, Any]) -> int:
+        now = time.time()
         with self._lock:
             cur = self._db.execute("INSERT INTO ops (key, kind, payload, created_at) VALUES (?, ?, ?, ?)",
-                                   (key, kind, json.dumps(payload), time.time()))
-            return int(cur.lastrowid or 0)
+                                   (key, kind, json.dumps(payload), now))
+            op_id = int(cur.lastrowid or 0)
+            self._db.execute("INSERT INTO touched (key, op_id, at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+                             " SET op_id = excluded.op_id, at = excluded.at", (key, op_id, now))
+            return op_id
+
+    def mark(self) -> int:
+        """The id of the latest operation ever queued (applied ones included): taken before a pull's fetch."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'ops'").fetchone()
+        return int(row[0]) if row else 0
+
+    def touched_since(self, mark: int) -> set[str]:
+        """Keys with an operation queued after `mark`, applied or not: a row fetched before it is stale. Entries
+        older than TOUCHED_KEEP_S go (no fetch lasts that long), so the table stays as small as a day's keys."""
+        with self._lock:
+            self._db.execute("DELETE FROM touched WHERE at < ?", (time.time() - TOUCHED_KEEP_S,))
+            return {r[0] for r in self._db.execute("SELECT key FROM touched WHERE op_id > ?", (mark,))}
 
     def _select(self, where: str, limit: int = -1, params: tuple[object, ...] = ()) -> list[CloudOp]:
         """Operations matching `where`, oldest first (limit -1: all)."""

@@ -551,12 +551,14 @@ class SupabaseStore(Store):
         the cloud lacks. True when the local schedule changed. Raises CloudUnavailable when offline."""
         now = utc_now()
         window = now - KEEP_PAST
+        mark = self.outbox.mark()
         busy = {op.key for op in self.outbox.pending(10_000)}
         try:
             rows = self._observed("rest", lambda: self.cloud.fetch_bookings(camera_id, window, PULL_PAGE), write=False)
         except CloudUnavailable:
             self.drainer.note_unavailable()
             raise
+        busy |= self.outbox.touched_since(mark)  # changed here during the fetch: its rows are older than that
         cloud = {b.id: b for b in map(booking_from_row, rows)}
         self.outbox.mark_seen(list(cloud))
         changed = False
