@@ -130,6 +130,10 @@ def test_failed_uploads_retry_and_never_delete_the_only_copy(settings, tmp_path,
         threading.Event().wait(0.2)
     assert store.upload_calls == 3
     assert len(store.list_videos(booking_id="b1")) == 1
+    # The raw recording is removed right after the status turns uploaded (never before): allow that moment.
+    deadline = utc_now() + timedelta(seconds=10)
+    while utc_now() < deadline and raw.exists():
+        threading.Event().wait(0.1)
     assert not raw.exists()
 
 
