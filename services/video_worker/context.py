@@ -102,10 +102,12 @@ class WorkerContext:
         for warning in dict.fromkeys(warnings):  # each distinct warning once
             self.failed(booking_id, element_of(warning), warning)
 
-    def progress(self, booking_id: str, percent: float, fps: float) -> None:
+    def progress(self, booking_id: str, percent: float, fps: float, route: str | None = None,
+                 reason: str | None = None) -> None:
         now = time.monotonic()
         if now - self._last_progress.get(booking_id, 0.0) < PROGRESS_EVERY_S and percent < 100:
             return
         self._last_progress[booking_id] = now
         self.bus.publish_transient(self.bus.topics.video_progress, VideoProgress(
-            booking_id=booking_id, percent=min(100.0, max(0.0, percent)), fps=max(0.0, fps), worker=self.name))
+            booking_id=booking_id, percent=min(100.0, max(0.0, percent)), fps=max(0.0, fps), worker=self.name,
+            route=route, reason=reason))  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from .jobs import Job, JobState, Part, PartState
 from .join import JoinAborted, JoinMismatch, JoinResult, join_parts
 from .part_step import JOIN_LEAD_SEGMENTS, logo_specs
 from .pipeline import RecordingUnreadable, prepared_intro, process_video
+from .remux import REMUX, TRANSCODE, Reason
 from .source import count_video_packets, describe_video
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def finish_job(ctx: WorkerContext, job: Job) -> None:
     parts = ctx.jobs.parts(job.booking_id)
     if output.is_file() and job.mode in ("parts", "whole"):  # made before a crash, state not saved yet
         covered = _covered(job, parts)
-        _processed(ctx, job, output, covered, time.monotonic(), list(job.warnings))
+        route = route_of(parts) if job.mode == "parts" else (TRANSCODE, [Reason.whole_recording.value])
+        _processed(ctx, job, output, covered, time.monotonic(), list(job.warnings), route)
         return
     raw = ctx.raw_path(job.booking_id, job.raw_file)
     if job.mode != "whole" and job.frames_expected is None and raw.is_file():
@@ -69,7 +71,7 @@ def finish_job(ctx: WorkerContext, job: Job) -> None:
                         job.booking_id, exc)
             decision = Decision("whole", str(exc))
         else:
-            _processed(ctx, job, output, decision.frames, started, warnings)
+            _processed(ctx, job, output, decision.frames, started, warnings, route_of(decision.parts))
             return
     log.info("booking %s: processing the whole recording (%s)", job.booking_id, decision.reason)
     _whole(ctx, job, raw, output, plan, started)
@@ -168,7 +170,7 @@ def _stream(ctx: WorkerContext, job: Job, plan: dict, output: Path) -> bool:
         warnings.extend(part.warnings)
     log.info("booking %s: streamed join of intro (%d frames) + %d segments: %d frames", job.booking_id,
              result.intro_frames, len(consumed), result.frames)
-    _processed(ctx, job, output, sum(p.frames_in or 0 for p in consumed), started, warnings)
+    _processed(ctx, job, output, sum(p.frames_in or 0 for p in consumed), started, warnings, route_of(consumed))
     return True
 
 
@@ -214,7 +216,7 @@ def _whole(ctx: WorkerContext, job: Job, raw: Path, output: Path, plan: dict | N
     def progress(percent: float, fps: float) -> None:
         if ctx.stop.is_set():
             raise Stopping  # a long encode must not hold up a shutdown: it starts again at the next run
-        ctx.progress(job.booking_id, min(99.0, percent), fps)
+        ctx.progress(job.booking_id, min(99.0, percent), fps, TRANSCODE, Reason.whole_recording.value)
 
     try:
         with ctx.encode_slot:
@@ -229,20 +231,31 @@ def _whole(ctx: WorkerContext, job: Job, raw: Path, output: Path, plan: dict | N
         ctx.failed(job.booking_id, "recording", str(exc), final=True)
         return
     warnings.extend(result.warnings)
-    _processed(ctx, job, output, result.input_packets, started, warnings)
+    _processed(ctx, job, output, result.input_packets, started, warnings, (TRANSCODE, [Reason.whole_recording.value]))
+
+
+def route_of(parts: list[Part]) -> tuple[str, list[str]]:
+    """How a video joined from these parts was made: remux only when every part was used as it is."""
+    used = [p for p in parts if p.state in (PartState.done, PartState.skipped)]
+    reasons = list(dict.fromkeys(p.route_reason for p in used if p.route != REMUX and p.route_reason))
+    if used and all(p.route == REMUX for p in used):
+        return REMUX, []
+    return TRANSCODE, reasons
 
 
 def _processed(ctx: WorkerContext, job: Job, output: Path, covered: int | None, started: float,
-               warnings: list[str]) -> None:
+               warnings: list[str], route: tuple[str, list[str]]) -> None:
     frames, duration = describe_video(output)
+    kind, reasons = route
     ctx.jobs.set_state(job.booking_id, ctx.finish_owner, JobState.processed, frames_covered=covered,
-                       warnings=warnings)
+                       warnings=warnings, route=kind, route_reasons=reasons)
     ctx.store.advance_booking_status(job.booking_id, BookingStatus.video_processed)
     ctx.warn_all(job.booking_id, warnings)
-    ctx.progress(job.booking_id, 100.0, frames / max(1e-3, time.monotonic() - started))
+    ctx.progress(job.booking_id, 100.0, frames / max(1e-3, time.monotonic() - started), kind,
+                 ", ".join(reasons) or None)
     ctx.bus.publish(ctx.bus.topics.video_processed, VideoProcessed(
         booking_id=job.booking_id, duration_s=duration, frames=frames, size_bytes=output.stat().st_size,
-        warnings=list(dict.fromkeys(warnings)), worker=ctx.name))
-    log.info("booking %s processed in %.1fs: %d frames, %.1fs", job.booking_id, time.monotonic() - started, frames,
-             duration)
+        warnings=list(dict.fromkeys(warnings)), worker=ctx.name, route=kind, route_reasons=reasons))  # type: ignore[arg-type]
+    log.info("booking %s processed in %.1fs by %s%s: %d frames, %.1fs", job.booking_id, time.monotonic() - started,
+             kind, f" ({', '.join(reasons)})" if reasons else "", frames, duration)
     ctx.upload_wake.set()

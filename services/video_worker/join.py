@@ -185,11 +185,21 @@ class _Joiner:
             elif ins.time_base != self.time_base:
                 raise JoinMismatch(f"{path.name}: time base {ins.time_base} differs from {self.time_base}")
             base = self.frames * self.step
+            offset: int | None = None
+            in_order = True  # no reordering (the recorder's segments): renumbered onto a constant frame rate
+            count = 0
             for packet in src.demux(ins):
                 if packet.size == 0 or packet.pts is None or packet.dts is None:
                     continue
-                packet.pts += base
-                packet.dts += base
+                if offset is None:  # a recorder segment's timestamps continue the booking's: start it at base
+                    offset = base - packet.pts
+                in_order = in_order and packet.pts == packet.dts
+                if in_order:
+                    packet.pts = packet.dts = base + count * self.step
+                else:
+                    packet.pts += offset
+                    packet.dts += offset
+                count += 1
                 if self.last_dts is not None and packet.dts <= self.last_dts:
                     raise JoinMismatch(f"{path.name}: timestamps overlap the piece before")
                 self.last_dts = packet.dts

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec
 from shared.video_format import OutputFormat
 
@@ -19,7 +22,20 @@ from .assemble import recording_over
 from .context import WorkerContext
 from .facts import booking_end, booking_user, capture_start
 from .jobs import JobState, Part, PartState
-from .pipeline import RecordingUnreadable, encode_part, prepared_logos, recording_format
+from .pipeline import RecordingUnreadable, encode_part, prepared_intro, prepared_logos, recording_format
+from .remux import (
+    REMUX,
+    TRANSCODE,
+    HeaderUnreadable,
+    Reason,
+    SegmentHeader,
+    check_packets,
+    intro_time_base,
+    link_piece,
+    logos_to_draw,
+    read_header,
+    remux_blocker,
+)
 from .source import MediaSource, SourceError, count_video_packets
 from .tail import TailReader
 
@@ -81,10 +97,15 @@ def process_part(ctx: WorkerContext, part: Part) -> None:
         return
     target = ctx.part_path(part.booking_id, part.idx)
     ctx.drop_temps(target)
+    closed = part.closed or segment_closed(ctx, part.booking_id, path)
+    why = _try_remux(ctx, part, path, target, closed)
+    if why is None:
+        return  # used as it is, or waiting for the recorder to close it
+    log.info("booking %s: segment %d transcoded: %s (%s)", part.booking_id, part.idx, why.reason.value, why.detail)
     reader: TailReader | None = None
     warnings: list[str] = []
     try:
-        if not (part.closed or segment_closed(ctx, part.booking_id, path)):
+        if not (closed or segment_closed(ctx, part.booking_id, path)):
             def is_closed() -> bool:
                 return ctx.jobs.is_closed(part.booking_id, part.idx) or segment_closed(ctx, part.booking_id, path)
 
@@ -103,26 +124,116 @@ def process_part(ctx: WorkerContext, part: Part) -> None:
         reason = f"segment {path.name} unreadable: {exc}; skipped"
         log.warning("booking %s: %s", part.booking_id, reason)
         ctx.jobs.finish_part(part.booking_id, part.idx, owner, PartState.skipped, warnings=[reason],
-                             frames_in=count_video_packets(path), frames_out=0)
+                             frames_in=count_video_packets(path), frames_out=0, route=TRANSCODE,
+                             route_reason=Reason.damaged_segment)
         maybe_job(ctx, part.booking_id)
         return
     try:
-        _encode(ctx, part, source, target, reader, warnings)
+        _encode(ctx, part, source, target, reader, warnings, why)
     finally:
         source.close()
         if reader is not None:
             reader.close()
 
 
+@dataclass(frozen=True)
+class _Transcode:
+    """Why a segment is decoded and encoded again instead of used as it is."""
+
+    reason: Reason
+    detail: str
+    header: SegmentHeader | None
+
+
+def booking_logos(ctx: WorkerContext, plan: dict) -> tuple[list[LogoSpec], str, list[str]]:
+    """The booking's logos as the transcode draws them, their fingerprint (what capture stamps), and problems.
+
+    The one place a plan's logos become LogoSpecs: remux decisions and transcodes must agree on them."""
+    media = ctx.media.from_objects(None, plan.get("logos", []))
+    specs = logo_specs(media.logos)
+    return specs, logo_fingerprint(specs), list(media.problems)
+
+
+def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed: bool) -> _Transcode | None:
+    """Use the segment itself as the processed piece when it is already the delivered video. None when handled
+    here (done, or released until the recorder closes it); else why it must be transcoded."""
+    owner, booking_id = ctx.process_owner, part.booking_id
+    try:
+        header = read_header(path)
+    except HeaderUnreadable as exc:
+        if not closed:
+            ctx.jobs.release_part(booking_id, part.idx, owner, delay=1.0)  # header not written yet
+            return None
+        return _Transcode(Reason.damaged_segment, str(exc), None)
+    if not header.stamped:
+        return _Transcode(Reason.remuxed_source, "no capture stamp: the camera's packets were copied", header)
+    assert header.format_json is not None
+    try:
+        stamped_fmt = OutputFormat.from_json(header.format_json)
+    except (ValueError, KeyError, TypeError) as exc:
+        return _Transcode(Reason.damaged_segment, f"unreadable format stamp: {exc}", header)
+    plan = _plan(ctx, part, lambda: stamped_fmt)
+    fmt = OutputFormat.from_json(plan["fmt"])
+    _specs, fingerprint, warnings = booking_logos(ctx, plan)
+    blocker = remux_blocker(header, fmt, fingerprint, None, None)
+    prepared = None
+    if blocker is None:
+        media = ctx.media.from_objects(plan.get("intro"), [])
+        warnings.extend(media.problems)
+        if media.intro is not None:
+            with ctx.encode_slot:  # prepared once per (intro, format), normally at the booking's first segment
+                prepared = prepared_intro(media.intro, fmt, ctx.intros, warnings)[0]
+        if prepared is not None:
+            blocker = remux_blocker(header, fmt, fingerprint, prepared.extradata, intro_time_base(prepared.path))
+    if blocker is not None:
+        return _Transcode(blocker[0], blocker[1], header)
+    ctx.intros.remember_format(fmt)
+    if not closed:
+        ctx.jobs.release_part(booking_id, part.idx, owner, delay=1.0)
+        return None
+    check = check_packets(path)
+    if check.problem is not None:
+        return _Transcode(Reason.damaged_segment, f"{path.name}: {check.problem}", header)
+    try:
+        link_piece(path, target)
+    except FileNotFoundError:
+        ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.gone)
+        ctx.wake_all()
+        return None
+    fps = float(fmt.rate)
+    first = header.first_capture.timestamp() if header.first_capture else part.start_at
+    end_at = first + check.packets / fps if first is not None else part.end_at
+    ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.done, frames_in=check.packets,
+                         frames_out=check.packets, output=target.relative_to(ctx.settings.processed_dir).as_posix(),
+                         fmt_key=fmt.key, has_audio=False, warnings=warnings, start_at=first, end_at=end_at,
+                         closed=True, route=REMUX, route_reason=None)
+    _report(ctx, booking_id, plan, end_at, REMUX, None)
+    log.info("booking %s: segment %d used as it is (%d frames)", booking_id, part.idx, check.packets)
+    maybe_job(ctx, booking_id)
+    return None
+
+
+def _report(ctx: WorkerContext, booking_id: str, plan: dict, reached: float | None, route: str,
+            reason: str | None) -> None:
+    end, start = booking_end(ctx, booking_id), plan.get("start")
+    if reached is None or end is None or start is None or end <= start:
+        return
+    ctx.progress(booking_id, min(99.0, 100 * (reached - start) / (end - start)), 0.0, route, reason)
+
+
 def _encode(ctx: WorkerContext, part: Part, source: MediaSource, target: Path, reader: TailReader | None,
-            warnings: list[str]) -> None:
+            warnings: list[str], why: _Transcode) -> None:
     owner = ctx.process_owner
     booking_id = part.booking_id
-    plan = _plan(ctx, part, source, warnings)
+    plan = _plan(ctx, part, lambda: recording_format(source, ctx.encode, warnings))
     fmt = OutputFormat.from_json(plan["fmt"])
-    media = ctx.media.from_objects(plan.get("intro"), plan.get("logos", []))
-    warnings.extend(media.problems)
-    logos = prepared_logos(logo_specs(media.logos), fmt, warnings)
+    media = ctx.media.from_objects(plan.get("intro"), [])
+    specs, fingerprint, problems = booking_logos(ctx, plan)
+    warnings.extend(media.problems + problems)
+    header = why.header
+    if header is not None and header.stamped and header.logos not in (fingerprint, NO_LOGOS) and specs:
+        warnings.append("logo: the recording carries other logos drawn at capture; the booking's are drawn over them")
+    logos = prepared_logos(logos_to_draw(header, specs, fingerprint), fmt, warnings)
     ctx.intros.remember_format(fmt)
     started_at = capture_start(source.container)
     first = started_at.timestamp() if started_at else part.start_at
@@ -133,7 +244,7 @@ def _encode(ctx: WorkerContext, part: Part, source: MediaSource, target: Path, r
         """Percent of the whole booking, from where this segment sits in it."""
         if first is not None and end is not None and start is not None and end > start:
             percent = 100 * (first - start + percent / 100 * seg_s) / (end - start)
-        ctx.progress(booking_id, min(99.0, percent), fps)
+        ctx.progress(booking_id, min(99.0, percent), fps, TRANSCODE, why.reason.value)
 
     try:
         with ctx.encode_slot:
@@ -147,7 +258,8 @@ def _encode(ctx: WorkerContext, part: Part, source: MediaSource, target: Path, r
             return
         reason = f"segment {Path(part.file).name} unreadable: {exc}; skipped"
         ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.skipped, warnings=[*warnings, reason],
-                             frames_in=source.video_packets, frames_out=0)
+                             frames_in=source.video_packets, frames_out=0, route=TRANSCODE,
+                             route_reason=Reason.damaged_segment)
         maybe_job(ctx, booking_id)
         return
     except Exception as exc:
@@ -165,26 +277,26 @@ def _encode(ctx: WorkerContext, part: Part, source: MediaSource, target: Path, r
     ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.done, frames_in=result.frames_in,
                          frames_out=result.frames_out, output=target.relative_to(ctx.settings.processed_dir).as_posix(),
                          fmt_key=fmt.key, has_audio=result.has_audio, warnings=warnings, start_at=start_at,
-                         end_at=end_at, closed=True)
+                         end_at=end_at, closed=True, route=TRANSCODE, route_reason=why.reason)
     log.info("booking %s: segment %d processed (%d frames)", booking_id, part.idx, result.frames_out)
     maybe_job(ctx, booking_id)
 
 
-def _plan(ctx: WorkerContext, part: Part, source: MediaSource, warnings: list[str]) -> dict:
-    """The booking's plan: this segment's format and the user's current media, unless an earlier one fixed it."""
+def _plan(ctx: WorkerContext, part: Part, derive: Callable[[], OutputFormat]) -> dict:
+    """The booking's plan: this segment's format (stamped by capture, or derived from its first frame) and the
+    user's current media, unless an earlier segment fixed it."""
     plan = ctx.jobs.plan(part.booking_id)
     if plan is not None:
         return plan
-    fmt = recording_format(source, ctx.encode, warnings)
+    fmt = derive()
     user = part.user_id or booking_user(ctx, part.booking_id)
     media = ctx.media.sync_user(user) if user else None
-    started_at = capture_start(source.container)
     booking = ctx.store.get_booking(part.booking_id)
     proposal = {
         "fmt": fmt.to_json(),
         "intro": media.intro_object if media and media.intro else None,
         "logos": media.logo_objects if media else [],
-        "start": booking.start_time.timestamp() if booking else (started_at.timestamp() if started_at else None),
+        "start": booking.start_time.timestamp() if booking else part.start_at,
     }
     stored = ctx.jobs.plan(part.booking_id, proposal)
     assert stored is not None
