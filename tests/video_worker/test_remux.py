@@ -26,7 +26,7 @@ from shared.overlay import LogoSpec
 from shared.store import LocalStore
 from shared.timeutil import utc_now
 from tests.media import make_intro, make_logo_png, probe
-from tests.video_worker.segments import capture_format, frame_numbers, record_segments, record_stamped_segments
+from tests.video_worker.segments import capture_format, frame_numbers, record_stamped_segments
 
 FPS = 15
 SIZE = (320, 240)
@@ -83,8 +83,6 @@ def _booking(settings, store, booking_id, **kwargs):
     end = start + timedelta(seconds=TOTAL / FPS)
     store.create_bookings([BookingIn(id=booking_id, user_id="u1", start_time=start, end_time=end)],
                           settings.camera_id)
-    if kwargs.pop("unstamped_recorder", False):
-        return record_segments(settings.raw_dir, booking_id, "u1", start, COUNTS, fps=FPS, size=SIZE, end=end)
     return record_stamped_segments(settings.raw_dir, booking_id, "u1", start, COUNTS, end=end, **kwargs)
 
 
@@ -210,7 +208,7 @@ def _assert_transcoded(worker, events, booking_id: str, reason: Reason) -> None:
 def test_a_remuxed_camera_source_is_transcoded_with_the_logo(settings, tmp_path, run_worker, listen):
     store = LocalStore(settings.data_dir)
     _media(store, tmp_path)
-    _dir, segments = _booking(settings, store, "t1", unstamped_recorder=True)
+    _dir, segments = _booking(settings, store, "t1", fmt=capture_format(SIZE, FPS), stamped=False)  # camera's packets
     worker, events, stored = _run_to_upload(settings, store, run_worker, listen, "t1", segments)
     _assert_transcoded(worker, events, "t1", Reason.remuxed_source)
     _checks(stored)
