@@ -85,6 +85,18 @@ class WorkerContext:
     def part_path(self, booking_id: str, idx: int) -> Path:
         return self.parts_dir(booking_id) / f"part-{idx:05d}.mp4"
 
+    def held_path(self, booking_id: str, idx: int) -> Path:
+        """A hard link to a segment the remux path will use, taken while the recorder still writes it: the
+        recorder deletes its segments moments after the booking's end, the link keeps them for the join."""
+        return self.parts_dir(booking_id) / f"held-{idx:05d}.mp4"
+
+    def segment_file(self, booking_id: str, idx: int, file: str) -> Path | None:
+        """Where a segment can be read: the recorder's file, else the worker's held link; None if neither."""
+        for path in (self.settings.raw_dir / file, self.held_path(booking_id, idx)):
+            if path.is_file():
+                return path
+        return None
+
     @staticmethod
     def drop_temps(target: Path) -> None:
         """Temp files of an earlier attempt at `target` (this worker now holds its lease, so they are garbage)."""

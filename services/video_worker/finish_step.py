@@ -55,7 +55,8 @@ def finish_job(ctx: WorkerContext, job: Job) -> None:
     plan = ctx.jobs.plan(job.booking_id)
     fps = float(OutputFormat.from_json(plan["fmt"]).rate) if plan else None
     decision = assess(job, parts, end_time=booking_end(ctx, job.booking_id), fps=fps, now=time.time(),
-                      raw_exists=raw.is_file(), file_exists=lambda p: (ctx.settings.raw_dir / p.file).is_file())
+                      raw_exists=raw.is_file(),
+                      file_exists=lambda p: ctx.segment_file(p.booking_id, p.idx, p.file) is not None)
     if decision.kind == "wait":
         if plan is not None and _may_stream(ctx, job, parts, plan) and _stream(ctx, job, plan, output):
             return
@@ -149,7 +150,7 @@ def _stream(ctx: WorkerContext, job: Job, plan: dict, output: Path) -> bool:
         fresh = ctx.jobs.get(job.booking_id) or job
         decision = assess(fresh, ctx.jobs.parts(job.booking_id), end_time=booking_end(ctx, job.booking_id),
                           fps=fps, now=time.time(), raw_exists=ctx.raw_path(job.booking_id, fresh.raw_file).is_file(),
-                          file_exists=lambda p: (ctx.settings.raw_dir / p.file).is_file())
+                          file_exists=lambda p: ctx.segment_file(p.booking_id, p.idx, p.file) is not None)
         if decision.kind != "parts" or [p.idx for p in decision.parts] != [p.idx for p in consumed]:
             log.info("booking %s: streamed join not used (%s)", job.booking_id, decision.reason)
             return False

@@ -8,12 +8,15 @@ waiting for the recorder to join its segments.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.atomic import fsync_dir
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec
 from shared.video_format import OutputFormat
@@ -89,8 +92,8 @@ def process_part(ctx: WorkerContext, part: Part) -> None:
     if job is not None and (job.state != JobState.pending or job.mode == "whole"):
         ctx.jobs.finish_part(part.booking_id, part.idx, owner, PartState.gone)  # no longer needed
         return
-    path = ctx.settings.raw_dir / part.file
-    if not path.is_file():
+    path = ctx.segment_file(part.booking_id, part.idx, part.file)
+    if path is None:
         log.info("booking %s: segment %d gone before processing", part.booking_id, part.idx)
         ctx.jobs.finish_part(part.booking_id, part.idx, owner, PartState.gone)
         ctx.wake_all()
@@ -188,14 +191,22 @@ def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed:
     if blocker is not None:
         return _Transcode(blocker[0], blocker[1], header)
     ctx.intros.remember_format(fmt)
+    held = ctx.held_path(booking_id, part.idx)
     if not closed:
+        if not held.is_file():
+            with contextlib.suppress(FileNotFoundError):  # gone: the next claim finds it closed, or gone
+                link_piece(path, held)
         ctx.jobs.release_part(booking_id, part.idx, owner, delay=1.0)
         return None
-    check = check_packets(path)
+    check = check_packets(held if held.is_file() else path)
     if check.problem is not None:
         return _Transcode(Reason.damaged_segment, f"{path.name}: {check.problem}", header)
     try:
-        link_piece(path, target)
+        if held.is_file():
+            os.replace(held, target)
+            fsync_dir(target.parent)
+        else:
+            link_piece(path, target)
     except FileNotFoundError:
         ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.gone)
         ctx.wake_all()

@@ -282,3 +282,45 @@ def test_parameter_sets_compare_avcc_with_annex_b(fmt, tmp_path):
     annexb = b"".join(b"\x00\x00\x00\x01" + u for u in (*sps, *pps))
     assert parameter_sets(annexb) == (sps, pps)
     assert np.frombuffer(sps[0][:1], np.uint8)[0] & 0x1F == 7
+
+
+def test_a_segment_the_recorder_deletes_right_after_closing_is_still_remuxed(settings, tmp_path, run_worker,
+                                                                             listen, fmt):
+    """The recorder joins and deletes its segments moments after the booking's end: the worker holds the one
+    still being written by a hard link, so the last segment is there when it closes."""
+    import os
+    import shutil
+    import time
+
+    from services.recorder.join import join_segments
+    from shared.payloads import RecordingFinished
+
+    store = LocalStore(settings.data_dir)
+    _media(store, tmp_path, logo=False)
+    start = (utc_now() - timedelta(seconds=TOTAL / FPS)).replace(microsecond=0)
+    end = utc_now() + timedelta(seconds=3)  # not over yet: the last segment counts as open
+    store.create_bookings([BookingIn(id="h1", user_id="u1", start_time=start, end_time=end)], settings.camera_id)
+    booking_dir, segments = record_stamped_segments(settings.raw_dir, "h1", "u1", start, COUNTS, fmt=fmt, end=end)
+    for seg in segments[:-1]:
+        os.utime(seg.path, (time.time() - 10, time.time() - 10))
+    events = listen(f"ezrec/{settings.camera_id}/video/#")
+    worker, bus = run_worker(store)
+    held = settings.processed_dir / "h1" / "held-00002.mp4"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not held.exists():
+        time.sleep(0.05)
+    assert held.exists(), "the open segment is held by a hard link"
+    assert worker.jobs.parts("h1")[-1].state.value == "pending"
+    joined = join_segments([s.path for s in segments], booking_dir.target, start)  # the recorder's end of booking
+    shutil.rmtree(booking_dir.path)
+    bus.publish(bus.topics.recording_finished, RecordingFinished(
+        booking_id="h1", camera_id=settings.camera_id, user_id="u1", file="h1.mp4", first_frame_at=start,
+        last_frame_at=utc_now(), frames=joined.frames, size_bytes=joined.size_bytes, segments=3))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and store.get_booking("h1").status != BookingStatus.video_uploaded:
+        time.sleep(0.1)
+    assert store.get_booking("h1").status == BookingStatus.video_uploaded
+    assert [p.route for p in worker.jobs.parts("h1")] == ["remux"] * 3
+    assert worker.jobs.get("h1").mode == "parts" and _processed(events)["route"] == "remux"
+    [video] = store.list_videos(booking_id="h1")
+    _checks(store.local_object_path("videos", video.storage_path))
