@@ -2,7 +2,9 @@
 
 RAW_RECORDINGS_DIR/<booking_id>/seg-NNNNN.mp4   closed or in-progress segments (fragmented MP4)
 RAW_RECORDINGS_DIR/<booking_id>/.booking.json   who the segments belong to and their time origin
-RAW_RECORDINGS_DIR/<booking_id>.mp4             the joined recording (appears atomically, by rename)
+RAW_RECORDINGS_DIR/<booking_id>/.finished.json  the recording is over: its facts (frames, capture times, size)
+RAW_RECORDINGS_DIR/<booking_id>.mp4             a joined recording (written by recorders before issue 12,
+                                                and by the worker's whole-recording fallback elsewhere)
 
 The metadata file is hidden so queue counters that count segments skip it; it lets a restarted
 recorder resume into the same timeline and finalise a booking the schedule and store no longer know.
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SAFE_ID = re.compile(SAFE_ID_PATTERN)
 META_NAME = ".booking.json"
+FINISHED_NAME = ".finished.json"
 SEGMENT_GLOB = "seg-*.mp4"
 _SEGMENT_NAME = re.compile(r"^seg-(\d{5})\.mp4$")
 
@@ -44,6 +47,16 @@ class BookingMeta(BaseModel):
     end_time: UtcDatetime
 
 
+class FinishedMeta(BaseModel):
+    """Written once, atomically, when the booking's recording is over (recording/finished says the same)."""
+
+    frames: int
+    first_frame_at: UtcDatetime
+    last_frame_at: UtcDatetime
+    size_bytes: int
+    segments: int
+
+
 class BookingDir:
     def __init__(self, raw_dir: Path, booking_id: str) -> None:
         if not SAFE_ID.match(booking_id):
@@ -53,6 +66,7 @@ class BookingDir:
         self.path = raw_dir / booking_id
         self.target = raw_dir / f"{booking_id}.mp4"
         self.meta_path = self.path / META_NAME
+        self.finished_path = self.path / FINISHED_NAME
 
     def read_meta(self) -> BookingMeta | None:
         try:
@@ -73,6 +87,18 @@ class BookingDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.meta_path, meta.model_dump_json())
         return meta
+
+    def read_finished(self) -> FinishedMeta | None:
+        try:
+            return FinishedMeta.model_validate_json(self.finished_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as exc:
+            log.error("unreadable %s: %s", self.finished_path, exc)
+            return None
+
+    def write_finished(self, finished: FinishedMeta) -> None:
+        write_text_atomic(self.finished_path, finished.model_dump_json())
 
     def segments(self) -> list[Path]:
         if not self.path.is_dir():

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.recorder.layout import FINISHED_NAME
 from shared.bus import MqttBus
 from shared.payloads import VideoFailed, VideoProgress
 from shared.settings import Settings
@@ -74,7 +75,19 @@ class WorkerContext:
     # ---- paths -----------------------------------------------------------------------------------
 
     def raw_path(self, booking_id: str, raw_file: str | None = None) -> Path:
+        """The booking's recording: its finished segment folder (`<id>`), or a joined `<id>.mp4` (recorders
+        before issue 12); the default is the joined file's name."""
         return self.settings.raw_dir / (raw_file or f"{booking_id}.mp4")
+
+    def recording_on_disk(self, booking_id: str, raw_file: str | None = None) -> Path | None:
+        """The booking's finished recording, if there: a joined file, or a segment folder the recorder
+        marked finished (RAW/<id>/.finished.json: the recording is over, its segments are all there)."""
+        names = [raw_file] if raw_file else [f"{booking_id}.mp4", booking_id]
+        for name in names:
+            path = self.settings.raw_dir / name
+            if path.is_file() or (path.is_dir() and (path / FINISHED_NAME).is_file()):
+                return path
+        return None
 
     def output_path(self, booking_id: str) -> Path:
         return self.settings.processed_dir / f"{booking_id}.mp4"

@@ -73,7 +73,7 @@ def closed_on_disk(path: Path, successor: bool, joined: bool, booking_over: bool
 def segment_closed(ctx: WorkerContext, booking_id: str, path: Path, now: float | None = None) -> bool:
     now = time.time() if now is None else now
     end = booking_end(ctx, booking_id)
-    return closed_on_disk(path, _successor_exists(path), ctx.raw_path(booking_id).exists(),
+    return closed_on_disk(path, _successor_exists(path), ctx.recording_on_disk(booking_id) is not None,
                           booking_over=end is not None and now > end, now=now)
 
 
