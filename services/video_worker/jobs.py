@@ -328,15 +328,18 @@ class JobTable:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (booking_id, idx, user_id, file, int(closed), start_at, end_at, time.time()))
             if cur.rowcount == 0:
-                db.execute("UPDATE parts SET closed = max(closed, ?), user_id = coalesce(user_id, ?),"
+                # A close makes a part waiting for it due at once (the remux path waits for the close).
+                db.execute("UPDATE parts SET next_attempt_at = CASE WHEN ? > closed AND state = 'pending'"
+                           " THEN 0 ELSE next_attempt_at END, closed = max(closed, ?), user_id = coalesce(user_id, ?),"
                            " start_at = coalesce(?, start_at), end_at = coalesce(?, end_at)"
                            " WHERE booking_id = ? AND idx = ?",
-                           (int(closed), user_id, start_at, end_at, booking_id, idx))
+                           (int(closed), int(closed), user_id, start_at, end_at, booking_id, idx))
             return cur.rowcount > 0
 
     def mark_closed(self, booking_id: str, idx: int) -> None:
         with self._tx() as db:
-            db.execute("UPDATE parts SET closed = 1 WHERE booking_id = ? AND idx = ?", (booking_id, idx))
+            db.execute("UPDATE parts SET next_attempt_at = CASE WHEN closed = 0 AND state = 'pending' THEN 0"
+                       " ELSE next_attempt_at END, closed = 1 WHERE booking_id = ? AND idx = ?", (booking_id, idx))
 
     def is_closed(self, booking_id: str, idx: int) -> bool:
         rows = self._read("SELECT closed FROM parts WHERE booking_id = ? AND idx = ?", (booking_id, idx))

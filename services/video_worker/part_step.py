@@ -49,6 +49,9 @@ CLOSED_AFTER_NEXT_S = 5.0
 """A segment with a successor that has not changed for this long is closed (the recorder closes it in ms)."""
 STALL_S = 30.0
 """A segment that has not grown for this long, with no close announced, is given up on (its writer died)."""
+OPEN_RECHECK_S = 2.0
+"""How often a segment the remux path waits for is checked for its close, besides the recorder's close event
+(which makes it due at once): what is on disk decides when an event was lost."""
 JOIN_LEAD_SEGMENTS = 2
 """The booking's job starts this many segment lengths before its end (the streaming join needs one)."""
 
@@ -161,6 +164,10 @@ def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed:
     """Use the segment itself as the processed piece when it is already the delivered video. None when handled
     here (done, or released until the recorder closes it); else why it must be transcoded."""
     owner, booking_id = ctx.process_owner, part.booking_id
+    held = ctx.held_path(booking_id, part.idx)
+    if not closed and held.is_file():  # judged fit when it was linked; its header and the plan do not change
+        ctx.jobs.release_part(booking_id, part.idx, owner, delay=OPEN_RECHECK_S)
+        return None
     try:
         header = read_header(path)
     except HeaderUnreadable as exc:
@@ -191,12 +198,10 @@ def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed:
     if blocker is not None:
         return _Transcode(blocker[0], blocker[1], header)
     ctx.intros.remember_format(fmt)
-    held = ctx.held_path(booking_id, part.idx)
     if not closed:
-        if not held.is_file():
-            with contextlib.suppress(FileNotFoundError):  # gone: the next claim finds it closed, or gone
-                link_piece(path, held)
-        ctx.jobs.release_part(booking_id, part.idx, owner, delay=1.0)
+        with contextlib.suppress(FileNotFoundError):  # gone: the next claim finds it closed, or gone
+            link_piece(path, held)
+        ctx.jobs.release_part(booking_id, part.idx, owner, delay=OPEN_RECHECK_S)
         return None
     check = check_packets(held if held.is_file() else path)
     if check.problem is not None:

@@ -185,12 +185,25 @@ def remux_blocker(header: SegmentHeader, fmt: OutputFormat, booking_logos: str,
     return None
 
 
+_TIME_BASES: dict[tuple[str, int, int], Fraction | None] = {}
+
+
 def intro_time_base(path: Path) -> Fraction | None:
+    """A prepared intro's video time base (remembered per file version: opening it decodes a frame)."""
     try:
-        with av.open(str(path)) as c:
-            return c.streams.video[0].time_base
-    except (av.FFmpegError, OSError, IndexError):
+        st = path.stat()
+    except OSError:
         return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _TIME_BASES:
+        try:
+            with av.open(str(path)) as c:
+                _TIME_BASES[key] = c.streams.video[0].time_base
+        except (av.FFmpegError, OSError, IndexError):
+            return None
+        if len(_TIME_BASES) > 64:
+            _TIME_BASES.pop(next(iter(_TIME_BASES)))
+    return _TIME_BASES[key]
 
 
 def link_piece(segment: Path, target: Path) -> None:

@@ -100,6 +100,8 @@ def _run_to_upload(settings, store, run_worker, listen, booking_id, segments):
 
 
 def _processed(events) -> dict:
+    """The one video/processed event (its delivery may trail the store's status by a moment)."""
+    events.wait_for(lambda t, p: t.endswith("/video/processed"), timeout=20)
     [payload] = [json.loads(p) for t, p, _ in events.messages if t.endswith("/video/processed")]
     return payload
 
