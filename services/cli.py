@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from shared.logs import setup_logging
 
 if TYPE_CHECKING:
+    from shared.models import LogoPlacement
     from shared.settings import Settings
 
 
@@ -93,17 +94,61 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
+_CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
+def _logo_arg(value: str) -> tuple[Path, LogoPlacement | None]:
+    """`FILE[:corner[:width_fraction]]` -> (file, LogoPlacement or None). A file that exists is taken whole,
+    so a name with a colon in it still works; otherwise the corner and width are read off the end."""
+    from pydantic import ValidationError
+
+    from shared.models import LogoPlacement
+
+    parts = value.split(":")
+    if Path(value).exists() or len(parts) == 1:
+        return Path(value), None
+    if len(parts) >= 3 and parts[-2] in _CORNERS:
+        file, corner, width = ":".join(parts[:-2]), parts[-2], parts[-1]
+    elif parts[-1] in _CORNERS:
+        file, corner, width = ":".join(parts[:-1]), parts[-1], None
+    else:
+        bad = parts[-2] if len(parts) >= 3 and _is_number(parts[-1]) else parts[-1]
+        raise argparse.ArgumentTypeError(f"{value}: unknown corner {bad!r} (one of {', '.join(_CORNERS)})")
+    if not file:
+        raise argparse.ArgumentTypeError(f"{value}: no file before the corner")
+    try:
+        placement = LogoPlacement(corner=corner, **({} if width is None else {"width_fraction": width}))
+    except ValidationError as exc:
+        reason = "; ".join(e["msg"] for e in exc.errors())
+        raise argparse.ArgumentTypeError(f"{value}: width_fraction {width!r}: {reason}") from exc
+    return Path(file), placement
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     """One-shot: refuses an output that is one of its inputs, and fails (nothing written) on an intro or
     logo it cannot use, unless --allow-missing-media asks for the video without it."""
     from services.video_worker.intro_cache import IntroCache
-    from services.video_worker.pipeline import EncodeSettings, LogoSpec, RecordingUnreadable, process_video
+    from services.video_worker.pipeline import EncodeSettings, RecordingUnreadable, process_video
     from shared.atomic import fsync_dir
+    from shared.logo_layout import place_logos
 
     setup_logging("process", "INFO")
     raw, output = Path(args.input), Path(args.output)
     media = [("intro", Path(args.intro))] if args.intro else []
-    media += [("logo", Path(p)) for p in args.logo or []]
+    media += [("logo", path) for path, _ in args.logo or []]
+    corners = [p.corner for _, p in args.logo or [] if p is not None]
+    if len(set(corners)) < len(corners):
+        print(f"two logos placed in one corner ({', '.join(corners)}): each needs a corner of its own",
+              file=sys.stderr)
+        return 2
     for kind, path in [("input", raw), *media]:
         if _same_file(output, path):
             print(f"refusing to write {output}: it is the {kind} {path}", file=sys.stderr)
@@ -114,8 +159,7 @@ def cmd_process(args: argparse.Namespace) -> int:
                 print(f"{kind} {path}: {problem}; nothing made (--allow-missing-media makes the video without it)",
                       file=sys.stderr)
                 return 1
-    corners = ("top-right", "top-left", "bottom-right", "bottom-left")
-    logos = [LogoSpec(path=Path(p), corner=corners[i % 4]) for i, p in enumerate(args.logo or [])]
+    logos = place_logos(args.logo or [], lambda path: path)
     encode = EncodeSettings(codec=args.codec, preset=args.preset, crf=args.crf,
                             bitrate=args.bitrate, threads=args.threads)
     cache = IntroCache(Path(args.intro_cache)) if args.intro_cache else None
@@ -194,8 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("input")
     process.add_argument("-o", "--output", required=True)
     process.add_argument("--intro")
-    process.add_argument("--logo", action="extend", nargs="+", metavar="FILE",
-                         help="PNG with alpha: the user's logo, then up to three sponsor logos")
+    process.add_argument("--logo", action="extend", nargs="+", metavar="FILE[:CORNER[:WIDTH]]", type=_logo_arg,
+                         help="PNG with alpha: the user's logo, then up to three sponsor logos. CORNER: top-left, "
+                         "top-right, bottom-left or bottom-right; WIDTH: fraction of the video's width, 0.02..0.5 "
+                         "(default 0.15; margin 0.02). Without a corner: the first free one of top-right, "
+                         "top-left, bottom-right, bottom-left")
     process.add_argument("--codec", default="libx264")
     process.add_argument("--preset", default="veryfast")
     process.add_argument("--crf", type=int, default=23)

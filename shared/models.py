@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
@@ -110,13 +110,56 @@ class Video(BaseModel):
     uploaded_at: UtcDatetime | None = None
 
 
+LogoCorner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+"""The same four as shared/overlay.py's Corner (kept apart so this module does not import PyAV)."""
+WIDTH_FRACTION_RANGE = (0.02, 0.5)
+MARGIN_FRACTION_RANGE = (0.0, 0.2)
+
+
+class LogoPlacement(BaseModel):
+    """Where one logo goes and how big it is, as fractions of the video's width, so one setting suits
+    every camera format. A logo without a placement keeps the default (shared/logo_layout.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"examples": [{"corner": "bottom-left", "width_fraction": 0.2,
+                                                               "margin_fraction": 0.03}]})
+
+    corner: LogoCorner
+    width_fraction: float = Field(0.15, ge=WIDTH_FRACTION_RANGE[0], le=WIDTH_FRACTION_RANGE[1],
+                                  description="Logo width / video width (its height follows the PNG's aspect)")
+    margin_fraction: float = Field(0.02, ge=MARGIN_FRACTION_RANGE[0], le=MARGIN_FRACTION_RANGE[1],
+                                   description="Gap to the two nearest edges / video width")
+
+
+def corner_clashes(logo: LogoPlacement | None,
+                   sponsors: list[LogoPlacement | None]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Two placements naming one corner would stack the logos there: each clash, where it is (field, index)."""
+    seen: dict[str, str] = {}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    named: list[tuple[tuple[str | int, ...], str, LogoPlacement | None]] = [(("logo_placement",), "the logo", logo)]
+    named += [(("sponsor_logo_placements", i), f"sponsor logo {i}", p) for i, p in enumerate(sponsors)]
+    for loc, who, placement in named:
+        if placement is None:
+            continue
+        if placement.corner in seen:
+            problems.append((loc, f"{who} and {seen[placement.corner]} are both placed {placement.corner}; "
+                                  "each logo needs a corner of its own"))
+        else:
+            seen[placement.corner] = who
+    return problems
+
+
 class UserSettings(BaseModel):
-    """Where a user's intro and logos live in the `media` bucket."""
+    """Where a user's intro and logos live in the `media` bucket, and where the logos are drawn."""
 
     user_id: SafeId
     intro_video_path: str | None = None
     logo_path: str | None = None
     sponsor_logo_paths: list[str] = Field(default_factory=list, max_length=3)
+    logo_placement: LogoPlacement | None = Field(None, description="The user's logo; null: the default")
+    sponsor_logo_placements: list[LogoPlacement | None] = Field(
+        default_factory=list, max_length=3,
+        description="By position in sponsor_logo_paths (null or missing: the default)")
     updated_at: UtcDatetime = Field(default_factory=utc_now)
 
 

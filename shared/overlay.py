@@ -316,6 +316,21 @@ def blend_logos(frame: av.VideoFrame, logos: list[PreparedLogo]) -> None:
         _blend_plane(planes[2], cx, cy, logo.inv_c, logo.pre_v, logo.scratch_c)
 
 
+def to_stored(rect: Rect, rgba: np.ndarray, clockwise: int, shown_w: int, shown_h: int) -> tuple[Rect, np.ndarray]:
+    """A logo laid out in the shown picture, moved and turned to where it lies in the stored frame.
+
+    The player turns stored frames `clockwise`; so the stored picture is the shown one turned back.
+    """
+    x, y, w, h = rect.x, rect.y, rect.w, rect.h
+    if clockwise == 90:
+        return Rect(y, shown_w - x - w, h, w), np.ascontiguousarray(np.rot90(rgba, 1))
+    if clockwise == 180:
+        return Rect(shown_w - x - w, shown_h - y - h, w, h), np.ascontiguousarray(np.rot90(rgba, 2))
+    if clockwise == 270:
+        return Rect(shown_h - y - h, x, h, w), np.ascontiguousarray(np.rot90(rgba, 3))
+    return rect, rgba
+
+
 def load_logos(
     specs: Sequence[LogoSpec],
     width: int,
@@ -324,8 +339,13 @@ def load_logos(
     *,
     bt709: bool = False,
     full_range: bool = False,
+    rotation: int = 0,
 ) -> list[PreparedLogo]:
-    """Load, lay out and prepare every usable logo; problems become warnings, never failures."""
+    """Load, lay out and prepare every usable logo; problems become warnings, never failures.
+
+    `width` x `height` is the frames' stored size; `rotation` the clockwise turn a player gives them
+    (their display matrix): logos are laid out as the video is shown, then turned to the stored pixels.
+    """
     loaded: list[tuple[LogoSpec, np.ndarray]] = []
     for spec in specs:
         try:
@@ -335,7 +355,9 @@ def load_logos(
         except Exception as exc:  # a bad logo must never fail the job
             _warn(warnings, f"logo {Path(spec.path).name} unusable: {type(exc).__name__}: {exc}; skipped")
     sizes = [(spec, (rgba.shape[1], rgba.shape[0])) for spec, rgba in loaded]
-    placements = layout_logos(sizes, width, height)
+    turn = rotation % 360
+    shown_w, shown_h = (height, width) if turn in (90, 270) else (width, height)
+    placements = layout_logos(sizes, shown_w, shown_h)
     prepared: list[PreparedLogo] = []
     for index, rect, reason in placements:
         spec, rgba = loaded[index]
@@ -344,7 +366,8 @@ def load_logos(
             _warn(warnings, f"logo {name} skipped: {reason}")
             continue
         try:
-            prepared.append(prepare_logo(name, rgba, rect, bt709=bt709, full_range=full_range))
+            stored_rect, stored_rgba = to_stored(rect, rgba, turn, shown_w, shown_h)
+            prepared.append(prepare_logo(name, stored_rgba, stored_rect, bt709=bt709, full_range=full_range))
         except Exception as exc:
             _warn(warnings, f"logo {name} unusable: {type(exc).__name__}: {exc}; skipped")
     return prepared

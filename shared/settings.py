@@ -29,7 +29,14 @@ class Settings(BaseSettings):
     camera_height: int = Field(default=1080, ge=16, le=4320)
     camera_fps: int = Field(default=30, ge=1, le=120)
     camera_warmup_s: float = Field(default=3.0, ge=0, le=60)
-    camera_bitrate: int = Field(default=0, ge=0)  # bits/s; 0 = the encoder's quality default (CRF 23)
+    camera_bitrate: int = Field(default=0, ge=0)  # bits/s; 0 = constant quality (CAMERA_CRF, capped at CAMERA_MAXRATE)
+    # The recorder's one encode of raw-frame sources is the delivered video (docs/capture.md): x264 preset,
+    # constant-quality factor, a VBV cap on it (0 = none), and the keyframe interval (<= 1 s; every segment
+    # also starts on an IDR frame).
+    camera_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
+    camera_crf: int = Field(default=23, ge=0, le=51)
+    camera_maxrate: int = Field(default=8_000_000, ge=0)
+    camera_keyframe_s: float = Field(default=1.0, gt=0, le=1.0)
     camera_rotation: int = Field(default=0, ge=0, lt=360, multiple_of=90)  # degrees clockwise
     camera_stall_s: float = Field(default=5.0, gt=0)  # no frame for this long = camera fault
     segment_seconds: float = Field(default=10.0, gt=0)  # recorder segment length (crash-safety granularity)

@@ -13,8 +13,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from shared.atomic import write_bytes_atomic
+from shared.video_format import display_rotation
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,17 @@ def _pick_frame(video: Path | str) -> av.VideoFrame:
         return frame
 
 
+def upright(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame as a player shows it: turned by its display matrix (a sideways-mounted camera's video)."""
+    turn = display_rotation(frame)
+    if not turn:
+        return frame
+    rgb = np.rot90(frame.to_ndarray(format="rgb24"), -turn // 90)
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+
+
 def encode_jpeg(frame: av.VideoFrame, width: int = THUMBNAIL_WIDTH) -> bytes:
+    frame = upright(frame)
     height = max(2, round(width * frame.height / frame.width / 2) * 2)
     image = frame.reformat(width=width, height=height, format="yuvj420p")
     codec = av.CodecContext.create("mjpeg", "w")

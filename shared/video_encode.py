@@ -27,6 +27,7 @@ class EncodeSettings:
     preset: str = "veryfast"
     crf: int | None = 23
     bitrate: int | None = None  # bits/s; when set, a VBV-capped target instead of crf
+    maxrate: int | None = None  # bits/s; caps a crf encode (VBV), so a busy scene cannot blow the upload size
     threads: int = 0  # 0 = one per CPU (x264's own default, 1.5 per CPU, costs ~10 MB a thread at 1080p for no gain)
     gop_seconds: float = 2.0
     audio_bitrate: int = 128_000
@@ -93,6 +94,9 @@ def add_video_stream(
             options["bufsize"] = str(2 * settings.bitrate)
         elif settings.crf is not None:
             options["crf"] = str(settings.crf)
+            if settings.maxrate:
+                options["maxrate"] = str(settings.maxrate)
+                options["bufsize"] = str(2 * settings.maxrate)
     else:
         stream.bit_rate = settings.bitrate or default_bitrate(width, height, rate)
     stream.options = options

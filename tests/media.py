@@ -230,3 +230,33 @@ def audio_mono(path: Path | str) -> tuple[np.ndarray, int]:
                 arr = arr.reshape(-1, frame.layout.nb_channels).mean(axis=1)
             chunks.append(arr.astype(np.float32))
     return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), rate
+
+
+def colour_box(rgb: np.ndarray, colour: tuple[int, int, int], tolerance: int = 60) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1), end exclusive, of the pixels within `tolerance` of `colour` (None: none)."""
+    mask = np.abs(rgb.astype(int) - np.array(colour)).max(axis=2) <= tolerance
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def expected_logo_body(frame: tuple[int, int], corner: str, width_fraction: float, margin_fraction: float,
+                       png: tuple[int, int] = (64, 32), border: int = 4) -> tuple[int, int, int, int]:
+    """Where the opaque body of a make_logo_png logo lands, worked out by hand (even sizes, as the overlay
+    keeps them): the logo is width_fraction of the frame's width, `margin` from its two nearest edges."""
+    fw, fh = frame
+    even = lambda v: int(round(v / 2)) * 2  # noqa: E731
+    w = even(width_fraction * fw)
+    h = even(w * png[1] / png[0])
+    m = even(margin_fraction * fw)
+    x = m if corner.endswith("left") else fw - m - w
+    y = m if corner.startswith("top") else fh - m - h
+    s = w / png[0]
+    return (round(x + border * s), round(y + border * s), round(x + (png[0] - border) * s),
+            round(y + (png[1] - border) * s))
+
+
+def assert_box_near(got: tuple[int, int, int, int] | None, want: tuple[int, int, int, int], tolerance: int = 3) -> None:
+    assert got is not None, f"nothing of that colour; expected at {want}"
+    assert all(abs(g - w) <= tolerance for g, w in zip(got, want, strict=True)), f"at {got}, expected {want}"

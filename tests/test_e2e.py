@@ -31,6 +31,11 @@ INTRO_S, BOOKING_S = 2.0, 5.0
 
 @pytest.fixture
 def stack(tmp_path, running_broker, camera_id):
+    yield from run_stack(tmp_path, running_broker, camera_id)
+
+
+def run_stack(tmp_path: Path, running_broker, camera_id: str, **extra_env: str):
+    """`ezrec up` in tmp_path, yielded once its API answers: (base URL, process, tmp_path)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "API_", "CAMERA_", "DATA_"))},
@@ -42,6 +47,7 @@ def stack(tmp_path, running_broker, camera_id):
         "API_TOKEN": TOKEN,
         "CAMERA_WIDTH": "320", "CAMERA_HEIGHT": "240", "CAMERA_FPS": str(FPS), "CAMERA_WARMUP_S": "1",
         "ENCODER_PRESET": "ultrafast", "SYSTEM_STATUS_INTERVAL": "2", "VIDEO_WORKER_CHECK_INTERVAL": "2",
+        **extra_env,
     }
     log = open(tmp_path / "up.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], cwd=tmp_path, env=env,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.atomic import remove_stale_temps
-from shared.models import BookingIn, BookingStatus, Video, video_id_for
+from shared.models import BookingIn, BookingStatus, LogoPlacement, UserSettings, Video, video_id_for
 from shared.store import BookingConflict, LocalStore, NotFound
 
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
@@ -109,6 +109,39 @@ def test_a_store_made_before_missed_existed_is_migrated_in_place(tmp_path):
     finally:
         store.close()
         again.close()
+
+
+def test_logo_placements_are_stored_and_a_store_made_before_them_gains_the_columns(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "ezrec.sqlite3")
+    db.executescript("""
+        CREATE TABLE user_settings (
+            user_id TEXT PRIMARY KEY, intro_video_path TEXT, logo_path TEXT,
+            sponsor_logo_paths TEXT NOT NULL DEFAULT '[]', updated_at TEXT NOT NULL);
+        INSERT INTO user_settings VALUES ('u1', NULL, 'u1/media/logo.png', '["u1/media/s.png"]',
+                                          '2026-11-20T10:00:00.000000Z');
+    """)
+    db.close()
+    store = LocalStore(tmp_path)
+    try:
+        old = store.get_user_settings("u1")
+        assert old.logo_path == "u1/media/logo.png" and old.logo_placement is None
+        assert old.sponsor_logo_placements == []
+        placed = LogoPlacement(corner="bottom-left", width_fraction=0.3, margin_fraction=0.0)
+        sponsor = LogoPlacement(corner="top-left", width_fraction=0.1)
+        store.put_user_settings(old.model_copy(update={"logo_placement": placed,
+                                                       "sponsor_logo_placements": [sponsor]}))
+        again = LocalStore(tmp_path)
+        got = again.get_user_settings("u1")
+        again.close()
+        assert (got.logo_placement, got.sponsor_logo_placements) == (placed, [sponsor])
+        assert got.sponsor_logo_paths == ["u1/media/s.png"]
+        store.put_user_settings(UserSettings(user_id="u1", sponsor_logo_placements=[None, sponsor]))
+        cleared = store.get_user_settings("u1")
+        assert (cleared.logo_placement, cleared.sponsor_logo_placements) == (None, [None, sponsor])
+    finally:
+        store.close()
 
 
 def test_list_filters(store):

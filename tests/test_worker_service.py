@@ -16,12 +16,21 @@ from services.video_worker import jobs as jobs_module
 from services.video_worker.intro_cache import file_sha256
 from services.video_worker.service import build
 from shared.bus import MqttBus
-from shared.models import BookingIn, BookingStatus, UserSettings
+from shared.models import BookingIn, BookingStatus, LogoPlacement, UserSettings
 from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment
 from shared.store import LocalStore
 from shared.timeutil import utc_now
 from shared.topics import MEDIA_UPDATED
-from tests.media import make_intro, make_logo_png, make_recording, probe
+from tests.media import (
+    assert_box_near,
+    colour_box,
+    expected_logo_body,
+    frames_rgb,
+    make_intro,
+    make_logo_png,
+    make_recording,
+    probe,
+)
 from tests.video_worker.segments import frame_numbers, record_segments
 
 
@@ -260,6 +269,33 @@ def test_video_made_early_is_made_again_when_the_recording_holds_more(settings, 
     [video] = store.list_videos(booking_id="m1")
     assert frame_numbers(store.local_object_path("videos", video.storage_path)) == list(range(40))
     assert not raw.exists()
+
+
+def test_the_users_logo_placements_are_drawn_where_the_settings_say(settings, tmp_path, run_worker):
+    """The user's logo bottom-left at 0.3 of the width, a sponsor top-left at 0.2 with no margin, the second
+    sponsor left to the default (the first free default corner: top-right). Segments, so through the plan."""
+    store = LocalStore(settings.data_dir)
+    colours = {"logo-r.png": (255, 0, 0, 255), "sponsor-g.png": (0, 255, 0, 255), "sponsor-b.png": (0, 0, 255, 255)}
+    for name, rgba in colours.items():
+        store.put_object("media", f"u1/media/{name}", make_logo_png(tmp_path / name, rgba=rgba), "image/png")
+    store.put_user_settings(UserSettings(
+        user_id="u1", logo_path="u1/media/logo-r.png",
+        sponsor_logo_paths=["u1/media/sponsor-g.png", "u1/media/sponsor-b.png"],
+        logo_placement=LogoPlacement(corner="bottom-left", width_fraction=0.3, margin_fraction=0.02),
+        sponsor_logo_placements=[LogoPlacement(corner="top-left", width_fraction=0.2, margin_fraction=0.0)]))
+    _, segments = _segment_booking(settings, store, "p1", [15, 15])
+    worker, bus = run_worker(store)
+    _publish_segments(bus, settings, "p1", segments)
+    assert _wait_status(store, "p1", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
+    assert worker.jobs.plan("p1")["placements"] == [
+        {"corner": "bottom-left", "width_fraction": 0.3, "margin_fraction": 0.02},
+        {"corner": "top-left", "width_fraction": 0.2, "margin_fraction": 0.0}, None]
+    [video] = store.list_videos(booking_id="p1")
+    frame = frames_rgb(store.local_object_path("videos", video.storage_path), [20])[20]
+    size = (frame.shape[1], frame.shape[0])
+    assert_box_near(colour_box(frame, (255, 0, 0)), expected_logo_body(size, "bottom-left", 0.3, 0.02))
+    assert_box_near(colour_box(frame, (0, 255, 0)), expected_logo_body(size, "top-left", 0.2, 0.0))
+    assert_box_near(colour_box(frame, (0, 0, 255)), expected_logo_body(size, "top-right", 0.15, 0.02))
 
 
 def test_media_updates_fetch_prepare_and_invalidate(settings, tmp_path, run_worker):

@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from shared.models import BookingIn, SafeId, end_after_start
+from shared.models import BookingIn, LogoPlacement, SafeId, end_after_start
 from shared.payloads import CommandAck, LogRecordOut, StatusSnapshot
 from shared.timeutil import StrictUtcDatetime, UtcDatetime
 
@@ -101,6 +101,26 @@ class UserSettingsIn(BaseModel):
     intro_video_path: str | None = None
     logo_path: str | None = None
     sponsor_logo_paths: list[str] = Field(default_factory=list, max_length=3)
+    logo_placement: LogoPlacement | None = Field(None, description="The user's logo; null: the default")
+    sponsor_logo_placements: list[LogoPlacement | None] = Field(
+        default_factory=list, max_length=3,
+        description="By position in sponsor_logo_paths (null or missing: the default)")
+
+
+class LogoPlacementsIn(BaseModel):
+    """Where each of the user's logos goes (PUT /users/{user_id}/settings/logo_placements); the files stay."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "logo_placement": {"corner": "bottom-left", "width_fraction": 0.2, "margin_fraction": 0.03},
+        "sponsor_logo_placements": [{"corner": "top-left", "width_fraction": 0.12, "margin_fraction": 0.02}, None],
+    }]})
+
+    logo_placement: LogoPlacement | None = Field(
+        None, description="The user's logo; null: the default (top-right, 0.15 of the width, margin 0.02)")
+    sponsor_logo_placements: list[LogoPlacement | None] = Field(
+        default_factory=list, max_length=3,
+        description="By position in the user's sponsor_logo_paths; null or missing: the first corner no other "
+        "logo holds, in the order top-right, top-left, bottom-right, bottom-left")
 
 
 class MediaNotify(BaseModel):

@@ -2,7 +2,8 @@
 
 Decoded sources are turned in pixels (a libavfilter transpose / flip), so every later step sees
 upright frames. Remuxed packets cannot be turned without a re-encode, so they carry a display
-matrix instead (players and ffmpeg-based decoders honour it).
+matrix instead (players and ffmpeg-based decoders honour it); the worker keeps it in the finished
+video and turns the intro and logos to match (docs/video.md).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from services.recorder.join import JoinResult, NothingRecorded, describe_recordi
 from services.recorder.layout import BookingDir, BookingMeta, FinishedMeta, booking_dirs, stale_join_temps
 from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
 from services.recorder.source import ScheduleSource
-from services.recorder.writer import EncodeSpec, SegmentWriter
+from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
 from shared.bus import MqttBus
 from shared.models import BookingStatus
 from shared.payloads import DeadLetter, RecordingFinished, RecordingSegment, RecordingStarted, ScheduledBooking
@@ -228,7 +228,7 @@ class Recorder:
         booking_dir = BookingDir(self.settings.raw_dir, booking.id)
         meta = booking_dir.ensure_meta(booking, origin=backlog[0].captured_at)
         spec = None if camera.encoded else EncodeSpec(camera.width, camera.height, camera.fps,
-                                                      self.settings.camera_bitrate)
+                                                      capture_settings(self.settings))
         rec = Recording(booking=booking, dir=booking_dir, meta=meta, spec=spec)
         self._open_segment(rec, camera)
         self.recording_now = booking.id

@@ -1,8 +1,11 @@
 """Writes one segment of a booking's recording: fragmented MP4, readable up to the last fragment after a kill -9.
 
-Two modes behind one `write(item)`: frames are encoded (libx264, one keyframe a second, no
-B-frames; a new encoder per segment, so every segment starts on a keyframe), packets from an
-encoded camera are muxed as they are (no re-encode; a segment starts on a keyframe).
+Two modes behind one `write(item)`: frames are encoded once, with the delivered video's format
+(shared/video_format.py: the output format is derived from the first frame and the capture's
+EncodeSettings; a new encoder per segment, so every segment starts on an IDR frame) and stamped
+with it (shared/capture_stamp.py), so the worker can use the segment as the finished picture by
+packet copy. Packets from an encoded camera are muxed as they are (no re-encode; a segment starts
+on a keyframe; unstamped, since the recorder never saw its frames).
 
 Timestamps are capture times relative to the booking's origin, so segments written by successive
 sessions or recorder runs join into one continuous timeline by packet copy.
@@ -16,13 +19,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 from av.video.frame import PictureType
 
 from services.recorder import timeline
 from services.recorder.camera import Captured, CapturedFrame, CapturedPacket, EncodedFormat
+from shared import capture_stamp
 from shared.atomic import fsync_dir
+from shared.video_encode import EncodeSettings
+from shared.video_format import OutputFormat, add_format_stream, derive_format
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +40,25 @@ FRAGMENTED = f"frag_keyframe+empty_moov+default_base_moof+{timeline.MOVFLAG_META
 COPY_TIME_BASE = Fraction(1, 90000)
 
 
+CAPTURE_ENCODE = EncodeSettings(preset="ultrafast", crf=23, maxrate=8_000_000, gop_seconds=1.0)
+"""The capture defaults (docs/capture.md): what a Pi 5 encodes at 1080p30 within about one core."""
+
+
+def capture_settings(settings: Settings) -> EncodeSettings:
+    """The recorder's EncodeSettings from CAMERA_* (the one encode of raw-frame sources)."""
+    return EncodeSettings(codec="libx264", preset=settings.camera_preset, crf=settings.camera_crf,
+                          bitrate=settings.camera_bitrate or None, maxrate=settings.camera_maxrate or None,
+                          gop_seconds=settings.camera_keyframe_s)
+
+
 @dataclass(frozen=True)
 class EncodeSpec:
+    """How a booking's raw frames are encoded: frames are scaled to width x height if they differ."""
+
     width: int
     height: int
     fps: int
-    bitrate: int = 0
-    codec: str = "libx264"
-    preset: str = "ultrafast"
-
-    def options(self) -> dict[str, str]:
-        opts = {"g": str(self.fps), "bf": "0"}
-        if self.codec == "libx264":
-            opts.update({"preset": self.preset, "tune": "zerolatency"})
-        return opts
+    settings: EncodeSettings = CAPTURE_ENCODE
 
 
 class SegmentWriter:
@@ -62,6 +77,8 @@ class SegmentWriter:
         self._last_dts: int | None = None
         self._need_keyframe = True
         self._stamped = False
+        self.format: OutputFormat | None = None
+        """The encoded segment's output format (set at its first frame); None for a remuxed one."""
         path.parent.mkdir(parents=True, exist_ok=True)
         movflags = FRAGMENTED
         if copy is not None and copy.template is None:
@@ -84,15 +101,19 @@ class SegmentWriter:
     # ---- set-up ----------------------------------------------------------------------------------
 
     def _setup_encoder(self, spec: EncodeSpec) -> None:
-        stream = self._out.add_stream(spec.codec, rate=spec.fps, options=spec.options())
-        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
-        if spec.bitrate:
-            stream.bit_rate = spec.bitrate
-        self._time_base = Fraction(1, spec.fps)
-        stream.codec_context.time_base = self._time_base
-        self._stream = stream
+        """The stream is added at the first frame: its pixel format and colour tags decide the output format."""
         self._spec = spec
+        self._rate = Fraction(spec.fps)
+        self._time_base = Fraction(1, spec.fps)
         self._encoding = True
+
+    def _open_encoder(self, first: av.VideoFrame) -> None:
+        fmt, warning = derive_format(first, self._rate, self._spec.settings)
+        if warning:
+            log.warning("%s: %s", self.path.name, warning)
+        self._out.metadata.update(capture_stamp.stamp(fmt.to_json(), capture_stamp.NO_LOGOS))
+        self._stream = add_format_stream(self._out, fmt)
+        self.format = fmt
 
     def _setup_copy(self, fmt: EncodedFormat) -> None:
         if fmt.template is not None:
@@ -115,14 +136,20 @@ class SegmentWriter:
         return self._write_packet(item)
 
     def _write_frame(self, item: CapturedFrame) -> bool:
-        pts = round((item.captured_at - self.origin).total_seconds() * self._spec.fps)
+        pts = round((item.captured_at - self.origin).total_seconds() * self._rate)
         if pts < 0 or (self._last_pts is not None and pts <= self._last_pts):
             return False
         frame = item.frame
-        if frame.format.name != "yuv420p" or frame.width != self._spec.width or frame.height != self._spec.height:
-            frame = frame.reformat(width=self._spec.width, height=self._spec.height, format="yuv420p")
+        if frame.width != self._spec.width or frame.height != self._spec.height:
+            frame = frame.reformat(width=self._spec.width, height=self._spec.height)
+        if self.format is None:
+            self._open_encoder(frame)
+        fmt = self.format
+        assert fmt is not None
+        if frame.format.name != fmt.pix_fmt or frame.width != fmt.width or frame.height != fmt.height:
+            frame = frame.reformat(width=fmt.width, height=fmt.height, format=fmt.pix_fmt)
         frame.pts, frame.time_base = pts, self._time_base
-        # Sources may tag frames as I (lavfi does) and libx264 obeys: let the encoder choose, one GOP a second.
+        # Sources may tag frames as I (lavfi does) and libx264 obeys: let the encoder choose its GOP.
         frame.pict_type = PictureType.I if self._last_pts is None else PictureType.NONE
         self._count(item.captured_at)
         self._last_pts = pts
@@ -154,7 +181,7 @@ class SegmentWriter:
         return True
 
     def _mux(self, packet: av.Packet) -> None:
-        """The first packet is the first frame (no B-frames are encoded; a copy starts on a keyframe)."""
+        """The first packet is the first frame (an encoder's first output is its IDR; a copy starts on a keyframe)."""
         if not self._stamped and self.first_at is not None:
             timeline.stamp(self._out, self.first_at)
             self._stamped = True

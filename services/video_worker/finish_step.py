@@ -25,7 +25,7 @@ from .facts import booking_end, recording_frames
 from .intro import PreparedIntro
 from .jobs import Job, JobState, Part, PartState
 from .join import JoinAborted, JoinMismatch, JoinResult, join_parts
-from .part_step import JOIN_LEAD_SEGMENTS, booking_logos, logo_specs
+from .part_step import JOIN_LEAD_SEGMENTS, booking_logos
 from .pipeline import RecordingUnreadable, prepared_intro, process_video
 from .remux import REMUX, TRANSCODE, HeaderUnreadable, Reason, SegmentHeader, logos_to_draw, read_header
 from .source import describe_video
@@ -219,7 +219,7 @@ def _whole(ctx: WorkerContext, job: Job, output: Path, plan: dict | None, starte
         specs, fingerprint, problems = booking_logos(ctx, plan)
     else:
         media = ctx.media.sync_user(job.user_id)
-        specs = logo_specs(media.logos)
+        specs = media.logo_specs
         fingerprint, problems = logo_fingerprint(specs), []
     warnings = list(media.problems) + problems
 

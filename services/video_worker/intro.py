@@ -1,8 +1,10 @@
 """The intro, prepared once per output format: fitted to the recording and encoded exactly like it.
 
-Fitting: scale keeping aspect, pad black, convert rate and format. The rate conversion is libavfilter's
-`fps` filter (drops/duplicates by timestamp, constant rate out) rather than re-stamping frames, so an
-intro at 25 fps keeps its real duration in a 30 fps output.
+Fitting: turn upright (the intro's own display matrix), scale keeping aspect into the recording's
+display size, pad black, turn to the recording's stored orientation (so the display matrix every piece
+carries shows it upright, see shared/video_format.py), convert rate and format (limited range).
+The rate conversion is libavfilter's `fps` filter (drops/duplicates by timestamp, constant rate out)
+rather than re-stamping frames, so an intro at 25 fps keeps its real duration in a 30 fps output.
 
 Preparing: the fitted frames go through the very encoder set-up the recording gets (shared/video_format.py), so the
 result joins any video of that format by packet copy; its audio is cut at the intro's video length
@@ -23,7 +25,7 @@ import av
 import av.filter
 
 from shared.atomic import atomic_path
-from shared.video_format import OutputFormat
+from shared.video_format import OutputFormat, display_rotation
 
 from .encode import AAC_FRAME, AudioTrack
 from .source import MediaSource, SourceError
@@ -32,8 +34,19 @@ from .video_out import VideoOutput, guarded, place_audio, samples_at
 log = logging.getLogger(__name__)
 
 
+_CLOCKWISE = {90: [("transpose", "clock")], 180: [("hflip", ""), ("vflip", "")], 270: [("transpose", "cclock")]}
+
+
+def turn_filters(clockwise: int) -> list[tuple[str, str]]:
+    """libavfilter steps that turn a picture clockwise by a quarter-turn multiple (none for 0)."""
+    return list(_CLOCKWISE.get(clockwise % 360, []))
+
+
 class IntroFitter:
-    """buffer -> scale -> pad -> setsar -> fps -> format -> buffersink, fed one decoded frame at a time."""
+    """buffer -> [turn upright] -> scale -> pad -> setsar -> [turn to stored] -> fps -> format -> buffersink.
+
+    `width` x `height` is the stored size and `rotation` the display matrix (clockwise) of the output.
+    """
 
     def __init__(
         self,
@@ -43,22 +56,28 @@ class IntroFitter:
         rate: Fraction,
         pix_fmt: str = "yuv420p",
         full_range: bool = False,
+        rotation: int = 0,
     ) -> None:
         self._width = first.width
         self._height = first.height
         self._format = first.format.name
         self._time_base = first.time_base or Fraction(1, 90_000)
         self._next_pts = 0
+        shown_w, shown_h = (height, width) if rotation % 180 == 90 else (width, height)
         graph = av.filter.Graph()
         src = graph.add_buffer(width=first.width, height=first.height, format=first.format, time_base=self._time_base)
-        scale_args = f"{width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-        if full_range and pix_fmt == "yuv420p":
+        scale_args = f"{shown_w}:{shown_h}:force_original_aspect_ratio=decrease:force_divisible_by=2"
+        if not full_range:
+            scale_args += ":out_range=tv"  # a full-range intro is converted (docs/video.md)
+        elif pix_fmt == "yuv420p":
             scale_args += ":out_range=full"
         chain = [
             src,
+            *(graph.add(name, args) for name, args in turn_filters(display_rotation(first))),
             graph.add("scale", scale_args),
-            graph.add("pad", f"{width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"),
+            graph.add("pad", f"{shown_w}:{shown_h}:(ow-iw)/2:(oh-ih)/2:color=black"),
             graph.add("setsar", "1"),
+            *(graph.add(name, args) for name, args in turn_filters(-rotation)),
             graph.add("fps", f"fps={rate.numerator}/{rate.denominator}"),
             graph.add("format", pix_fmt),
             graph.add("buffersink"),
@@ -157,7 +176,8 @@ def prepare_intro(intro: Path, fmt: OutputFormat, dest: Path, *, source_sha: str
         raise IntroUnusable(f"intro unreadable: {type(exc).__name__}: {exc}; delivered without intro") from exc
     try:
         try:
-            fitter = IntroFitter(src.first, fmt.width, fmt.height, fmt.rate, fmt.pix_fmt, fmt.full_range)
+            fitter = IntroFitter(src.first, fmt.width, fmt.height, fmt.rate, fmt.pix_fmt, fmt.full_range,
+                                 fmt.rotation)
         except Exception as exc:
             raise IntroUnusable(f"intro unusable: {type(exc).__name__}: {exc}; delivered without intro") from exc
         with atomic_path(dest, suffix=".mp4.tmp") as tmp:

@@ -2,8 +2,10 @@
 
 No frame is decoded or encoded here. Every piece was encoded at the same OutputFormat, starts on an
 IDR frame and carries identical parameter sets, so their packets concatenate once their timestamps are
-shifted onto one constant-rate timeline. The intro's audio is copied, then extended with copies of its
-silent frame (audio_copy.py). The moov is written in front in one pass, into space reserved up front.
+shifted onto one constant-rate timeline. The output carries the format's display matrix (`fmt.rotation`);
+a piece whose own matrix differs (its pixels meant to be shown turned otherwise) is a mismatch.
+The intro's audio is copied, then extended with copies of its silent frame (audio_copy.py).
+The moov is written in front in one pass, into space reserved up front.
 
 Pieces may be handed over while the booking still runs (`pieces` is any iterable, possibly waiting for
 the next segment): the join then streams along with the recording, syncs what it wrote after each
@@ -23,7 +25,7 @@ from pathlib import Path
 import av
 
 from shared.atomic import atomic_path
-from shared.video_format import OutputFormat
+from shared.video_format import OutputFormat, carry_rotation, display_rotation
 
 from . import testhooks
 from .audio_copy import AudioCopier, SilenceUnavailable
@@ -67,6 +69,20 @@ def moov_reserve(frames: int, fmt: OutputFormat, intro: PreparedIntro | None) ->
 def _frames(path: Path) -> int:
     with av.open(str(path)) as c:
         return int(c.streams.video[0].frames or 0) if c.streams.video else 0
+
+
+def piece_rotation(path: Path) -> int | None:
+    """Clockwise display rotation of a piece, from its first decoded frame (PyAV shows the matrix on frames).
+
+    None when no frame decodes: the copy itself then tells what is wrong with the piece.
+    """
+    try:
+        with av.open(str(path)) as c:
+            for frame in c.decode(c.streams.video[0]):
+                return display_rotation(frame)
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def join_parts(output: Path, intro: PreparedIntro | None, parts: Iterable[Path], fmt: OutputFormat, *,
@@ -153,6 +169,7 @@ class _Joiner:
     def _open(self, template: av.video.stream.VideoStream) -> None:
         """On the first piece: streams, then the header (the moov space is reserved there)."""
         self.stream = self.container.add_stream_from_template(template)
+        carry_rotation(self.stream, self.fmt.rotation)
         self.extradata = bytes(template.codec_context.extradata or b"")
         self.time_base = template.time_base or Fraction(0)
         step = self.fmt.time_base / self.time_base if self.time_base else Fraction(1, 2)
@@ -184,6 +201,9 @@ class _Joiner:
                 raise JoinMismatch(f"{path.name}: encoder parameters differ from the first piece's")
             elif ins.time_base != self.time_base:
                 raise JoinMismatch(f"{path.name}: time base {ins.time_base} differs from {self.time_base}")
+            if (turn := piece_rotation(path)) not in (None, self.fmt.rotation):
+                raise JoinMismatch(f"{path.name}: display rotation {turn} differs from the video's "
+                                   f"{self.fmt.rotation}")
             base = self.frames * self.step
             offset: int | None = None
             in_order = True  # no reordering (the recorder's segments): renumbered onto a constant frame rate

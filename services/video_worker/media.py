@@ -11,6 +11,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from shared.logo_layout import logo_slots, place_logos
+from shared.models import LogoPlacement
+from shared.overlay import LogoSpec
 from shared.store import Store, StoreError
 from shared.store.base import check_object_path, verify_media
 
@@ -25,6 +30,8 @@ class UserMedia:
     logos: list[Path] = field(default_factory=list)
     intro_object: str | None = None  # the store paths, frozen into a booking's plan
     logo_objects: list[str] = field(default_factory=list)
+    logo_placements: list[dict | None] = field(default_factory=list)  # by position in logo_objects, for the plan
+    logo_specs: list[LogoSpec] = field(default_factory=list)  # the logos fetched, where they are drawn
     problems: list[str] = field(default_factory=list)
 
 
@@ -70,22 +77,42 @@ class MediaCache:
             return media
         if settings is None:
             return media
-        return self.from_objects(settings.intro_video_path,
-                                 [p for p in [settings.logo_path, *settings.sponsor_logo_paths] if p])
+        slots = logo_slots(settings)
+        return self.from_objects(settings.intro_video_path, [path for path, _ in slots],
+                                 [p.model_dump() if p else None for _, p in slots])
 
-    def from_objects(self, intro: str | None, logos: list[str]) -> UserMedia:
-        media = UserMedia(intro_object=intro, logo_objects=list(logos))
+    def from_objects(self, intro: str | None, logos: list[str],
+                     placements: list[dict | None] | None = None) -> UserMedia:
+        """`placements` by position in `logos` (a plan made before placements existed has none: the defaults)."""
+        placed = [*(placements or [])][: len(logos)]
+        placed += [None] * (len(logos) - len(placed))
+        media = UserMedia(intro_object=intro, logo_objects=list(logos), logo_placements=placed)
         if intro:
             try:
                 media.intro = self.local(intro)
             except (StoreError, OSError, ValueError) as exc:
                 media.problems.append(f"intro {intro} unavailable: {exc}")
+        files: dict[str, Path] = {}
         for path in logos:
             try:
-                media.logos.append(self.local(path))
+                files[path] = self.local(path)
+                media.logos.append(files[path])
             except (StoreError, OSError, ValueError) as exc:
                 media.problems.append(f"logo {path} unavailable: {exc}")
+        slots = [(path, self._placement(p, media)) for path, p in zip(logos, placed, strict=True)]
+        media.logo_specs = place_logos(slots, files.get)
         return media
+
+    @staticmethod
+    def _placement(value: dict | None, media: UserMedia) -> LogoPlacement | None:
+        """A placement that does not validate (a hand-edited plan) is the default, never a failed video."""
+        if not value:
+            return None
+        try:
+            return LogoPlacement.model_validate(value)
+        except ValidationError as exc:
+            media.problems.append(f"logo placement {value!r} unusable ({exc.error_count()} errors); default used")
+            return None
 
     def sync_user(self, user_id: str) -> UserMedia:
         """Fetch the media the user's settings name now and drop the rest (settings changed or media updated)."""

@@ -44,7 +44,6 @@ from .tail import TailReader
 
 log = logging.getLogger(__name__)
 
-CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left")
 CLOSED_AFTER_NEXT_S = 5.0
 """A segment with a successor that has not changed for this long is closed (the recorder closes it in ms)."""
 STALL_S = 30.0
@@ -54,10 +53,6 @@ OPEN_RECHECK_S = 2.0
 (which makes it due at once): what is on disk decides when an event was lost."""
 JOIN_LEAD_SEGMENTS = 2
 """The booking's job starts this many segment lengths before its end (the streaming join needs one)."""
-
-
-def logo_specs(paths: list[Path]) -> list[LogoSpec]:
-    return [LogoSpec(path=p, corner=CORNERS[i % len(CORNERS)]) for i, p in enumerate(paths[:4])]
 
 
 def closed_on_disk(path: Path, successor: bool, joined: bool, booking_over: bool = False,
@@ -154,10 +149,10 @@ class _Transcode:
 def booking_logos(ctx: WorkerContext, plan: dict) -> tuple[list[LogoSpec], str, list[str]]:
     """The booking's logos as the transcode draws them, their fingerprint (what capture stamps), and problems.
 
-    The one place a plan's logos become LogoSpecs: remux decisions and transcodes must agree on them."""
-    media = ctx.media.from_objects(None, plan.get("logos", []))
-    specs = logo_specs(media.logos)
-    return specs, logo_fingerprint(specs), list(media.problems)
+    The one place a plan's logos become LogoSpecs (placed by shared/logo_layout.py, as the recorder places
+    them): remux decisions and transcodes must agree on them."""
+    media = ctx.media.from_objects(None, plan.get("logos", []), plan.get("placements"))
+    return media.logo_specs, logo_fingerprint(media.logo_specs), list(media.problems)
 
 
 def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed: bool) -> _Transcode | None:
@@ -312,6 +307,7 @@ def _plan(ctx: WorkerContext, part: Part, derive: Callable[[], OutputFormat]) ->
         "fmt": fmt.to_json(),
         "intro": media.intro_object if media and media.intro else None,
         "logos": media.logo_objects if media else [],
+        "placements": media.logo_placements if media else [],
         "start": booking.start_time.timestamp() if booking else part.start_at,
     }
     stored = ctx.jobs.plan(part.booking_id, proposal)

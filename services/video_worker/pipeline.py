@@ -112,7 +112,8 @@ def prepared_intro(intro: Path | None, fmt: OutputFormat, cache: IntroCache,
 
 
 def prepared_logos(specs: Sequence[LogoSpec], fmt: OutputFormat, warnings: list[str]) -> list[PreparedLogo]:
-    return load_logos(specs, fmt.width, fmt.height, warnings, bt709=fmt.bt709, full_range=fmt.full_range)
+    return load_logos(specs, fmt.width, fmt.height, warnings, bt709=fmt.bt709, full_range=fmt.full_range,
+                      rotation=fmt.rotation)
 
 
 # --------------------------------------------------------------------------------------- whole file

@@ -18,7 +18,7 @@ import av
 from av.bitstream import BitStreamFilterContext
 
 from shared.overlay import FramePool, PreparedLogo, blend_logos
-from shared.video_format import OutputFormat, add_format_stream
+from shared.video_format import OutputFormat, add_format_stream, is_full_range, to_limited_range
 
 from . import testhooks
 from .encode import AudioTrack
@@ -173,7 +173,9 @@ def encode_recording(out: VideoOutput, rec: MediaSource, logos: list[PreparedLog
 
     def prepare(frame: av.VideoFrame) -> av.VideoFrame:
         """Make a decoded frame encodable and draw the logos on it, touching only the logo regions."""
-        if frame.format.name != fmt.pix_fmt or frame.width != fmt.width or frame.height != fmt.height:
+        if not fmt.full_range and is_full_range(frame):
+            frame = to_limited_range(frame, fmt.width, fmt.height, fmt.pix_fmt)  # a new frame
+        elif frame.format.name != fmt.pix_fmt or frame.width != fmt.width or frame.height != fmt.height:
             frame = frame.reformat(width=fmt.width, height=fmt.height, format=fmt.pix_fmt)  # a new frame
         elif logos:
             frame = pool.copy(frame)  # decoded frames share buffers with reference pictures

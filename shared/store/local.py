@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS system_status_history (
     PRIMARY KEY (camera_id, collected_at));
 CREATE TABLE IF NOT EXISTS user_settings (
     user_id TEXT PRIMARY KEY, intro_video_path TEXT, logo_path TEXT,
-    sponsor_logo_paths TEXT NOT NULL DEFAULT '[]', updated_at TEXT NOT NULL);
+    sponsor_logo_paths TEXT NOT NULL DEFAULT '[]', updated_at TEXT NOT NULL,
+    logo_placement TEXT, sponsor_logo_placements TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT NOT NULL, path TEXT NOT NULL, size_bytes INTEGER NOT NULL, content_type TEXT NOT NULL,
     updated_at TEXT NOT NULL, PRIMARY KEY (bucket, path));
@@ -120,6 +121,10 @@ class LocalStore(Store):
         status_reason. SQLite cannot alter a CHECK, so the table is rebuilt (sqlite.org/lang_altertable.html),
         in one write transaction; a process opening it meanwhile waits and then finds it done."""
         with self._tx() as db:
+            settings_columns = {row["name"] for row in db.execute("PRAGMA table_info(user_settings)")}
+            if "logo_placement" not in settings_columns:  # a database made before logo placements existed
+                db.execute("ALTER TABLE user_settings ADD COLUMN logo_placement TEXT")
+                db.execute("ALTER TABLE user_settings ADD COLUMN sponsor_logo_placements TEXT NOT NULL DEFAULT '[]'")
             columns = {row["name"] for row in db.execute("PRAGMA table_info(bookings)")}
             if "status_reason" in columns:
                 return
@@ -362,16 +367,23 @@ class LocalStore(Store):
         return UserSettings(
             user_id=row["user_id"], intro_video_path=row["intro_video_path"], logo_path=row["logo_path"],
             sponsor_logo_paths=json.loads(row["sponsor_logo_paths"]), updated_at=_dt(row["updated_at"]),
+            logo_placement=json.loads(row["logo_placement"]) if row["logo_placement"] else None,
+            sponsor_logo_placements=json.loads(row["sponsor_logo_placements"]),
         )
 
     def put_user_settings(self, settings: UserSettings) -> UserSettings:
+        placement = settings.logo_placement.model_dump_json() if settings.logo_placement else None
+        sponsors = json.dumps([p.model_dump() if p else None for p in settings.sponsor_logo_placements])
         with self._tx() as db:
             db.execute(
-                "INSERT INTO user_settings VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+                "INSERT INTO user_settings (user_id, intro_video_path, logo_path, sponsor_logo_paths, updated_at,"
+                " logo_placement, sponsor_logo_placements) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET"
                 " intro_video_path = excluded.intro_video_path, logo_path = excluded.logo_path,"
-                " sponsor_logo_paths = excluded.sponsor_logo_paths, updated_at = excluded.updated_at",
+                " sponsor_logo_paths = excluded.sponsor_logo_paths, updated_at = excluded.updated_at,"
+                " logo_placement = excluded.logo_placement, sponsor_logo_placements = excluded.sponsor_logo_placements",
                 (settings.user_id, settings.intro_video_path, settings.logo_path,
-                 json.dumps(settings.sponsor_logo_paths), _ts(utc_now())),
+                 json.dumps(settings.sponsor_logo_paths), _ts(utc_now()), placement, sponsors),
             )
         stored = self.get_user_settings(settings.user_id)
         assert stored is not None

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def _changed_kind(before: UserSettings | None, after: UserSettings) -> tuple[str, str | None]:
     if before is None or before.intro_video_path != after.intro_video_path:
         return "intro", after.intro_video_path
-    if before.logo_path != after.logo_path:
+    if before.logo_path != after.logo_path or before.logo_placement != after.logo_placement:
         return "logo", after.logo_path
     return "sponsor_logo", (after.sponsor_logo_paths or [None])[0]
 

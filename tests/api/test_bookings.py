@@ -213,7 +213,9 @@ def _as_sent(booking: Booking, **change: object) -> dict:
 def test_an_identical_resend_is_200_even_after_the_booking_ended(client, settings):
     """A client retrying its POST after a timeout must not get a 422 because the booking has ended since."""
     now = utc_now()
-    past = _seed(settings, "past", now - timedelta(hours=2), now - timedelta(hours=1))
+    # Ended moments ago, as for a retry after a timeout: inside BOOKING_MISSED_AFTER_S, so the missed
+    # sweep running beside the test leaves it confirmed (a booking an hour past would turn `missed`).
+    past = _seed(settings, "past", now - timedelta(hours=1), now - timedelta(seconds=30))
     done = _seed(settings, "done", now - timedelta(hours=4), now - timedelta(hours=3), BookingStatus.video_uploaded)
 
     again = client.post("/bookings", json=_as_sent(past), headers=AUTH)
@@ -234,7 +236,9 @@ def test_an_identical_resend_is_200_even_after_the_booking_ended(client, setting
 
 def test_an_identical_list_resend_is_200_even_after_the_booking_ended(client, settings):
     now = utc_now()
-    past = _seed(settings, "past", now - timedelta(hours=2), now - timedelta(hours=1))
+    # Ended moments ago, as for a retry after a timeout: inside BOOKING_MISSED_AFTER_S, so the missed
+    # sweep running beside the test leaves it confirmed (a booking an hour past would turn `missed`).
+    past = _seed(settings, "past", now - timedelta(hours=1), now - timedelta(seconds=30))
     stored = client.get("/bookings/past", headers=AUTH).json()
 
     again = client.post("/bookings", json=[_as_sent(past)], headers=AUTH)

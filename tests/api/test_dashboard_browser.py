@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -372,4 +373,89 @@ def test_the_services_panel_restarts_a_service_and_asks_for_a_snapshot(
         worker_rt.close()
         status_rt.close()
         runtime_module._restart_requested.clear()
+    assert errors == []
+
+
+_RED_BOX_JS = """(img) => {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let x0 = c.width, y0 = c.height, x1 = -1, y1 = -1;
+    for (let y = 0; y < c.height; y++) for (let x = 0; x < c.width; x++) {
+        const i = 4 * (y * c.width + x);
+        if (d[i] > 195 && d[i + 1] < 60 && d[i + 2] < 60) {
+            x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + 1); y1 = Math.max(y1, y + 1);
+        }
+    }
+    return x1 < 0 ? null : [x0, y0, x1, y1, c.width, c.height];
+}"""
+
+
+def _wait_for(check, timeout: float = 15.0) -> None:
+    """Polls from Python: the dashboard's CSP (script-src 'self') refuses the eval behind wait_for_function."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("size", list(VIEWPORTS))
+def test_the_logos_panel_places_a_users_logos_and_shows_the_preview(live_api, settings, browser_page, tmp_path, size):
+    """The operator picks a user, moves their logo bottom-left at 30 % of the width; putting the sponsor logo in the
+    same corner is refused on its row (the API's 422), another corner is saved; the preview (the API's JPEG) shows
+    the red logo where and as wide as chosen."""
+    from tests.media import expected_logo_body, make_logo_png
+
+    width, height = VIEWPORTS[size]
+    page = browser_page
+    page.set_viewport_size({"width": width, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    server = live_api()
+    for kind, rgba in (("logo", (255, 0, 0, 255)), ("sponsor", (0, 0, 255, 255))):
+        png = make_logo_png(tmp_path / f"{kind}.png", rgba=rgba).read_bytes()
+        files = {"file": (f"{kind}.png", png, "image/png")}
+        r = (httpx.put(f"{server.url}/users/player42/media/logo", files=files, headers=AUTH) if kind == "logo"
+             else httpx.post(f"{server.url}/users/player42/media/sponsor_logos", files=files, headers=AUTH))
+        assert r.status_code in (200, 201), r.text
+    page.goto(server.url + "/")
+    page.fill("#token", TOKEN)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#app")).to_be_visible(timeout=15_000)
+    page.fill("#logo-user-id", "player42")
+    page.click("#logo-user button[type=submit]")
+    rows = page.locator("#logo-rows .logo-row")
+    expect(rows).to_have_count(2, timeout=15_000)
+    logo, sponsor = rows.nth(0), rows.nth(1)
+    expect(logo.locator("input[name=width]")).to_be_disabled()  # Default: nothing to size
+    _wait_for(lambda: page.locator("#logo-preview").evaluate("(img) => img.complete && img.naturalWidth > 0"))
+
+    logo.locator("select[name=corner]").select_option("bottom-left")
+    logo.locator("input[name=width]").fill("30")
+    logo.locator("input[name=margin]").fill("0")
+    sponsor.locator("select[name=corner]").select_option("bottom-left")
+    page.click("#logo-save")
+    expect(sponsor.locator(".error")).to_contain_text("both placed bottom-left", timeout=15_000)
+    expect(page.locator("#logos-result")).to_contain_text("Not saved")
+    keep(page, tmp_path, f"logos-refused-{size}")
+    _assert_fits(_layout(page), width)
+
+    sponsor.locator("select[name=corner]").select_option("top-left")
+    page.click("#logo-save")
+    expect(page.locator("#logos-result")).to_contain_text("Saved", timeout=15_000)
+    stored = httpx.get(f"{server.url}/users/player42/settings", headers=AUTH).json()
+    assert stored["logo_placement"] == {"corner": "bottom-left", "width_fraction": 0.3, "margin_fraction": 0.0}
+    assert stored["sponsor_logo_placements"] == [{"corner": "top-left", "width_fraction": 0.15,
+                                                  "margin_fraction": 0.02}]
+    preview = page.locator("#logo-preview")
+    _wait_for(lambda: (b := preview.evaluate(_RED_BOX_JS)) is not None and b[1] > b[5] / 2)  # red now bottom-left
+    box = preview.evaluate(_RED_BOX_JS)
+    frame = (box[4], box[5])
+    assert frame == (settings.camera_width, settings.camera_height)  # at most 960 wide: here the camera's own size
+    want = expected_logo_body(frame, "bottom-left", 0.3, 0.0)
+    assert all(abs(g - w) <= 3 for g, w in zip(box[:4], want, strict=True)), (box, want)
+    keep(page, tmp_path, f"logos-{size}")
+    _assert_fits(_layout(page), width)
     assert errors == []

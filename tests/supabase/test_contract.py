@@ -14,7 +14,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
-from shared.models import BookingIn, BookingStatus, SystemStatusRow, UserSettings, Video, video_id_for
+from shared.models import BookingIn, BookingStatus, LogoPlacement, SystemStatusRow, UserSettings, Video, video_id_for
 from shared.store.cloud.tus import CHUNK_SIZE
 from tests.supabase.conftest import KEY, drain
 
@@ -144,10 +144,28 @@ def test_user_settings_upsert_and_read(store, fake_cloud):
                                                                [("on_conflict", "user_id")])
     assert write["body"] == {"user_id": "u1", "intro_video_path": None,
                              "logo_path": "u1/media/logo-0123456789abcdef.png",
-                             "sponsor_logo_paths": ["u1/media/sponsor_logo-0123456789abcdef.png"]}
+                             "sponsor_logo_paths": ["u1/media/sponsor_logo-0123456789abcdef.png"],
+                             "logo_placement": None, "sponsor_logo_placements": []}
     assert (read["method"], read["path"], _query(read)) == (
         "GET", "/rest/v1/user_settings", [("select", "*"), ("user_id", "eq.u1")])
     assert _pick(read, *AUTH) == AUTH
+
+
+def test_logo_placements_travel_to_the_cloud_and_back(store, fake_cloud, db):
+    placed = LogoPlacement(corner="bottom-left", width_fraction=0.25, margin_fraction=0.0)
+    sponsor = LogoPlacement(corner="top-left", width_fraction=0.1, margin_fraction=0.05)
+    store.put_user_settings(UserSettings(user_id="u1", logo_path="u1/media/logo-0123456789abcdef.png",
+                                         sponsor_logo_paths=["u1/media/sponsor-0123456789abcdef.png"] * 2,
+                                         logo_placement=placed, sponsor_logo_placements=[None, sponsor]))
+    drain(store)
+    (write,) = fake_cloud.requests()
+    assert write["body"]["logo_placement"] == {"corner": "bottom-left", "width_fraction": 0.25, "margin_fraction": 0.0}
+    assert write["body"]["sponsor_logo_placements"] == [None, sponsor.model_dump()]
+    row = db.execute("SELECT logo_placement, sponsor_logo_placements FROM user_settings").fetchone()
+    assert row == (placed.model_dump(), [None, sponsor.model_dump()])  # jsonb in the real PostgreSQL
+    store.local.put_user_settings(UserSettings(user_id="u1"))  # the mirror forgets; the cloud answers
+    got = store.get_user_settings("u1")
+    assert (got.logo_placement, got.sponsor_logo_placements) == (placed, [None, sponsor])
 
 
 def test_pulling_bookings_selects_this_cameras_current_ones_page_by_page(store, cloud_settings, fake_cloud):

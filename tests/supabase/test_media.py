@@ -8,7 +8,7 @@ import hashlib
 from datetime import timedelta
 
 from services.video_worker.media import MediaCache
-from shared.models import UserSettings, storage_path_for_media
+from shared.models import LogoPlacement, UserSettings, storage_path_for_media
 from shared.sync import CloudSync
 from shared.timeutil import utc_now
 from tests.media import make_intro, make_logo_png
@@ -75,6 +75,34 @@ def test_media_follow_the_cloud_settings(cloud_settings, make_store, fake_cloud,
     offline = MediaCache(store, tmp_path / "fresh-cache").for_user("u1")
     assert offline.problems == []
     assert offline.intro is not None and len(offline.logos) == 1
+
+
+def test_a_placement_changed_in_the_cloud_reaches_the_worker_and_is_announced(cloud_settings, make_store, fake_cloud,
+                                                                            db, tmp_path):
+    """The web app moves the logo (only the placement changes): the sync announces kind `logo`, and the worker's
+    media (from the mirror, offline too) carry the new corner and width."""
+    web = make_store(cloud_settings.model_copy(update={"data_dir": tmp_path / "web"}))
+    logo = _publish_media(web, tmp_path, "logo", make_logo_png(tmp_path / "logo.png"), "image/png")
+    web.put_user_settings(UserSettings(user_id="u1", logo_path=logo))
+    drain(web)
+    db.execute("INSERT INTO bookings (id, user_id, camera_id, start_time, end_time) VALUES ('mb1', 'u1', %s, %s, %s)",
+               (cloud_settings.camera_id, utc_now() + timedelta(hours=1), utc_now() + timedelta(hours=2)))
+    store = make_store()
+    changes = []
+    sync = CloudSync(store, cloud_settings.camera_id, 60, lambda: None, lambda *a: changes.append(a))
+    sync.poll_once()
+    cache = MediaCache(store, cloud_settings.media_dir)
+    assert [s.corner for s in cache.for_user("u1").logo_specs] == ["top-right"]  # the default
+
+    moved = LogoPlacement(corner="bottom-left", width_fraction=0.25, margin_fraction=0.0)
+    web.put_user_settings(UserSettings(user_id="u1", logo_path=logo, logo_placement=moved))
+    drain(web)
+    changes.clear()
+    sync.poll_once()
+    assert changes == [("u1", "logo", logo)]
+    fake_cloud.stop()  # from the mirror
+    [spec] = MediaCache(store, tmp_path / "fresh-cache").for_user("u1").logo_specs
+    assert (spec.corner, spec.width_fraction, spec.margin_fraction) == ("bottom-left", 0.25, 0.0)
 
 
 def test_a_download_that_does_not_match_its_name_is_refused(cloud_settings, make_store, fake_cloud, tmp_path):

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 ALICE, BOB = str(uuid.uuid4()), str(uuid.uuid4())
 T0, T1 = "2026-12-01T18:00:00Z", "2026-12-01T19:00:00Z"
@@ -179,3 +180,42 @@ def test_migrations_apply_twice(cloud_dsn):
     with psycopg.connect(cloud_dsn, autocommit=True) as conn:
         for migration in MIGRATIONS:
             conn.execute(migration.read_text())
+
+
+_TL = {"corner": "top-left", "width_fraction": 0.15, "margin_fraction": 0.02}
+
+
+@pytest.mark.parametrize("logo, sponsors", [
+    ({**_TL, "corner": "middle"}, []),
+    ({**_TL, "width_fraction": 0.01}, []),
+    ({**_TL, "width_fraction": 0.6}, []),
+    ({**_TL, "margin_fraction": -0.1}, []),
+    ({**_TL, "margin_fraction": 0.3}, []),
+    ({**_TL, "width_fraction": "0.2"}, []),
+    ({**_TL, "size": 2}, []),
+    ({"corner": "top-left"}, []),
+    ("top-left", []),
+    (_TL, [{**_TL, "corner": "top-right"}, _TL]),
+    (None, [_TL, None, _TL]),
+    (None, [None, None, None, None]),
+    (None, {"0": _TL}),
+    (None, [{**_TL, "width_fraction": 0.9}]),
+], ids=["unknown-corner", "too-narrow", "too-wide", "negative-margin", "margin-too-big", "width-as-text",
+        "unknown-key", "missing-sizes", "not-an-object", "logo-and-sponsor-share-a-corner", "sponsors-share-a-corner",
+        "four-sponsor-placements", "sponsors-not-a-list", "sponsor-too-wide"])
+def test_bad_logo_placements_are_refused(db, logo, sponsors):
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute("INSERT INTO user_settings (user_id, logo_placement, sponsor_logo_placements) VALUES ('u', %s, %s)",
+                   (Jsonb(logo) if logo is not None else None, Jsonb(sponsors)))
+
+
+def test_logo_placements_are_stored_and_default_to_none(db):
+    db.execute("INSERT INTO user_settings (user_id) VALUES ('a')")
+    sponsors = [None, {**_TL, "corner": "bottom-right", "width_fraction": 0.5, "margin_fraction": 0}]
+    db.execute("INSERT INTO user_settings (user_id, logo_placement, sponsor_logo_placements) VALUES ('b', %s, %s)",
+               (Jsonb({**_TL, "width_fraction": 0.02, "margin_fraction": 0.2}), Jsonb(sponsors)))
+    db.execute("INSERT INTO user_settings (user_id, logo_placement) VALUES ('c', 'null'::jsonb)")
+    rows = db.execute("SELECT user_id, logo_placement, sponsor_logo_placements FROM user_settings"
+                      " ORDER BY 1").fetchall()
+    assert rows == [("a", None, []), ("b", {**_TL, "width_fraction": 0.02, "margin_fraction": 0.2}, sponsors),
+                    ("c", None, [])]

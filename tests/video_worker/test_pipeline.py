@@ -374,7 +374,7 @@ def test_timestamp_gap_is_filled_to_keep_constant_rate(tmp_path: Path) -> None:
     assert probe(out)["frames"] == 70
 
 
-def test_full_range_recording_keeps_its_range(tmp_path: Path, media: Media) -> None:
+def test_full_range_recording_looks_the_same_after_conversion_to_limited_range(tmp_path: Path, media: Media) -> None:
     raw = tmp_path / "full.mp4"
     with av.open(str(raw), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=30)

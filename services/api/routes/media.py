@@ -9,13 +9,14 @@ import threading
 from pathlib import Path as FsPath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, UploadFile, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
-from services.api.deps import BODY_ERRORS, UNAUTHORIZED, Authorized, Reader, State
+from services.api.deps import BODY_ERRORS, UNAUTHORIZED, Authorized, Reader, ReaderOrQuery, State
 from services.api.media_checks import MAX_LOGO_BYTES, MediaRejected, check_intro, check_logo
-from services.api.schemas import Error, MediaNotify, UserSettingsIn, unprocessable
-from shared.models import SAFE_ID_PATTERN, UserSettings, storage_path_for_media
+from services.api.preview import render_preview
+from services.api.schemas import Error, LogoPlacementsIn, MediaNotify, UserSettingsIn, unprocessable
+from shared.models import SAFE_ID_PATTERN, LogoPlacement, UserSettings, corner_clashes, storage_path_for_media
 from shared.payloads import MediaUpdated
 from shared.store.base import check_object_path
 from shared.topics import MEDIA_UPDATED
@@ -32,6 +33,8 @@ MediaKind = Annotated[Literal["intro", "logo"], Path(description="`intro` (a cli
                                                      "videos) or `logo` (a PNG overlaid on them)", examples=["logo"])]
 SponsorIndex = Annotated[int, Path(ge=0, lt=MAX_SPONSOR_LOGOS, examples=[0],
                                    description="0-based position in the user's `sponsor_logo_paths`")]
+PreviewWidth = Annotated[int, Query(ge=160, le=3840, examples=[960],
+                                    description="Width of the JPEG in pixels (at most the camera's)")]
 _CHUNK = 1024 * 1024
 _UPLOAD_ERRORS = {
     **BODY_ERRORS,
@@ -162,7 +165,9 @@ def delete_sponsor_logo(state: State, user_id: UserId, index: SponsorIndex) -> U
         if index >= len(before.sponsor_logo_paths):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"user {user_id} has no sponsor logo {index}")
         remaining = [p for i, p in enumerate(before.sponsor_logo_paths) if i != index]
-        saved = state.store.put_user_settings(before.model_copy(update={"sponsor_logo_paths": remaining}))
+        placements = [p for i, p in enumerate(before.sponsor_logo_placements) if i != index]  # they go together
+        saved = state.store.put_user_settings(before.model_copy(update={"sponsor_logo_paths": remaining,
+                                                                        "sponsor_logo_placements": placements}))
         _drop_unreferenced(state, before, saved)
     state.bus.publish(MEDIA_UPDATED, MediaUpdated(user_id=user_id, kind="sponsor_logo", path=None))
     return saved
@@ -193,6 +198,8 @@ def _check_media_path(user_id: str, path: str, loc: tuple[str | int, ...]) -> tu
     dependencies=[Authorized],
     summary="Point the user's media at objects already in the `media` bucket",
     description="For media uploaded elsewhere. Every path must be `<user_id>/media/...` and exist in the store. "
+    "The placements are replaced too (left out: the defaults); a 422 names each placement out of range, each two "
+    "logos placed in one corner and each sponsor placement without its sponsor logo. "
     "Publishes `ezrec/media/updated` for each kind that changed; objects no longer named are not deleted "
     "(they may belong to whoever uploaded them).",
     responses=BODY_ERRORS,
@@ -205,6 +212,7 @@ def put_settings(state: State, user_id: UserId, body: UserSettingsIn) -> UserSet
         named.append((("body", "logo_path"), body.logo_path))
     named += [(("body", "sponsor_logo_paths", i), p) for i, p in enumerate(body.sponsor_logo_paths)]
     problems = [p for loc, path in named if (p := _check_media_path(user_id, path, loc))]
+    problems += _placement_problems(len(body.sponsor_logo_paths), body.logo_placement, body.sponsor_logo_placements)
     if not problems:
         problems = [(loc, f"{path!r} does not exist in the media bucket")
                     for loc, path in named if not state.store.object_exists("media", path)]
@@ -216,13 +224,72 @@ def put_settings(state: State, user_id: UserId, body: UserSettingsIn) -> UserSet
     changes: list[tuple[Literal["intro", "logo", "sponsor_logo"], str | None]] = []
     if before.intro_video_path != saved.intro_video_path:
         changes.append(("intro", saved.intro_video_path))
-    if before.logo_path != saved.logo_path:
+    if before.logo_path != saved.logo_path or before.logo_placement != saved.logo_placement:
         changes.append(("logo", saved.logo_path))
-    if before.sponsor_logo_paths != saved.sponsor_logo_paths:
+    if (before.sponsor_logo_paths, before.sponsor_logo_placements) != (saved.sponsor_logo_paths,
+                                                                       saved.sponsor_logo_placements):
         changes.append(("sponsor_logo", saved.sponsor_logo_paths[-1] if saved.sponsor_logo_paths else None))
     for kind, path in changes:
         state.bus.publish(MEDIA_UPDATED, MediaUpdated(user_id=user_id, kind=kind, path=path))
     return saved
+
+
+def _placement_problems(sponsors: int, logo: LogoPlacement | None,
+                        placements: list[LogoPlacement | None]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Ranges are the model's (pydantic's own 422); here what it cannot see: shared corners, missing logos."""
+    problems = [(("body", *loc), msg) for loc, msg in corner_clashes(logo, placements)]
+    problems += [(("body", "sponsor_logo_placements", i), f"there is no sponsor logo {i} to place (the user has "
+                  f"{sponsors}); use null or leave it out") for i, p in enumerate(placements) if p and i >= sponsors]
+    return problems
+
+
+@router.put(
+    "/settings/logo_placements",
+    response_model=UserSettings,
+    dependencies=[Authorized],
+    summary="Where the user's logo and sponsor logos go, and how big they are",
+    description="Corner, width and margin of each logo as fractions of the video's width (the height follows the "
+    "PNG). Replaces every placement; the logo files stay. Each logo needs a corner of its own. Takes effect from "
+    "the user's next booking (a booking under way keeps the placements it started with). A logo too big for "
+    "the picture is left out with a warning: GET /users/{user_id}/preview.jpg shows the result. Publishes "
+    "`ezrec/media/updated` (kind `logo`).",
+    responses={**BODY_ERRORS, 422: {"description": "A value out of range (width_fraction 0.02..0.5, "
+                                    "margin_fraction 0..0.2, an unknown corner), two logos in one corner, or a "
+                                    "placement for a sponsor logo the user does not have"}},
+)
+def put_logo_placements(state: State, user_id: UserId, body: LogoPlacementsIn) -> UserSettings:
+    with _SETTINGS_LOCK:
+        before = _current(state, user_id)
+        problems = _placement_problems(len(before.sponsor_logo_paths), body.logo_placement,
+                                       body.sponsor_logo_placements)
+        if problems:
+            raise unprocessable(*problems)
+        saved = state.store.put_user_settings(before.model_copy(update={
+            "logo_placement": body.logo_placement, "sponsor_logo_placements": body.sponsor_logo_placements}))
+    state.bus.publish(MEDIA_UPDATED, MediaUpdated(user_id=user_id, kind="logo", path=saved.logo_path))
+    return saved
+
+
+@router.get(
+    "/preview.jpg",
+    summary="One frame of the camera's format with the user's logos placed (JPEG)",
+    description="A drawn court at CAMERA_WIDTH x CAMERA_HEIGHT with the logos laid out and blended by the worker's "
+    "own code, scaled to `width`. Header `X-Logo-Warnings` lists the logos left out and why (`; `-separated). "
+    "A user token may preview its own settings only. Accepts `?token=` for `<img src>`.",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The preview"},
+               404: {"model": Error, "description": "A user token asked for another user"}},
+)
+def preview(state: State, principal: ReaderOrQuery, user_id: UserId, width: PreviewWidth = 960) -> Response:
+    if not principal.can_read(user_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"user {user_id} not found")
+    cfg = state.settings
+    data, warnings = render_preview(state.store, state.store.get_user_settings(user_id), cfg.camera_width,
+                                    cfg.camera_height, width, cfg.data_dir)
+    headers = {"Cache-Control": "no-store"}
+    if warnings:
+        headers["X-Logo-Warnings"] = "; ".join(warnings).encode("ascii", "replace").decode()
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @notify_router.post(

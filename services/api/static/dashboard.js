@@ -166,6 +166,7 @@ function renderBookings() {
     }
   }
   $("no-bookings").hidden = list.length > 0;
+  knownUsers();
 }
 
 function noteFor(booking) {
@@ -502,6 +503,149 @@ async function dropOp(op, button) {
   }
 }
 
+// ---- logos: each user's logo placements, with the API's preview ------------------------------------
+
+const CORNER_NAMES = { "top-right": "Top right", "top-left": "Top left", "bottom-right": "Bottom right",
+  "bottom-left": "Bottom left" };
+const logos = { user: null, settings: null, previewUrl: null };
+
+function knownUsers() {
+  const users = new Set([...state.bookings.values()].map((b) => b.user_id).filter(isId));
+  $("logo-users").replaceChildren(...[...users].sort().map((u) => { const o = element("option"); o.value = u; return o; }));
+}
+
+async function loadLogos(userId) {
+  if (!isId(userId)) {
+    setResult("logos-result", "A user id is letters, digits, - and _ (at most 64).", true);
+    return;
+  }
+  setResult("logos-result", "");
+  const settings = await json(`users/${encodeURIComponent(userId)}/settings`);
+  logos.user = userId;
+  logos.settings = isObject(settings) ? settings : { logo_path: null, sponsor_logo_paths: [] };
+  renderLogoRows();
+  $("logo-editor").hidden = false;
+  await loadPreview();
+}
+
+function logoSlots(settings) {
+  const slots = [];
+  if (settings.logo_path) slots.push({ key: "logo", name: "Logo", path: settings.logo_path,
+    placement: settings.logo_placement || null });
+  const sponsors = Array.isArray(settings.sponsor_logo_paths) ? settings.sponsor_logo_paths : [];
+  const placements = Array.isArray(settings.sponsor_logo_placements) ? settings.sponsor_logo_placements : [];
+  sponsors.forEach((path, i) => slots.push({ key: `sponsor-${i}`, name: `Sponsor logo ${i + 1}`, path,
+    placement: placements[i] || null }));
+  return slots;
+}
+
+function numberField(label, name, value, min, max) {
+  const wrap = element("label", "", label);
+  const input = element("input");
+  Object.assign(input, { type: "number", name, min: String(min), max: String(max), step: "0.5", required: true });
+  input.value = String(Math.round(value * 1000) / 10);
+  wrap.append(input);
+  return wrap;
+}
+
+function renderLogoRows() {
+  const rows = $("logo-rows");
+  rows.replaceChildren();
+  const slots = logoSlots(logos.settings);
+  $("logo-none").hidden = slots.length > 0;
+  $("logo-save").hidden = $("logo-reset").hidden = slots.length === 0;
+  for (const slot of slots) {
+    const row = element("fieldset", "logo-row");
+    row.dataset.slot = slot.key;
+    row.append(element("legend", "", `${slot.name} · ${slot.path.split("/").pop()}`));
+    const fields = element("div", "logo-fields");
+    const cornerLabel = element("label", "", "Corner");
+    const corner = element("select");
+    corner.name = "corner";
+    const auto = element("option", "", "Default");
+    auto.value = "";
+    corner.append(auto, ...Object.entries(CORNER_NAMES).map(([value, text]) => {
+      const o = element("option", "", text);
+      o.value = value;
+      return o;
+    }));
+    corner.value = slot.placement ? slot.placement.corner : "";
+    cornerLabel.append(corner);
+    const p = slot.placement || { width_fraction: 0.15, margin_fraction: 0.02 };
+    const width = numberField("Width, % of the video", "width", p.width_fraction, 2, 50);
+    const margin = numberField("Margin, % of the width", "margin", p.margin_fraction, 0, 20);
+    const sync = () => { for (const f of [width, margin]) f.querySelector("input").disabled = corner.value === ""; };
+    corner.addEventListener("change", sync);
+    sync();
+    fields.append(cornerLabel, width, margin);
+    row.append(fields, element("p", "error"));
+    rows.append(row);
+  }
+}
+
+function placementOf(row) {
+  const corner = row.querySelector("select[name=corner]").value;
+  if (!corner) return null;
+  const pct = (name) => Number(row.querySelector(`input[name=${name}]`).value) / 100;
+  return { corner, width_fraction: pct("width"), margin_fraction: pct("margin") };
+}
+
+async function saveLogos(event) {
+  event.preventDefault();
+  const rows = [...$("logo-rows").querySelectorAll(".logo-row")];
+  for (const row of rows) row.querySelector(".error").textContent = "";
+  const body = { logo_placement: null, sponsor_logo_placements: [] };
+  for (const row of rows) {
+    if (row.dataset.slot === "logo") body.logo_placement = placementOf(row);
+    else body.sponsor_logo_placements.push(placementOf(row));
+  }
+  const button = $("logo-save");
+  button.disabled = true;
+  try {
+    logos.settings = await send("PUT", `users/${encodeURIComponent(logos.user)}/settings/logo_placements`, body);
+    renderLogoRows();
+    setResult("logos-result", `Saved: ${logos.user}'s next booking uses these placements.`);
+    await loadPreview();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 422) showLogoErrors(err.message, rows);
+    else actionFailed("logos-result", err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// A 422 names its field (["body", "sponsor_logo_placements", 1, "width_fraction"]): shown on that logo's row.
+function showLogoErrors(message, rows) {
+  let errors;
+  try { errors = JSON.parse(message); } catch { errors = null; }
+  if (!Array.isArray(errors)) { setResult("logos-result", message, true); return; }
+  const unplaced = [];
+  for (const e of errors.filter(isObject)) {
+    const loc = Array.isArray(e.loc) ? e.loc : [];
+    const key = loc[1] === "logo_placement" ? "logo" : loc[1] === "sponsor_logo_placements" ? `sponsor-${loc[2]}` : null;
+    const row = rows.find((r) => r.dataset.slot === key);
+    const field = loc.slice(row ? 3 : 1).join(".");
+    const text = field ? `${field}: ${e.msg}` : String(e.msg);
+    if (row) row.querySelector(".error").textContent += `${text} `;
+    else unplaced.push(text);
+  }
+  setResult("logos-result", `Not saved. ${unplaced.join(" ")}`.trim(), true);
+}
+
+async function loadPreview() {
+  const img = $("logo-preview");
+  const res = await api(`users/${encodeURIComponent(logos.user)}/preview.jpg?width=960`);
+  if (!res.ok) throw new Error(`preview: HTTP ${res.status}`);
+  const warnings = res.headers.get("X-Logo-Warnings");
+  const blob = await res.blob();
+  if (logos.previewUrl) URL.revokeObjectURL(logos.previewUrl);
+  logos.previewUrl = URL.createObjectURL(blob);
+  img.src = logos.previewUrl;
+  const note = $("logo-preview-note");
+  note.textContent = warnings ? `Left out: ${warnings}` : "Preview at the camera's format (a drawn court).";
+  note.className = warnings ? "error" : "muted";
+}
+
 // ---- videos ---------------------------------------------------------------------------------------
 
 async function loadVideos() {
@@ -682,6 +826,17 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("logout").addEventListener("click", () => logout(""));
   $("snapshot").addEventListener("click", () => snapshotNow());
+  $("logo-user").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadLogos($("logo-user-id").value.trim()).catch((err) => actionFailed("logos-result", err));
+  });
+  $("logo-form").addEventListener("submit", (e) => saveLogos(e));
+  $("logo-reset").addEventListener("click", () => {
+    for (const select of $("logo-rows").querySelectorAll("select[name=corner]")) {
+      select.value = "";
+      select.dispatchEvent(new Event("change"));
+    }
+  });
   if (state.token) start().catch(onError);
   else logout("");
 });

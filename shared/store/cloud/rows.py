@@ -40,10 +40,15 @@ def status_row(row: SystemStatusRow) -> dict[str, Any]:
 
 def settings_row(settings: UserSettings) -> dict[str, Any]:
     return {"user_id": settings.user_id, "intro_video_path": settings.intro_video_path,
-            "logo_path": settings.logo_path, "sponsor_logo_paths": list(settings.sponsor_logo_paths)}
+            "logo_path": settings.logo_path, "sponsor_logo_paths": list(settings.sponsor_logo_paths),
+            "logo_placement": settings.logo_placement.model_dump() if settings.logo_placement else None,
+            "sponsor_logo_placements": [p.model_dump() if p else None for p in settings.sponsor_logo_placements]}
 
 
 def settings_from_row(row: dict[str, Any]) -> UserSettings:
+    """A row from before the placement migration has no placement columns: the defaults."""
     return UserSettings(user_id=row["user_id"], intro_video_path=row.get("intro_video_path"),
                         logo_path=row.get("logo_path"), sponsor_logo_paths=row.get("sponsor_logo_paths") or [],
+                        logo_placement=row.get("logo_placement"),
+                        sponsor_logo_placements=row.get("sponsor_logo_placements") or [],
                         updated_at=row.get("updated_at") or datetime.now(UTC))
