@@ -118,13 +118,15 @@ def record_stamped_segments(raw_dir: Path, booking_id: str, user_id: str, start:
                             *, fmt: OutputFormat, logos: list[LogoSpec] = (), stamp_logos: str | None = None,
                             stamped: bool = True, end: datetime | None = None,
                             encode_fmt: OutputFormat | None = None,
-                            segment_fmts: dict[int, OutputFormat] | None = None) -> tuple[BookingDir, list[Segment]]:
+                            segment_fmts: dict[int, OutputFormat] | None = None,
+                            dropped: frozenset[int] = frozenset()) -> tuple[BookingDir, list[Segment]]:
     """Segments as the recorder writes them from raw frames: the logos blended before the one encode (with
     `fmt`), stamped with the format and the logos' fingerprint (shared/capture_stamp.py).
 
     `encode_fmt` encodes with another format than the stamp claims (an encoder whose parameter sets
     differ); `stamp_logos` overrides the logo fingerprint; `stamped=False` leaves the stamp off;
-    `segment_fmts[i]` stamps and encodes segment i with another format (capture restarted with other settings)."""
+    `segment_fmts[i]` stamps and encodes segment i with another format (capture restarted with other settings);
+    frames numbered in `dropped` are never captured (the camera fell behind: a gap on the timeline)."""
     size, fps = (fmt.width, fmt.height), int(fmt.rate)
     booking_dir = BookingDir(raw_dir, booking_id)
     total = sum(segment_frames)
@@ -139,15 +141,18 @@ def record_stamped_segments(raw_dir: Path, booking_id: str, user_id: str, start:
     segments, n = [], 0
     for count in segment_frames:
         index, path = booking_dir.next_segment()
-        first_at = start + timedelta(seconds=n / fps)
+        first_n = next(k for k in range(n, n + count) if k not in dropped)
+        first_at = start + timedelta(seconds=first_n / fps)
         out = av.open(str(path), "w", format="mp4", options={"movflags": FRAGMENTED})
         seg_fmt = (segment_fmts or {}).get(index)
         if stamped:
             out.metadata.update(tags if seg_fmt is None else {**tags, capture_stamp.FORMAT_KEY: seg_fmt.to_json()})
         timeline.stamp(out, first_at)
         stream = add_format_stream(out, seg_fmt or encode_fmt or fmt)
-        first_n = n
         for _ in range(count):
+            if n in dropped:
+                n += 1
+                continue
             frame = numbered_frame(n, size)
             blend_logos(frame, prepared)
             frame.pts = round((start + timedelta(seconds=n / fps) - meta.origin).total_seconds() * fps)

@@ -326,3 +326,64 @@ def test_a_segment_the_recorder_deletes_right_after_closing_is_still_remuxed(set
     assert worker.jobs.get("h1").mode == "parts" and _processed(events)["route"] == "remux"
     [video] = store.list_videos(booking_id="h1")
     _checks(store.local_object_path("videos", video.storage_path))
+
+
+def test_frames_the_camera_dropped_stay_gaps_so_the_video_lasts_as_long_as_the_booking(settings, tmp_path, run_worker,
+                                                                                      listen, fmt):
+    store = LocalStore(settings.data_dir)
+    _media(store, tmp_path, logo=False)
+    dropped = frozenset({7, 15, 16, 33})  # inside a segment, at a segment's start, two in a row
+    _dir, segments = _booking(settings, store, "g1", fmt=fmt, dropped=dropped)
+    worker, events, stored = _run_to_upload(settings, store, run_worker, listen, "g1", segments)
+    assert worker.jobs.get("g1").route == "remux"
+    info = probe(stored)
+    assert info["frames"] == INTRO_FRAMES + TOTAL - len(dropped)
+    assert abs(info["duration"] - (INTRO_FRAMES + TOTAL) / FPS) <= 1 / FPS, info
+    kept = [n for n in range(TOTAL) if n not in dropped]
+    assert frame_numbers(stored, skip=INTRO_FRAMES) == kept
+    _decodes_cleanly(stored)
+
+
+def test_the_whole_recording_fallback_reads_the_finished_folder_and_never_draws_capture_logos_twice(
+        settings, tmp_path, run_worker, listen, fmt):
+    """The recording is its finished segment folder (no joined file): the fallback joins it for its own encode,
+    and leaves the logos capture already blended alone (a half-transparent logo shows a second blend)."""
+    from services.recorder.join import describe_segments
+    from services.recorder.layout import FinishedMeta
+    from services.video_worker.jobs import TABLE_FILE, JobTable
+
+    store = LocalStore(settings.data_dir)
+    half = make_logo_png(tmp_path / "half.png", size=(64, 32), rgba=(255, 255, 255, 128), transparent_border=0)
+    store.put_object("media", "u1/media/logo-half.png", half, "image/png")
+    store.put_user_settings(UserSettings(user_id="u1", logo_path="u1/media/logo-half.png"))
+    booking_dir, segments = _booking(settings, store, "w2", fmt=fmt, logos=[LogoSpec(path=half, corner="top-right")])
+    meta = booking_dir.read_meta()
+    counted = describe_segments([s.path for s in segments], meta.origin)
+    booking_dir.write_finished(FinishedMeta(frames=counted.frames, first_frame_at=counted.first_frame_at,
+                                            last_frame_at=counted.last_frame_at, size_bytes=counted.size_bytes,
+                                            segments=counted.segments))
+    with av.open(str(segments[0].path)) as c:  # the picture capture made (its logo blended once)
+        captured = next(c.decode(video=0)).to_ndarray(format="gray").astype(float)
+    table = JobTable(settings.state_dir / TABLE_FILE)
+    table.add("w2", "u1", "w2", counted.frames)
+    table.reopen("w2", "whole", "test: the segments could not make the video")
+    table.close()
+    events = listen(f"ezrec/{settings.camera_id}/video/#")
+    worker, _bus = run_worker(store)
+    deadline = utc_now() + timedelta(seconds=90)
+    while utc_now() < deadline and store.get_booking("w2").status != BookingStatus.video_uploaded:
+        threading.Event().wait(0.1)
+    assert store.get_booking("w2").status == BookingStatus.video_uploaded
+    job = worker.jobs.get("w2")
+    assert job.mode == "whole" and job.route == "transcode" and job.route_reasons == ["whole_recording"]
+    assert _processed(events)["route_reasons"] == ["whole_recording"]
+    [video] = store.list_videos(booking_id="w2")
+    stored = store.local_object_path("videos", video.storage_path)
+    assert frame_numbers(stored) == list(range(TOTAL))
+    with av.open(str(stored)) as c:
+        finished = next(c.decode(video=0)).to_ndarray(format="gray").astype(float)
+    h, w = captured.shape
+    blocks = lambda a: a[: h // 8 * 8, : w // 8 * 8].reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3))  # noqa: E731
+    assert np.abs(blocks(finished) - blocks(captured)).max() < 8, "the logo is blended once, at capture"
+    assert not booking_dir.path.exists(), "the segment folder goes once the video is uploaded"
+    assert not list(settings.processed_dir.rglob("whole-input.mp4")), "the fallback's joined copy is removed"
