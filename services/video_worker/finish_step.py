@@ -25,6 +25,7 @@ from .facts import booking_end, recording_frames
 from .intro import PreparedIntro
 from .jobs import Job, JobState, Part, PartState
 from .join import JoinAborted, JoinMismatch, JoinResult, join_parts
+from .memory import release_memory
 from .part_step import JOIN_LEAD_SEGMENTS, booking_logos
 from .pipeline import RecordingUnreadable, prepared_intro, process_video
 from .remux import REMUX, TRANSCODE, HeaderUnreadable, Reason, SegmentHeader, logos_to_draw, read_header
@@ -247,6 +248,7 @@ def _whole(ctx: WorkerContext, job: Job, output: Path, plan: dict | None, starte
     finally:
         if source != recording:
             source.unlink(missing_ok=True)
+        release_memory()
     warnings.extend(result.warnings)
     _processed(ctx, job, output, result.input_packets, started, warnings, (TRANSCODE, [Reason.whole_recording.value]))
 

@@ -25,6 +25,7 @@ from .assemble import recording_over
 from .context import WorkerContext
 from .facts import booking_end, booking_user, capture_start
 from .jobs import JobState, Part, PartState
+from .memory import release_memory
 from .pipeline import RecordingUnreadable, encode_part, prepared_intro, prepared_logos, recording_format
 from .remux import (
     REMUX,
@@ -135,6 +136,7 @@ def process_part(ctx: WorkerContext, part: Part) -> None:
         source.close()
         if reader is not None:
             reader.close()
+        release_memory()
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,9 @@ def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed:
         warnings.extend(media.problems)
         if media.intro is not None:
             with ctx.encode_slot:  # prepared once per (intro, format), normally at the booking's first segment
-                prepared = prepared_intro(media.intro, fmt, ctx.intros, warnings)[0]
+                prepared, cached = prepared_intro(media.intro, fmt, ctx.intros, warnings)
+            if not cached:
+                release_memory()
         if prepared is not None:
             blocker = remux_blocker(header, fmt, fingerprint, prepared.extradata, intro_time_base(prepared.path))
     if blocker is not None:
