@@ -173,6 +173,9 @@ def quality(work: Path, fmt: OutputFormat | None, seconds: int = 20) -> dict:
     src = ["-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate={FPS},format=yuv420p", "-t", str(seconds)]
     enc = fmt.encode if fmt else EncodeSettings()
     rate = ["-crf", str(enc.crf)] if enc.crf is not None and not enc.bitrate else ["-b:v", str(enc.bitrate)]
+    cap = getattr(enc, "maxrate", None)
+    if cap:  # the capture's VBV cap on its constant quality
+        rate += ["-maxrate", str(cap), "-bufsize", str(2 * cap)]
     once = work / "q-once.mp4"  # the remux path: the capture's one encode is the delivered video
     subprocess.run(["ffmpeg", "-v", "error", "-y", *src, "-c:v", enc.codec, "-preset", enc.preset, *rate,
                     "-g", str(round(enc.gop_seconds * FPS)), str(once)], check=True)
@@ -200,9 +203,15 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="keep data and logs here")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--quality-only", type=Path, metavar="SEGMENT",
+                        help="only the PSNR comparison, at the format stamped on this recorder segment")
     parser.add_argument("--no-logo", action="store_true", help="the user has an intro only (a recorder that does not "
                         "blend logos yet can still be finished by remux)")
     args = parser.parse_args()
+    if args.quality_only:
+        with tempfile.TemporaryDirectory(prefix="ezrec-quality-") as tmp:
+            print(json.dumps(quality(Path(tmp), stamped_format(args.quality_only)), indent=2))
+        return 0
     lengths = [int(x) for x in args.lengths.split(",")]
     work = args.keep or Path(tempfile.mkdtemp(prefix="ezrec-finish-"))
     work.mkdir(parents=True, exist_ok=True)
