@@ -21,6 +21,7 @@ from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec
 from shared.video_format import OutputFormat
 
+from . import testhooks
 from .assemble import recording_over
 from .context import WorkerContext
 from .facts import booking_end, booking_user, capture_start
@@ -215,6 +216,7 @@ def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed:
         ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.gone)
         ctx.wake_all()
         return None
+    testhooks.reached("remux_linked")
     fps = float(fmt.rate)
     first = header.first_capture.timestamp() if header.first_capture else part.start_at
     end_at = first + check.packets / fps if first is not None else part.end_at
