@@ -40,6 +40,7 @@ class _Subscription:
     model: type[BaseModel] | None
     handler: Handler
     with_retain: bool = False
+    empty_ok: bool = False
 
 
 def _match_filter(topic_filter: str) -> str:
@@ -104,10 +105,13 @@ class MqttBus:
         """For plain-text topics (availability: `online`/`offline`, the Home Assistant convention)."""
         self._subs.append(_Subscription(topic_filter, _match_filter(topic_filter), None, handler))
 
-    def subscribe_retained(self, topic_filter: str, handler: Callable[[str, bytes, bool], None]) -> None:
+    def subscribe_retained(self, topic_filter: str, handler: Callable[[str, bytes, bool], None], *,
+                           empty_ok: bool = False) -> None:
         """Bytes plus the retain flag as the publisher set it (MQTT v5 Retain As Published), so a live message
-        that was published retained (a will, a `online`, a snapshot) is told apart from a plain one."""
-        self._subs.append(_Subscription(topic_filter, _match_filter(topic_filter), None, handler, with_retain=True))
+        that was published retained (a will, a `online`, a snapshot) is told apart from a plain one.
+        `empty_ok`: empty payloads reach the handler too (a bare button press), not only non-empty ones."""
+        self._subs.append(_Subscription(topic_filter, _match_filter(topic_filter), None, handler, with_retain=True,
+                                        empty_ok=empty_ok))
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -230,9 +234,9 @@ class MqttBus:
     # ---- receiving -------------------------------------------------------------------------------
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if not msg.payload:
-            return  # a cleared retained message
         for sub in self._subs:
+            if not msg.payload and not sub.empty_ok:
+                continue  # a cleared retained message
             if mqtt.topic_matches_sub(sub.match_filter, msg.topic):
                 self._dispatch(sub, msg)
 

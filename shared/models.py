@@ -98,8 +98,18 @@ def video_id_for(booking_id: str) -> str:
     return str(uuid.uuid5(_VIDEO_NS, booking_id))
 
 
+VideoKind = Literal["full", "highlight"]
+"""`full`: the booking's finished video (one per booking); `highlight`: a clip a player asked for (any number)."""
+
+
+def highlight_video_id(booking_id: str, clip_id: str) -> str:
+    """Deterministic like video_id_for, per clip: a clip made again after a crash replaces its own row."""
+    return str(uuid.uuid5(_VIDEO_NS, f"{booking_id}/highlight/{clip_id}"))
+
+
 class Video(BaseModel):
     id: str
+    kind: VideoKind = "full"
     booking_id: SafeId
     user_id: SafeId
     camera_id: SafeId
@@ -178,6 +188,11 @@ class ObjectInfo(BaseModel):
 
 def storage_path_for_video(user_id: str, booking_id: str) -> str:
     return f"{user_id}/{booking_id}.mp4"
+
+
+def storage_path_for_highlight(user_id: str, booking_id: str, clip_id: str) -> str:
+    """In the user's folder like the full video (the bucket's policies key on it), beside it in `highlights/`."""
+    return f"{user_id}/highlights/{booking_id}/{clip_id}.mp4"
 
 
 def storage_path_for_media(user_id: str, name: str) -> str:

@@ -273,10 +273,27 @@ def _blend_plane(
     if h == 0 or w == 0:
         return
     view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[y : y + h, x : x + w]
+    _blend_view(view, inv, pre, tmp)
+
+
+def _blend_view(view: np.ndarray, inv: np.ndarray, pre: np.ndarray, tmp: np.ndarray) -> None:
     np.multiply(view, inv, out=tmp)
     np.add(tmp, pre, out=tmp)
     np.right_shift(tmp, 8, out=tmp)
     np.copyto(view, tmp, casting="unsafe")
+
+
+def blend_planes(y_plane: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray, logos: Sequence[PreparedLogo]) -> None:
+    """Blend in place into 2-D uint8 views of a 4:2:0 picture's planes (e.g. a camera buffer before its encoder)."""
+    for logo in logos:
+        h, w = logo.inv_y.shape
+        if h == 0 or w == 0:
+            continue
+        cx, cy = logo.x // 2, logo.y // 2
+        _blend_view(y_plane[logo.y : logo.y + h, logo.x : logo.x + w], logo.inv_y, logo.pre_y, logo.scratch_y)
+        hc, wc = logo.inv_c.shape
+        _blend_view(u_plane[cy : cy + hc, cx : cx + wc], logo.inv_c, logo.pre_u, logo.scratch_c)
+        _blend_view(v_plane[cy : cy + hc, cx : cx + wc], logo.inv_c, logo.pre_v, logo.scratch_c)
 
 
 class FramePool:

@@ -103,6 +103,72 @@ class VideoFailed(Payload):
     worker: str | None = None
 
 
+HighlightSource = Literal["mqtt", "api", "button"]
+
+
+class HighlightRequest(Payload):
+    """On ezrec/<camera>/highlight/request. Every field is optional: an empty payload or `{}` asks for the last
+    HIGHLIGHT_SECONDS of whatever is being recorded now, up to the moment the request arrives."""
+
+    booking_id: SafeId | None = None  # refuse the press unless this booking is the one being recorded
+    seconds: float | None = Field(None, gt=0, le=300)  # before the press (default HIGHLIGHT_SECONDS)
+    after_s: float | None = Field(None, ge=0, le=60)  # after the press (default HIGHLIGHT_AFTER_S)
+    request_id: SafeId | None = None  # echoed in the answer, so a client can match it
+    source: HighlightSource = "mqtt"
+
+
+class HighlightClip(Payload):
+    """On ezrec/<camera>/highlight/clip, from the recorder: a clip to cut from the booking's recording. A press
+    within a clip's span re-sends it with the same `clip_id`, a later `end_at` and one more press."""
+
+    clip_id: SafeId
+    booking_id: SafeId
+    camera_id: SafeId
+    user_id: SafeId
+    start_at: UtcDatetime
+    end_at: UtcDatetime
+    presses: int = Field(ge=1)
+    request_ids: list[SafeId] = Field(default_factory=list, max_length=100)
+
+
+class HighlightRefused(Payload):
+    """On ezrec/<camera>/highlight/refused: a press that makes no clip, and why (`code` for machines)."""
+
+    camera_id: SafeId
+    code: Literal["not_recording", "other_booking"]
+    reason: str = Field(max_length=300)
+    booking_id: SafeId | None = None
+    request_id: SafeId | None = None
+    source: HighlightSource = "mqtt"
+
+
+class HighlightCreated(Payload):
+    """On ezrec/<camera>/highlight/created: the clip is stored as a `videos` row of kind `highlight`."""
+
+    clip_id: SafeId
+    booking_id: SafeId
+    video_id: str
+    storage_path: str
+    start_at: UtcDatetime
+    end_at: UtcDatetime
+    duration_s: float = Field(ge=0)
+    size_bytes: int = Field(ge=0)
+    copied: bool  # True: packets copied from the recording (no encode); False: transcoded with the logos
+    presses: int = Field(ge=1)
+    cpu_s: float | None = Field(None, ge=0)  # the worker's CPU time for this clip (cut, encode if any, store)
+    worker: str | None = None
+
+
+class HighlightFailed(Payload):
+    """On ezrec/<camera>/highlight/failed: a clip that could not be made (`final`: given up; else retried)."""
+
+    clip_id: SafeId
+    booking_id: SafeId
+    reason: str = Field(max_length=1000)
+    final: bool = False
+    worker: str | None = None
+
+
 class Throttling(BaseModel):
     """`vcgencmd get_throttled` on a Pi: the hex bitmask and its named flags (now / since boot)."""
 

@@ -34,13 +34,16 @@ class Settings(BaseSettings):
     # constant-quality factor, a VBV cap on it (0 = none), and the keyframe interval (<= 1 s; every segment
     # also starts on an IDR frame).
     camera_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
-    camera_crf: int = Field(default=23, ge=0, le=51)
+    camera_crf: int = Field(default=26, ge=0, le=51)
     camera_maxrate: int = Field(default=8_000_000, ge=0)
     camera_keyframe_s: float = Field(default=1.0, gt=0, le=1.0)
     camera_rotation: int = Field(default=0, ge=0, lt=360, multiple_of=90)  # degrees clockwise
     camera_stall_s: float = Field(default=5.0, gt=0)  # no frame for this long = camera fault
     segment_seconds: float = Field(default=10.0, gt=0)  # recorder segment length (crash-safety granularity)
     min_free_disk_mb: int = Field(default=1024, ge=0)  # recorder keeps at least this much free
+    highlight_seconds: float = Field(default=30, gt=0, le=300)  # a highlight clip: this long before the press
+    highlight_after_s: float = Field(default=3, ge=0, le=60)  # ... and this long after it
+    highlight_gpio_pin: int | None = Field(default=None, ge=0, le=63)  # BCM pin of a push button; unset = none
 
     booking_check_interval: float = Field(default=3, gt=0)
     video_worker_check_interval: float = Field(default=5, gt=0)
@@ -107,7 +110,7 @@ class Settings(BaseSettings):
                              "e.g. https://court1.example.org")
         return str(value).rstrip("/")
 
-    @field_validator("supabase_url", "mqtt_username", mode="before")
+    @field_validator("supabase_url", "mqtt_username", "highlight_gpio_pin", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -51,6 +51,28 @@ class Topics:
         return f"{self.base}/video/failed"
 
     @property
+    def highlight_request(self) -> str:
+        """A press of a highlight button (MQTT client, Home Assistant, the API, the GPIO button)."""
+        return f"{self.base}/highlight/request"
+
+    @property
+    def highlight_clip(self) -> str:
+        """The recorder's answer to a press during a recording: the clip's span (re-sent, same id, when extended)."""
+        return f"{self.base}/highlight/clip"
+
+    @property
+    def highlight_refused(self) -> str:
+        return f"{self.base}/highlight/refused"
+
+    @property
+    def highlight_created(self) -> str:
+        return f"{self.base}/highlight/created"
+
+    @property
+    def highlight_failed(self) -> str:
+        return f"{self.base}/highlight/failed"
+
+    @property
     def status(self) -> str:
         return f"{self.base}/status"
 

@@ -19,7 +19,19 @@ from services.api.events import EventHub
 from services.api.limits import BodySizeLimit
 from services.api.missed import MissedSweeper, RecorderWatch
 from services.api.read_cache import ReadCache
-from services.api.routes import bookings, dashboard, device, events, health, media, outbox, share, status, videos
+from services.api.routes import (
+    bookings,
+    dashboard,
+    device,
+    events,
+    health,
+    highlights,
+    media,
+    outbox,
+    share,
+    status,
+    videos,
+)
 from services.api.schedule import SchedulePublisher
 from services.api.share import ShareSigner
 from services.api.thumbnail_maker import ThumbnailMaker
@@ -132,7 +144,7 @@ def create_app(settings: Settings, store: Store | None = None, bus: MqttBus | No
         )
 
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
-    for module in (dashboard, health, bookings, videos, share, media, events):
+    for module in (dashboard, health, bookings, highlights, videos, share, media, events):
         app.include_router(module.router)
     app.include_router(status.router, responses=UNAUTHORIZED)
     app.include_router(device.router)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel
 
-from shared.payloads import VideoUploaded
+from shared.payloads import HighlightCreated, VideoUploaded
 from shared.store import Store
 from shared.thumbnails import ThumbnailCache, ThumbnailError
 
@@ -23,7 +23,7 @@ class ThumbnailMaker:
 
     def observe(self, _topic: str, message: BaseModel | str, _retained: bool) -> None:
         """An EventHub listener (paho's thread): hand the work to the pool."""
-        if isinstance(message, VideoUploaded):
+        if isinstance(message, VideoUploaded | HighlightCreated):
             self._pool.submit(self.make, message.video_id)
 
     def make(self, video_id: str) -> None:

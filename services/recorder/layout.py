@@ -3,8 +3,9 @@
 RAW_RECORDINGS_DIR/<booking_id>/seg-NNNNN.mp4   closed or in-progress segments (fragmented MP4)
 RAW_RECORDINGS_DIR/<booking_id>/.booking.json   who the segments belong to and their time origin
 RAW_RECORDINGS_DIR/<booking_id>/.finished.json  the recording is over: its facts (frames, capture times, size)
-RAW_RECORDINGS_DIR/<booking_id>.mp4             a joined recording (written by recorders before issue 12,
-                                                and by the worker's whole-recording fallback elsewhere)
+RAW_RECORDINGS_DIR/<booking_id>/.logos.json     the logo files drawn at capture, fixed at the booking's start
+RAW_RECORDINGS_DIR/<booking_id>.mp4             a joined recording (written by recorders before issue 12:
+                                                still read)
 
 The metadata file is hidden so queue counters that count segments skip it; it lets a restarted
 recorder resume into the same timeline and finalise a booking the schedule and store no longer know.
@@ -20,7 +21,9 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from shared.atomic import write_text_atomic
-from shared.models import SAFE_ID_PATTERN, SafeId
+from shared.logo_layout import booking_logos
+from shared.models import SAFE_ID_PATTERN, LogoPlacement, SafeId
+from shared.overlay import LogoSpec
 from shared.payloads import ScheduledBooking
 from shared.timeutil import UtcDatetime
 
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 SAFE_ID = re.compile(SAFE_ID_PATTERN)
 META_NAME = ".booking.json"
 FINISHED_NAME = ".finished.json"
+LOGOS_NAME = ".logos.json"
 SEGMENT_GLOB = "seg-*.mp4"
 _SEGMENT_NAME = re.compile(r"^seg-(\d{5})\.mp4$")
 
@@ -57,6 +61,26 @@ class FinishedMeta(BaseModel):
     segments: int
 
 
+class BookingLogoFiles(BaseModel):
+    """The verified media-cache files a booking's frames get as logos, in drawing order, and where each goes
+    (`placements[i]` for `files[i]`; missing in a file written before placements: the defaults)."""
+
+    files: list[Path]
+    placements: list[LogoPlacement] | None = None
+
+    def specs(self) -> list[LogoSpec]:
+        if self.placements is None or len(self.placements) != len(self.files):
+            return booking_logos(self.files)
+        return [LogoSpec(path=f, corner=p.corner, width_fraction=p.width_fraction, margin_fraction=p.margin_fraction)
+                for f, p in zip(self.files, self.placements, strict=True)]
+
+    @classmethod
+    def of(cls, specs: list[LogoSpec]) -> BookingLogoFiles:
+        return cls(files=[Path(s.path) for s in specs],
+                   placements=[LogoPlacement(corner=s.corner, width_fraction=s.width_fraction,
+                                             margin_fraction=s.margin_fraction) for s in specs])
+
+
 class BookingDir:
     def __init__(self, raw_dir: Path, booking_id: str) -> None:
         if not SAFE_ID.match(booking_id):
@@ -67,6 +91,7 @@ class BookingDir:
         self.target = raw_dir / f"{booking_id}.mp4"
         self.meta_path = self.path / META_NAME
         self.finished_path = self.path / FINISHED_NAME
+        self.logos_path = self.path / LOGOS_NAME
 
     def read_meta(self) -> BookingMeta | None:
         try:
@@ -99,6 +124,19 @@ class BookingDir:
 
     def write_finished(self, finished: FinishedMeta) -> None:
         write_text_atomic(self.finished_path, finished.model_dump_json())
+
+    def fix_logos(self, specs: list[LogoSpec]) -> list[LogoSpec]:
+        """The first call fixes the booking's logos (files and placements); later ones (a resumed session) get
+        the same."""
+        try:
+            return BookingLogoFiles.model_validate_json(self.logos_path.read_bytes()).specs()
+        except FileNotFoundError:
+            pass
+        except (OSError, ValidationError) as exc:
+            log.error("unreadable %s (%s); fixing the logos again", self.logos_path, exc)
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.logos_path, BookingLogoFiles.of(specs).model_dump_json())
+        return specs
 
     def segments(self) -> list[Path]:
         if not self.path.is_dir():

@@ -5,6 +5,11 @@ hands each encoded frame to an Output. Like picamera2's own PyavOutput, this out
 bytes in an av.Packet stamped with the sensor timestamp, and the segment writer muxes it with
 PyAV: no re-encode, no ffmpeg subprocess, precise timestamps.
 
+The booking's logos are drawn before the encoder, in Picamera2's `pre_callback` (the camera thread,
+before any encoder sees the request): `MappedArray` maps the YUV420 main stream's buffer and the
+prepared logo planes are blended into its Y, U and V planes in place. The callback only looks up
+logos the recorder prepared ahead (services/recorder/logos.py); it never loads a file or waits.
+
 Off a Pi it runs against stand-ins of picamera2/libcamera that keep their wire contract
 (tests/recorder/pi_standin.py); the real sensor and ISP are only exercised on a Pi.
 """
@@ -14,13 +19,16 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import av
+import numpy as np
 
 from services.recorder.camera import CameraError, CapturedPacket, EncodedFormat
+from services.recorder.logos import Geometry
+from shared.overlay import PreparedLogo, blend_planes
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,7 @@ class Picamera2Camera:
     def __init__(self, width: int, height: int, fps: int, bitrate: int, rotation: int) -> None:
         try:
             from libcamera import Transform  # type: ignore[import-not-found]
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
+            from picamera2 import MappedArray, Picamera2  # type: ignore[import-not-found]
             from picamera2.encoders import H264Encoder  # type: ignore[import-not-found]
             from picamera2.outputs import Output  # type: ignore[import-not-found]
         except ImportError as exc:
@@ -70,6 +78,15 @@ class Picamera2Camera:
         self._closed = False
         self._clock = SensorClock()
         self._gap = False  # a frame was dropped: the next one queued says so, so the remux restarts cleanly
+        # Logos are drawn on upright pixels only: a 90/270 turn is a display matrix on top of the stream.
+        # libcamera's default video colour space: Rec709 from 1280x720 up, else SMPTE 170M, both limited range.
+        self.logo_geometry = None if display else Geometry(width, height, bt709=width >= 1280 and height >= 720,
+                                                           full_range=False)
+        self.logo_source: Callable[[datetime], list[PreparedLogo]] | None = None
+        """Set by the recorder: the logos of the booking that owns a frame captured at a given time."""
+        self._mapped = MappedArray
+        self._draw_clock = SensorClock()
+        self._draw_failed = False
         target = self
 
         class _QueueOutput(Output):  # type: ignore[misc, valid-type]
@@ -90,6 +107,7 @@ class Picamera2Camera:
                 transform=Transform(hflip=flip, vflip=flip),
             )
             self._cam.configure(config)
+            self._cam.pre_callback = self._draw
             encoder = H264Encoder(bitrate=bitrate or None, repeat=True, iperiod=fps)
             self._cam.start_recording(encoder, _QueueOutput())
         except Exception as exc:  # libcamera raises plain RuntimeErrors for a busy or missing camera
@@ -99,6 +117,24 @@ class Picamera2Camera:
                 except Exception:
                     log.debug("closing the half-opened Pi camera failed", exc_info=True)
             raise CameraError(f"Pi camera unavailable: {exc}") from exc
+
+    def _draw(self, request: Any) -> None:
+        """pre_callback (camera thread): blend the owning booking's logos into the main stream before encoding."""
+        source = self.logo_source
+        if source is None or self.logo_geometry is None:
+            return
+        try:
+            sensor_ns = request.get_metadata().get("SensorTimestamp")
+            logos = source(self._draw_clock.at(None if sensor_ns is None else sensor_ns / 1e9))
+            if not logos:
+                return
+            with self._mapped(request, "main") as mapped:
+                y, u, v = i420_planes(mapped.array, self.width, self.height)
+                blend_planes(y, u, v, logos)
+        except Exception:  # a logo never costs a frame
+            if not self._draw_failed:
+                self._draw_failed = True
+                log.exception("drawing the logos into the Pi camera's frame failed; frames go on without")
 
     def _on_frame(self, data: bytes, keyframe: bool, timestamp_us: int | None) -> None:
         """Runs on picamera2's encoder thread: sensor time (µs) mapped to the wall clock."""
@@ -122,7 +158,22 @@ class Picamera2Camera:
 
     def close(self) -> None:
         self._closed = True
+        self.logo_source = None
         try:
             self._cam.stop_recording()
         finally:
             self._cam.close()
+
+
+def i420_planes(array: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, U, V views of a YUV420 buffer as MappedArray shapes it: (height * 3/2, stride), chroma rows of
+    stride/2 packed after the luma rows. Views only: writing into them writes into the camera's buffer."""
+    if not array.flags.c_contiguous:
+        raise ValueError("the YUV420 buffer is not one contiguous block: drawing into a copy would be lost")
+    stride = array.shape[1]
+    flat = array.reshape(-1)
+    luma, chroma = height * stride, (height // 2) * (stride // 2)
+    y = flat[:luma].reshape(height, stride)[:, :width]
+    u = flat[luma:luma + chroma].reshape(height // 2, stride // 2)[:, : width // 2]
+    v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, stride // 2)[:, : width // 2]
+    return y, u, v

@@ -22,19 +22,31 @@ from services.recorder.camera import Camera, CameraError, CameraStalled, Capture
 from services.recorder.disk import MB, DiskGuard, FreeSpaceProbe
 from services.recorder.faults import CAMERA_KINDS, Backoff, FaultReporter
 from services.recorder.feed import CameraFeed
+from services.recorder.highlight_button import Closeable, start_button
+from services.recorder.highlights import HighlightDesk
 from services.recorder.intake import LooseSchedule
 from services.recorder.join import JoinResult, NothingRecorded, describe_recording, describe_segments
 from services.recorder.layout import BookingDir, BookingMeta, FinishedMeta, booking_dirs, stale_join_temps
+from services.recorder.logos import CaptureLogos, Geometry
 from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
 from services.recorder.source import ScheduleSource
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
+from services.video_worker.media import MediaCache
 from shared.bus import MqttBus
 from shared.models import BookingStatus
-from shared.payloads import DeadLetter, RecordingFinished, RecordingSegment, RecordingStarted, ScheduledBooking
+from shared.overlay import PreparedLogo
+from shared.payloads import (
+    DeadLetter,
+    MediaUpdated,
+    RecordingFinished,
+    RecordingSegment,
+    RecordingStarted,
+    ScheduledBooking,
+)
 from shared.settings import Settings
 from shared.store import Store
 from shared.timeutil import utc_now
-from shared.topics import DEADLETTER
+from shared.topics import DEADLETTER, MEDIA_UPDATED
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +71,8 @@ class Recording:
 
 class Recorder:
     def __init__(self, settings: Settings, store: Store, bus: MqttBus, source: ScheduleSource, *,
-                 camera_factory: CameraFactory | None = None, disk_probe: FreeSpaceProbe | None = None) -> None:
+                 camera_factory: CameraFactory | None = None, disk_probe: FreeSpaceProbe | None = None,
+                 logos: CaptureLogos | None = None) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
@@ -77,6 +90,13 @@ class Recorder:
         self._lock = threading.Lock()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-io")
         self._backoff = Backoff()
+        self.highlights: HighlightDesk | None = None
+        self.button: Closeable | None = None
+        self.logos = logos or CaptureLogos(MediaCache(store, settings.media_dir))
+        self._live_plan: list[ScheduledBooking] = []
+        """The session's current plan, read by a camera that draws logos in its own callback (Picamera2)."""
+        self._drawing: Geometry | None = None
+        """The picture geometry of such a camera in this session; None when the recorder draws them itself."""
 
     # ---- planning --------------------------------------------------------------------------------
 
@@ -100,7 +120,9 @@ class Recorder:
         if snapshot is None:
             return []
         plan = recordable(snapshot.bookings, now, self._done, recording=self.recording_now)
-        return [b for b in plan if not self._is_done(b.id)]
+        plan = [b for b in plan if not self._is_done(b.id)]
+        self.logos.watch(plan)  # each user's logos fetched ahead of their booking (in the background)
+        return plan
 
     # ---- main loop -------------------------------------------------------------------------------
 
@@ -121,7 +143,11 @@ class Recorder:
                     log.exception("recorder pass failed")
                     stop.wait(self.settings.booking_check_interval)
         finally:
+            if self.button is not None:
+                self.button.close()  # frees the pin, so a restarted recorder can open it again
+                self.button = None
             self._io.shutdown(wait=True)
+            self.logos.close()
 
     def _step(self, stop: threading.Event) -> None:
         self.source.changed.clear()
@@ -159,6 +185,9 @@ class Recorder:
             self.faults.report("camera_open", str(exc), booking_id=due[0].id if due else None, retry_in_s=delay)
             stop.wait(delay)
             return
+        self._drawing = _drawing_geometry(camera)
+        if self._drawing is not None:
+            camera.logo_source = self._logos_at  # type: ignore[attr-defined]
         feed = CameraFeed(camera, self.settings.camera_stall_s).start()
         rec: Recording | None = None
         gop: list[CapturedPacket] = []
@@ -179,11 +208,14 @@ class Recorder:
                 if self.source.changed.is_set():
                     self.source.changed.clear()
                     plan = self._plan(at)  # an edited end or a cancellation takes effect on this frame
+                self._live_plan = plan
+                self._draw_ahead(plan, at)
                 active = active_at(plan, at)
                 if rec is not None and (active is None or active.id != rec.booking.id):
                     self._leave(rec, plan, at)
                     rec = None
                     plan = [b for b in plan if b.id not in self._done]
+                    self._live_plan = plan
                     active = active_at(plan, at)
                 if active is not None and rec is None:
                     if not self._disk_ready(active):
@@ -219,6 +251,7 @@ class Recorder:
                 self._close_segment(rec)
             self.recording_now = None
             feed.close()
+            self._live_plan = []
         if retry_in is not None:
             stop.wait(retry_in)
 
@@ -227,8 +260,10 @@ class Recorder:
         backlog: list[Captured] = list(gop) if isinstance(item, CapturedPacket) and gop else [item]
         booking_dir = BookingDir(self.settings.raw_dir, booking.id)
         meta = booking_dir.ensure_meta(booking, origin=backlog[0].captured_at)
-        spec = None if camera.encoded else EncodeSpec(camera.width, camera.height, camera.fps,
-                                                      capture_settings(self.settings))
+        spec = None
+        if camera.encoded is None:
+            spec = EncodeSpec(camera.width, camera.height, camera.fps, capture_settings(self.settings),
+                              logos=self.logos.fix(booking, booking_dir))
         rec = Recording(booking=booking, dir=booking_dir, meta=meta, spec=spec)
         self._open_segment(rec, camera)
         self.recording_now = booking.id
@@ -240,7 +275,8 @@ class Recorder:
         rec.index, path = rec.dir.next_segment()
         log.info("recording %s into %s", rec.booking.id, rec.dir.relative(path))
         rec.writer = SegmentWriter(path, rec.meta.origin, encode=rec.spec,
-                                   copy=camera.encoded if rec.spec is None else None)
+                                   copy=camera.encoded if rec.spec is None else None,
+                                   drawn_logos=self._drawn_fingerprint(rec.booking.id) if rec.spec is None else None)
 
     def _rotation_due(self, rec: Recording, item: Captured) -> bool:
         writer = rec.writer
@@ -265,6 +301,7 @@ class Recorder:
         current = next((b for b in plan if b.id == rec.booking.id), None)
         if current is None or at >= current.end_time:
             self._done.add(rec.booking.id)
+            self.logos.forget(rec.booking.id)
             self._finalize_later(rec.booking.id, rec.booking)
         else:
             log.info("booking %s moved to %s; its segments wait", rec.booking.id, current.start_time.isoformat())
@@ -288,6 +325,34 @@ class Recorder:
             file=booking_dir.relative(writer.path), start_at=writer.first_at, end_at=writer.last_at,
             frames=writer.frames, size_bytes=writer.size_bytes))
         log.info("booking %s: segment %d closed (%d frames)", booking.id, index, writer.frames)
+
+    # ---- logos drawn by the camera (Picamera2's pre_callback) --------------------------------------
+
+    def _draw_ahead(self, plan: list[ScheduledBooking], at: datetime) -> None:
+        """Fix and prepare the logos of a booking about to start, off the camera's path: its callback only looks."""
+        if self._drawing is None:
+            return
+        for booking in plan[:2]:
+            if booking.start_time - at <= self.warmup and self.logos.held(booking.id) is None:
+                fixed = self.logos.fix(booking, BookingDir(self.settings.raw_dir, booking.id))
+                self.logos.prepare_later(fixed, self._drawing)
+
+    def _logos_at(self, at: datetime) -> list[PreparedLogo]:
+        """For the camera's callback (its own thread): the logos of the booking owning the frame taken at `at`."""
+        geometry = self._drawing
+        booking = active_at(self._live_plan, at)
+        if booking is None or geometry is None:
+            return []
+        held = self.logos.held(booking.id)
+        ready = held.ready(geometry) if held is not None else None
+        return list(ready.logos) if ready is not None else []
+
+    def _drawn_fingerprint(self, booking_id: str) -> str | None:
+        held = self.logos.held(booking_id)
+        if self._drawing is None or held is None:
+            return None
+        ready = held.ready(self._drawing)
+        return ready.fingerprint if ready is not None else None
 
     # ---- finalising ------------------------------------------------------------------------------
 
@@ -355,6 +420,7 @@ class Recorder:
             shutil.rmtree(booking_dir.path, ignore_errors=True)  # only now: the joined file is durable
         self._done.add(booking_id)
         self._announced.add(booking_id)  # its segments stay: the worker removes them once the video is uploaded
+        self.logos.forget(booking_id)
         log.info("booking %s recorded: %d frames from %d segments, %.1f MB", booking_id, result.frames,
                  result.segments or len(segments), result.size_bytes / 1e6)
 
@@ -375,6 +441,12 @@ class Recorder:
                         and scheduled.end_time > now and booking_id not in self._done)
             if not still_on:
                 self._finalize_later(booking_id, scheduled)
+
+
+def _drawing_geometry(camera: Camera) -> Geometry | None:
+    """A packet camera that blends logos in its own callback before its encoder says so (Picamera2)."""
+    geometry = getattr(camera, "logo_geometry", None)
+    return geometry if isinstance(geometry, Geometry) else None
 
 
 def _booking_id(rec: Recording | None, plan: list[ScheduledBooking]) -> str | None:
@@ -401,5 +473,13 @@ def build(settings: Settings, store: Store, bus: MqttBus, *, camera_factory: Cam
 
     source = ScheduleSource(settings.bookings_cache_path, settings.camera_id, settings.max_booking_minutes, reject)
     bus.subscribe(bus.topics.bookings, LooseSchedule, source.on_mqtt)
-    return Recorder(settings, store, bus, source, camera_factory=camera_factory, disk_probe=disk_probe)
+    logos = CaptureLogos(MediaCache(store, settings.media_dir))
+    bus.subscribe(MEDIA_UPDATED, MediaUpdated, logos.on_media_updated)
+    recorder = Recorder(settings, store, bus, source, camera_factory=camera_factory, disk_probe=disk_probe,
+                        logos=logos)
+    # Highlights: presses are judged against what is being recorded and published; the recording is not touched.
+    recorder.highlights = HighlightDesk(settings, bus, lambda: recorder.recording_now, source.current)
+    bus.subscribe_retained(bus.topics.highlight_request, recorder.highlights.on_mqtt, empty_ok=True)
+    recorder.button = start_button(settings.highlight_gpio_pin, recorder.highlights.on_button)
+    return recorder
 

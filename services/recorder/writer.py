@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -26,8 +26,10 @@ from av.video.frame import PictureType
 
 from services.recorder import timeline
 from services.recorder.camera import Captured, CapturedFrame, CapturedPacket, EncodedFormat
+from services.recorder.logos import NONE, BookingLogos, Geometry, PreparedSet
 from shared import capture_stamp
 from shared.atomic import fsync_dir
+from shared.overlay import blend_logos
 from shared.video_encode import EncodeSettings
 from shared.video_format import OutputFormat, add_format_stream, derive_format
 
@@ -40,7 +42,7 @@ FRAGMENTED = f"frag_keyframe+empty_moov+default_base_moof+{timeline.MOVFLAG_META
 COPY_TIME_BASE = Fraction(1, 90000)
 
 
-CAPTURE_ENCODE = EncodeSettings(preset="ultrafast", crf=23, maxrate=8_000_000, gop_seconds=1.0)
+CAPTURE_ENCODE = EncodeSettings(preset="ultrafast", crf=26, maxrate=8_000_000, gop_seconds=1.0)
 """The capture defaults (docs/capture.md): what a Pi 5 encodes at 1080p30 within about one core."""
 
 
@@ -53,17 +55,20 @@ def capture_settings(settings: Settings) -> EncodeSettings:
 
 @dataclass(frozen=True)
 class EncodeSpec:
-    """How a booking's raw frames are encoded: frames are scaled to width x height if they differ."""
+    """How a booking's raw frames are encoded: frames are scaled to width x height if they differ, and
+    the booking's logos (prepared once, at its first frame) are blended into each before the encode."""
 
     width: int
     height: int
     fps: int
     settings: EncodeSettings = CAPTURE_ENCODE
+    logos: BookingLogos | None = field(default=None, compare=False)
 
 
 class SegmentWriter:
     def __init__(self, path: Path, origin: datetime, *, encode: EncodeSpec | None = None,
-                 copy: EncodedFormat | None = None) -> None:
+                 copy: EncodedFormat | None = None, drawn_logos: str | None = None) -> None:
+        """`drawn_logos`: for a copy, the fingerprint of logos its camera drew before encoding (Picamera2)."""
         if (encode is None) == (copy is None):
             raise ValueError("a segment either encodes frames or copies packets")
         self.path = path
@@ -79,6 +84,7 @@ class SegmentWriter:
         self._stamped = False
         self.format: OutputFormat | None = None
         """The encoded segment's output format (set at its first frame); None for a remuxed one."""
+        self.logos: PreparedSet = NONE
         path.parent.mkdir(parents=True, exist_ok=True)
         movflags = FRAGMENTED
         if copy is not None and copy.template is None:
@@ -93,6 +99,8 @@ class SegmentWriter:
             else:
                 assert copy is not None
                 self._setup_copy(copy)
+                if drawn_logos and drawn_logos != capture_stamp.NO_LOGOS:
+                    self._out.metadata[capture_stamp.LOGOS_KEY] = drawn_logos
         except BaseException:
             self._out.close()
             path.unlink(missing_ok=True)
@@ -111,7 +119,10 @@ class SegmentWriter:
         fmt, warning = derive_format(first, self._rate, self._spec.settings)
         if warning:
             log.warning("%s: %s", self.path.name, warning)
-        self._out.metadata.update(capture_stamp.stamp(fmt.to_json(), capture_stamp.NO_LOGOS))
+        if self._spec.logos is not None:
+            self.logos = self._spec.logos.prepare(Geometry(fmt.width, fmt.height, fmt.bt709, fmt.full_range))
+        self._blend = list(self.logos.logos)
+        self._out.metadata.update(capture_stamp.stamp(fmt.to_json(), self.logos.fingerprint))
         self._stream = add_format_stream(self._out, fmt)
         self.format = fmt
 
@@ -148,6 +159,9 @@ class SegmentWriter:
         assert fmt is not None
         if frame.format.name != fmt.pix_fmt or frame.width != fmt.width or frame.height != fmt.height:
             frame = frame.reformat(width=fmt.width, height=fmt.height, format=fmt.pix_fmt)
+        if self._blend:
+            frame.make_writable()  # no copy unless a decoder still references its buffers
+            blend_logos(frame, self._blend)
         frame.pts, frame.time_base = pts, self._time_base
         # Sources may tag frames as I (lavfi does) and libx264 obeys: let the encoder choose its GOP.
         frame.pict_type = PictureType.I if self._last_pts is None else PictureType.NONE

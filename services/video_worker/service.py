@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable
 
 from shared.bus import MqttBus
-from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
+from shared.payloads import HighlightClip, MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
 from shared.settings import Settings
 from shared.store import Store
 from shared.topics import MEDIA_UPDATED
 
 from .context import WorkerContext
 from .finish_step import finish_job
+from .highlights.loop import HighlightLoop
 from .intake import Intake
 from .jobs import TABLE_FILE, JobState, JobTable, LostLease
 from .part_step import process_part
@@ -40,6 +41,7 @@ class VideoWorker:
     def __init__(self, settings: Settings, store: Store, bus: MqttBus, jobs: JobTable) -> None:
         self.ctx = WorkerContext(settings, store, bus, jobs)
         self.intake = Intake(self.ctx)
+        self.highlights = HighlightLoop(self.ctx)  # highlights/: clips players ask for, beside the booking's video
         self.current: dict[str, str] = {}  # loop -> what it works on (for the heartbeat)
 
     @property
@@ -56,7 +58,8 @@ class VideoWorker:
         ctx.stop = stop
         ctx.jobs.release_all(ctx.owners)  # rows a previous run of this worker held: free at once
         helpers = [threading.Thread(target=self._job_loop, args=(stop,), name="worker-jobs", daemon=True),
-                   threading.Thread(target=self._upload_loop, args=(stop,), name="worker-upload", daemon=True)]
+                   threading.Thread(target=self._upload_loop, args=(stop,), name="worker-upload", daemon=True),
+                   self.highlights.thread(stop)]
         for thread in helpers:
             thread.start()
         try:
@@ -64,6 +67,7 @@ class VideoWorker:
         finally:
             ctx.finish_wake.set()
             ctx.upload_wake.set()
+            self.highlights.wake.set()
             for thread in helpers:
                 thread.join(timeout=60)
 
@@ -147,7 +151,7 @@ class VideoWorker:
             log.exception("%s failed", what)
 
 
-def subscriptions(bus: MqttBus, intake: Intake) -> None:
+def subscriptions(bus: MqttBus, intake: Intake, highlights: HighlightLoop | None = None) -> None:
     """Recording events go to one worker of the group each (all workers share the table).
 
     Media updates go to every worker: the topic is not per camera, so its group would span every
@@ -159,10 +163,12 @@ def subscriptions(bus: MqttBus, intake: Intake) -> None:
     bus.subscribe(SHARE_GROUP + topics.recording_segment, RecordingSegment, intake.on_recording_segment)
     bus.subscribe(SHARE_GROUP + topics.recording_started, RecordingStarted, intake.on_recording_started)
     bus.subscribe(MEDIA_UPDATED, MediaUpdated, intake.on_media_updated)
+    if highlights is not None:
+        bus.subscribe(SHARE_GROUP + topics.highlight_clip, HighlightClip, highlights.on_clip)
 
 
 def build(settings: Settings, store: Store, bus: MqttBus) -> VideoWorker:
     jobs = JobTable(settings.state_dir / TABLE_FILE, lease_s=settings.worker_lease_s)
     worker = VideoWorker(settings, store, bus, jobs)
-    subscriptions(bus, worker.intake)
+    subscriptions(bus, worker.intake, worker.highlights)
     return worker

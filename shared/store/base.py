@@ -22,6 +22,7 @@ from shared.models import (
     SystemStatusRow,
     UserSettings,
     Video,
+    VideoKind,
 )
 from shared.payloads import CloudProblem
 
@@ -111,13 +112,15 @@ class Store(ABC):
     # videos
     @abstractmethod
     def upsert_video(self, video: Video) -> Video:
-        """Keyed on booking_id, so a retry after a crash never makes a second row."""
+        """A full video is keyed on booking_id, a highlight on its (deterministic) id, so a retry after a crash
+        never makes a second row."""
 
     @abstractmethod
     def get_video(self, video_id: str) -> Video | None: ...
 
     @abstractmethod
-    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None) -> list[Video]: ...
+    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None,
+                    kind: VideoKind | None = None) -> list[Video]: ...
 
     # share links
     @abstractmethod

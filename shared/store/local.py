@@ -24,6 +24,7 @@ from shared.models import (
     SystemStatusRow,
     UserSettings,
     Video,
+    VideoKind,
 )
 from shared.store.base import BookingConflict, NotFound, Store, check_object_path
 from shared.timeutil import utc_now
@@ -38,13 +39,21 @@ CREATE TABLE IF NOT EXISTS {name} (
     CHECK (end_time > start_time), CHECK (status_reason IS NULL OR status = 'missed'));
 """
 _BOOKING_COLUMNS = "id, user_id, camera_id, start_time, end_time, status, created_at, updated_at"
+_VIDEOS = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id TEXT PRIMARY KEY, booking_id TEXT NOT NULL, user_id TEXT NOT NULL, camera_id TEXT NOT NULL,
+    storage_path TEXT NOT NULL, size_bytes INTEGER NOT NULL, duration_seconds REAL NOT NULL,
+    created_at TEXT NOT NULL, uploaded_at TEXT, kind TEXT NOT NULL DEFAULT 'full' CHECK (kind IN ('full','highlight')));
+"""
+_VIDEO_COLUMNS = ("id, booking_id, user_id, camera_id, storage_path, size_bytes, duration_seconds, created_at,"
+                  " uploaded_at")
+_VIDEO_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS videos_one_full_per_booking ON videos (booking_id) WHERE kind = 'full';
+CREATE INDEX IF NOT EXISTS videos_booking_kind ON videos (booking_id, kind);
+"""
 _SCHEMA = _BOOKINGS.format(name="bookings") + """
 CREATE INDEX IF NOT EXISTS bookings_camera_start ON bookings (camera_id, start_time);
-CREATE TABLE IF NOT EXISTS videos (
-    id TEXT PRIMARY KEY, booking_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, camera_id TEXT NOT NULL,
-    storage_path TEXT NOT NULL, size_bytes INTEGER NOT NULL, duration_seconds REAL NOT NULL,
-    created_at TEXT NOT NULL, uploaded_at TEXT);
-CREATE TABLE IF NOT EXISTS system_status (
+{videos}CREATE TABLE IF NOT EXISTS system_status (
     camera_id TEXT PRIMARY KEY, collected_at TEXT NOT NULL, snapshot TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS system_status_history (
     camera_id TEXT NOT NULL, collected_at TEXT NOT NULL, snapshot TEXT NOT NULL,
@@ -60,7 +69,7 @@ CREATE TABLE IF NOT EXISTS share_links (
     id TEXT PRIMARY KEY, video_id TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
     revoked_at TEXT);
 CREATE INDEX IF NOT EXISTS share_links_video ON share_links (video_id);
-"""
+""".replace("{videos}", _VIDEOS.format(name="videos"))
 
 _HISTORY_KEEP_DAYS = 30
 STALE_TEMP_S = 3600.0
@@ -90,6 +99,7 @@ class LocalStore(Store):
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
         self._migrate()
+        self._migrate_videos()
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -134,6 +144,20 @@ class LocalStore(Store):
             db.execute("DROP TABLE bookings")
             db.execute("ALTER TABLE bookings_new RENAME TO bookings")
             db.execute("CREATE INDEX IF NOT EXISTS bookings_camera_start ON bookings (camera_id, start_time)")
+
+    def _migrate_videos(self) -> None:
+        """A database made before highlights: `videos.booking_id` was UNIQUE (one video per booking) and there was
+        no `kind`. Rebuilt the same way: every old row is a `full` video, still one per booking (partial index)."""
+        with self._tx() as db:
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(videos)")}
+            if "kind" not in columns:
+                db.execute("DROP TABLE IF EXISTS videos_new")
+                db.execute(_VIDEOS.format(name="videos_new"))
+                db.execute(f"INSERT INTO videos_new ({_VIDEO_COLUMNS}) SELECT {_VIDEO_COLUMNS} FROM videos")
+                db.execute("DROP TABLE videos")
+                db.execute("ALTER TABLE videos_new RENAME TO videos")
+            for statement in filter(str.strip, _VIDEO_INDEXES.split(";")):
+                db.execute(statement)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -261,32 +285,40 @@ class LocalStore(Store):
     @staticmethod
     def _video(row: sqlite3.Row) -> Video:
         return Video(
-            id=row["id"], booking_id=row["booking_id"], user_id=row["user_id"], camera_id=row["camera_id"],
-            storage_path=row["storage_path"], size_bytes=row["size_bytes"],
+            id=row["id"], kind=row["kind"], booking_id=row["booking_id"], user_id=row["user_id"],
+            camera_id=row["camera_id"], storage_path=row["storage_path"], size_bytes=row["size_bytes"],
             duration_seconds=row["duration_seconds"], created_at=_dt(row["created_at"]),
             uploaded_at=_dt(row["uploaded_at"]) if row["uploaded_at"] else None,
         )
 
     def upsert_video(self, video: Video) -> Video:
+        """A booking's full video is keyed on the booking (one each); a highlight on its own id (many each)."""
+        target = "(booking_id) WHERE kind = 'full'" if video.kind == "full" else "(id)"
         with self._tx() as db:
             db.execute(
-                "INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (booking_id) DO UPDATE SET"
+                f"INSERT INTO videos ({_VIDEO_COLUMNS}, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT {target} DO UPDATE SET"
                 " storage_path = excluded.storage_path, size_bytes = excluded.size_bytes,"
                 " duration_seconds = excluded.duration_seconds, uploaded_at = excluded.uploaded_at",
                 (video.id, video.booking_id, video.user_id, video.camera_id, video.storage_path,
                  video.size_bytes, video.duration_seconds, _ts(video.created_at),
-                 _ts(video.uploaded_at) if video.uploaded_at else None),
+                 _ts(video.uploaded_at) if video.uploaded_at else None, video.kind),
             )
-            row = db.execute("SELECT * FROM videos WHERE booking_id = ?", (video.booking_id,)).fetchone()
+            if video.kind == "full":
+                row = db.execute("SELECT * FROM videos WHERE booking_id = ? AND kind = 'full'",
+                                 (video.booking_id,)).fetchone()
+            else:
+                row = db.execute("SELECT * FROM videos WHERE id = ?", (video.id,)).fetchone()
         return self._video(row)
 
     def get_video(self, video_id: str) -> Video | None:
         row = self._conn().execute("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()
         return self._video(row) if row else None
 
-    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None) -> list[Video]:
+    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None,
+                    kind: VideoKind | None = None) -> list[Video]:
         clauses, args = [], []
-        for column, value in (("booking_id", booking_id), ("user_id", user_id)):
+        for column, value in (("booking_id", booking_id), ("user_id", user_id), ("kind", kind)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)

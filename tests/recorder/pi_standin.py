@@ -7,6 +7,11 @@ The bytes are H.264 Annex-B access units from libx264 (no global header, so SPS/
 every keyframe, as `repeat=True` asks of the Pi's encoder), a keyframe every `iperiod` frames, no
 B-frames; `timestamp` is the sensor's monotonic clock in microseconds, relative to the first frame
 (picamera2's Encoder._timestamp). Only the pixels are made up: a gradient with a moving box.
+
+Before encoding a frame it calls `pre_callback(request)` as Picamera2 does (its camera thread, before any
+encoder), where `MappedArray(request, "main")` maps the YUV420 buffer the encoder then reads, shaped as
+picamera2's helpers shape it: (height * 3/2, stride), with a stride padded past the width as libcamera's is;
+`request.get_metadata()["SensorTimestamp"]` is the sensor time in ns.
 """
 
 from __future__ import annotations
@@ -51,6 +56,36 @@ class Output:
         """Subclasses write the frame somewhere."""
 
 
+STRIDE_ALIGN = 128
+"""libcamera pads rows; a stride wider than the picture makes sure drawing code honours it."""
+
+
+class CompletedRequest:
+    """picamera2.request.CompletedRequest, as far as a pre_callback uses it: metadata and the stream buffers."""
+
+    def __init__(self, buffers: dict[str, np.ndarray], sensor_ns: int) -> None:
+        self.buffers = buffers
+        self._metadata = {"SensorTimestamp": sensor_ns}
+
+    def get_metadata(self) -> dict[str, Any]:
+        return dict(self._metadata)
+
+
+class MappedArray:
+    """picamera2.MappedArray: `.array` is the stream's buffer itself (no copy), YUV420 shaped (h*3/2, stride)."""
+
+    def __init__(self, request: CompletedRequest, stream: str, reshape: bool = True, write: bool = True) -> None:
+        self._buffer = request.buffers[stream]
+        self.array: np.ndarray | None = None
+
+    def __enter__(self) -> MappedArray:
+        self.array = self._buffer
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.array = None
+
+
 class H264Encoder:
     """picamera2.encoders.H264Encoder's constructor; the stand-in camera does the encoding."""
 
@@ -84,6 +119,10 @@ class Picamera2:
         self.keyframes_with_headers = 0
         self.closed = False
         self.stopped = False
+        self.pre_callback: Any = None
+        self.encoded_frames: list[np.ndarray] = []
+        """Copies of the Y plane the encoder received, for frames `keep_frames` asks for (tests)."""
+        self.keep_frames: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         type(self).state.opened.append(self)
@@ -134,8 +173,14 @@ class Picamera2:
                 break
             sensor_us = due_ns // 1000
             first_us = sensor_us if first_us is None else first_us
-            frame = av.VideoFrame.from_ndarray(_picture(width, height, n), format="yuv420p")
+            stride = -(-width // STRIDE_ALIGN) * STRIDE_ALIGN
+            buffer = _buffer(_picture(width, height, n), width, height, stride)
+            if self.pre_callback is not None:
+                self.pre_callback(CompletedRequest({"main": buffer}, due_ns))
+            frame = av.VideoFrame.from_ndarray(_unpad(buffer, width, height, stride), format="yuv420p")
             frame.pts = n
+            if n in self.keep_frames:
+                self.encoded_frames.append(_unpad(buffer, width, height, stride)[:height].copy())
             for packet in ctx.encode(frame):
                 data = bytes(packet)
                 assert data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")), "Annex-B start code"
@@ -167,6 +212,29 @@ def _picture(width: int, height: int, n: int) -> np.ndarray:
     return planes
 
 
+def _buffer(planes: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
+    """yuv420p planes laid out in a libcamera YUV420 buffer: padded rows, chroma rows of stride/2."""
+    buffer = np.zeros((height * 3 // 2, stride), np.uint8)
+    flat = buffer.reshape(-1)
+    luma, chroma = height * stride, (height // 2) * (stride // 2)
+    flat[:luma].reshape(height, stride)[:, :width] = planes[:height]
+    u = planes[height:height + height // 4].reshape(height // 2, width // 2)
+    v = planes[height + height // 4:].reshape(height // 2, width // 2)
+    flat[luma:luma + chroma].reshape(height // 2, stride // 2)[:, :width // 2] = u
+    flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, stride // 2)[:, :width // 2] = v
+    return buffer
+
+
+def _unpad(buffer: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
+    """What the encoder reads from the buffer: packed yuv420p planes (PyAV's (h*3/2, w) layout)."""
+    flat = buffer.reshape(-1)
+    luma, chroma = height * stride, (height // 2) * (stride // 2)
+    y = flat[:luma].reshape(height, stride)[:, :width]
+    u = flat[luma:luma + chroma].reshape(height // 2, stride // 2)[:, :width // 2]
+    v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, stride // 2)[:, :width // 2]
+    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
+
+
 def _has_sps_pps(data: bytes) -> bool:
     """NAL types 7 (SPS) and 8 (PPS) after Annex-B start codes."""
     types_seen = {data[i + 3] & 0x1F for i in range(len(data) - 3) if data[i:i + 3] == b"\x00\x00\x01"}
@@ -181,6 +249,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> PiState:
     libcamera.Transform = Transform  # type: ignore[attr-defined]
     picamera2 = types.ModuleType("picamera2")
     picamera2.Picamera2 = Picamera2  # type: ignore[attr-defined]
+    picamera2.MappedArray = MappedArray  # type: ignore[attr-defined]
     picamera2.__path__ = []  # a package, so its submodules import
     encoders = types.ModuleType("picamera2.encoders")
     encoders.H264Encoder = H264Encoder  # type: ignore[attr-defined]

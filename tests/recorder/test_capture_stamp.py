@@ -53,7 +53,7 @@ def test_an_encoded_segment_is_stamped_with_its_output_format_and_starts_on_an_i
 def test_capture_defaults_come_from_the_camera_settings():
     encode = capture_settings(Settings())
     assert (encode.codec, encode.preset, encode.crf, encode.maxrate, encode.bitrate, encode.gop_seconds) == \
-        ("libx264", "ultrafast", 23, 8_000_000, None, 1.0)
+        ("libx264", "ultrafast", 26, 8_000_000, None, 1.0)
     assert capture_settings(Settings(camera_bitrate=3_000_000, camera_maxrate=0)).bitrate == 3_000_000
 
 

@@ -98,7 +98,7 @@ def test_moving_and_deleting_a_booking(store, cloud_settings, fake_cloud):
     assert _pick(delete, *AUTH, "prefer") == {**AUTH, "prefer": "return=minimal"}
 
 
-def test_videos_row_is_an_upsert_on_booking_id(store, cloud_settings, fake_cloud):
+def test_videos_row_is_an_upsert_on_its_id(store, cloud_settings, fake_cloud):
     _booked(store, cloud_settings)
     fake_cloud.clear_log()
     uploaded = datetime(2030, 5, 1, 19, 5, tzinfo=UTC)
@@ -111,7 +111,7 @@ def test_videos_row_is_an_upsert_on_booking_id(store, cloud_settings, fake_cloud
     first, second = fake_cloud.requests()
     assert first["body"] == second["body"]
     assert (first["method"], first["path"], _query(first)) == (
-        "POST", "/rest/v1/videos", [("on_conflict", "booking_id")])
+        "POST", "/rest/v1/videos", [("on_conflict", "id")])
     assert _pick(first, *REST, "prefer") == {**REST, "prefer": "return=minimal,resolution=merge-duplicates"}
     assert first["body"] == {"id": video_id_for("b1"), "booking_id": "b1", "user_id": "u1",
                              "camera_id": cloud_settings.camera_id, "storage_path": "u1/b1.mp4",

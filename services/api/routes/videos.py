@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
@@ -22,7 +23,7 @@ from services.api.deps import (
     only_own,
 )
 from services.api.schemas import Error, Revoked, ShareLinkIn, ShareLinkOut
-from shared.models import SAFE_ID_PATTERN, ShareLink, Video
+from shared.models import SAFE_ID_PATTERN, ShareLink, Video, VideoKind
 from shared.store import NotFound, StoreError
 from shared.thumbnails import ThumbnailError
 from shared.timeutil import utc_now
@@ -82,21 +83,24 @@ def video_file_response(state: State, video: Video, *, download: bool,
         # Not cached anywhere (the URL is a bearer credential with a deadline), nor sent on as a Referer.
         return RedirectResponse(url, status.HTTP_302_FOUND,
                                 headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-    return FileResponse(path, media_type="video/mp4", filename=f"{video.booking_id}.mp4",
+    name = f"{video.booking_id}.mp4" if video.kind == "full" else f"{video.booking_id}-{PurePath(path).name}"
+    return FileResponse(path, media_type="video/mp4", filename=name,
                         content_disposition_type="attachment" if download else "inline")
 
 
 @router.get("", response_model=list[Video], summary="List videos, newest first", responses=FORBIDDEN,
-            description="Optionally for one booking or one user. A user token only sees its own videos.")
+            description="Optionally for one booking, one user or one kind (`full`: a booking's finished video; "
+                        "`highlight`: a clip a player asked for). A user token only sees its own videos.")
 def list_videos(
     state: State,
     principal: Reader,
     booking_id: str | None = Query(None, description="Only videos of this booking",
                                    examples=["court1-2026-11-25-1800"]),
     user_id: UserFilter = None,
+    kind: VideoKind | None = Query(None, description="Only videos of this kind", examples=["highlight"]),
     limit: int | None = Query(None, ge=1, le=1000, description="At most this many (newest first)", examples=[20]),
 ) -> list[Video]:
-    videos = state.store.list_videos(booking_id=booking_id, user_id=only_own(principal, user_id))
+    videos = state.store.list_videos(booking_id=booking_id, user_id=only_own(principal, user_id), kind=kind)
     return videos[:limit] if limit else videos
 
 

@@ -29,6 +29,7 @@ const state = {
   deviceLogs: new Map(), // "service/instance" -> the latest ServiceLogs heard live
   outbox: undefined, // GET /outbox (null: no cloud outbox on this device)
   refreshTimer: null,
+  playing: null, // the video in the player (its share link is made on demand)
 };
 
 // ---- API ------------------------------------------------------------------------------------------
@@ -663,6 +664,13 @@ async function loadVideos() {
     img.src = withToken(`videos/${encodeURIComponent(v.id)}/thumbnail`);
     const label = document.createElement("span");
     label.textContent = `${v.booking_id} · ${Math.round(v.duration_seconds)} s · ${new Date(v.created_at).toLocaleString()}`;
+    if (v.kind === "highlight") {
+      const badge = document.createElement("b");
+      badge.className = "badge-highlight";
+      badge.textContent = "Highlight";
+      label.prepend(badge, " ");
+      card.classList.add("highlight");
+    }
     card.append(img, label);
     card.addEventListener("click", () => play(v));
     grid.append(card);
@@ -672,10 +680,25 @@ async function loadVideos() {
 
 function play(video) {
   $("player-box").hidden = false;
-  $("player-title").textContent = `${video.booking_id} (${video.user_id})`;
+  const what = video.kind === "highlight" ? "Highlight of " : "";
+  $("player-title").textContent = `${what}${video.booking_id} (${video.user_id})`;
+  state.playing = video;
+  $("share-url").hidden = true;
+  $("share-button").onclick = () => shareVideo().catch(onError);
   const player = $("player");
   player.src = withToken(`videos/${encodeURIComponent(video.id)}/download?inline=true`);
   player.play().catch(() => {});
+}
+
+// A share link for the video being played (the existing signed links: a page with a player, no token needed).
+async function shareVideo() {
+  const video = state.playing;
+  if (!video) return;
+  const link = await send("POST", `videos/${encodeURIComponent(video.id)}/share`, {});
+  const field = $("share-url");
+  field.value = new URL(link.url, location.href).href;
+  field.hidden = false;
+  field.select();
 }
 
 // ---- live events ----------------------------------------------------------------------------------
@@ -727,6 +750,9 @@ function onEvent(event) {
       state.progress.delete(id);
       state.failures.delete(id);
       refreshBooking(id).catch(onError);
+      loadVideos().catch(onError);
+      break;
+    case "highlight/created":
       loadVideos().catch(onError);
       break;
     case "video/failed":

@@ -199,7 +199,10 @@ class CloudClient:
     # ---- videos, status, settings ------------------------------------------------------------------
 
     def upsert_video(self, row: dict[str, Any]) -> None:
-        self._upsert("upsert video", "videos", row, "booking_id")
+        """On the primary key: ids are deterministic (one per booking's video, one per highlight), and since the
+        highlights migration `booking_id` alone is unique only among full videos (a partial index, which
+        PostgREST's on_conflict cannot name)."""
+        self._upsert("upsert video", "videos", row, "id")
 
     def put_system_status(self, row: dict[str, Any]) -> None:
         self._upsert("upsert system status", "system_status", row, "camera_id")

@@ -28,10 +28,15 @@ def booking_from_row(row: dict[str, Any]) -> Booking:
 
 
 def video_row(video: Video) -> dict[str, Any]:
-    return {"id": video.id, "booking_id": video.booking_id, "user_id": video.user_id,
-            "camera_id": video.camera_id, "storage_path": video.storage_path, "size_bytes": video.size_bytes,
-            "duration_seconds": video.duration_seconds, "created_at": iso(video.created_at),
-            "uploaded_at": iso(video.uploaded_at) if video.uploaded_at else None}
+    """`kind` is sent for highlights only: a full video's row stays writable to a project without the highlights
+    migration (the column's default is `full`)."""
+    row = {"id": video.id, "booking_id": video.booking_id, "user_id": video.user_id,
+           "camera_id": video.camera_id, "storage_path": video.storage_path, "size_bytes": video.size_bytes,
+           "duration_seconds": video.duration_seconds, "created_at": iso(video.created_at),
+           "uploaded_at": iso(video.uploaded_at) if video.uploaded_at else None}
+    if video.kind != "full":
+        row["kind"] = video.kind
+    return row
 
 
 def status_row(row: SystemStatusRow) -> dict[str, Any]:

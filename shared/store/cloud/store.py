@@ -39,6 +39,7 @@ from shared.models import (
     SystemStatusRow,
     UserSettings,
     Video,
+    VideoKind,
     storage_path_for_video,
 )
 from shared.payloads import CloudProblem
@@ -94,11 +95,19 @@ def _describe(op: CloudOp) -> str:
     return f"{op.kind.replace('_', ' ')} of {op.key}"
 
 
+def highlight_key(booking_id: str) -> str:
+    """A booking's highlights are ordered among themselves, apart from its full video: a highlight write the cloud
+    refuses holds back only the booking's other highlights, never its video."""
+    return f"highlight:{booking_id}"
+
+
 def object_key(bucket: str, path: str) -> str:
     """The ordering key of an object: its booking (videos) or its user (media)."""
     parts = path.split("/")
     if bucket == "videos" and len(parts) == 2 and parts[1].endswith(".mp4"):
         return parts[1].removesuffix(".mp4")
+    if bucket == "videos" and len(parts) == 4 and parts[1] == "highlights":
+        return highlight_key(parts[2])
     if bucket == "media" and len(parts) >= 3 and parts[1] == "media":
         return f"user:{parts[0]}"
     return f"object:{bucket}/{path}"
@@ -274,14 +283,16 @@ class SupabaseStore(Store):
 
     def upsert_video(self, video: Video) -> Video:
         stored = self.local.upsert_video(video)
-        self._queue("video_upsert", stored.booking_id, {"row": video_row(stored)})
+        key = stored.booking_id if stored.kind == "full" else highlight_key(stored.booking_id)
+        self._queue("video_upsert", key, {"row": video_row(stored)})
         return stored
 
     def get_video(self, video_id: str) -> Video | None:
         return self.local.get_video(video_id)
 
-    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None) -> list[Video]:
-        return self.local.list_videos(booking_id=booking_id, user_id=user_id)
+    def list_videos(self, *, booking_id: str | None = None, user_id: str | None = None,
+                    kind: VideoKind | None = None) -> list[Video]:
+        return self.local.list_videos(booking_id=booking_id, user_id=user_id, kind=kind)
 
     # ---- share links (device-local) --------------------------------------------------------------------
 
