@@ -219,7 +219,7 @@ def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed:
     testhooks.reached("remux_linked")
     fps = float(fmt.rate)
     first = header.first_capture.timestamp() if header.first_capture else part.start_at
-    end_at = first + check.packets / fps if first is not None else part.end_at
+    end_at = first + check.last_s + 1 / fps if first is not None else part.end_at  # the last frame's end
     ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.done, frames_in=check.packets,
                          frames_out=check.packets, output=target.relative_to(ctx.settings.processed_dir).as_posix(),
                          fmt_key=fmt.key, has_audio=False, warnings=warnings, start_at=first, end_at=end_at,

@@ -84,6 +84,7 @@ def read_header(path: Path) -> SegmentHeader:
 class PacketCheck:
     packets: int
     problem: str | None
+    last_s: float = 0.0  # the last frame's time after the first's (capture time: a dropped frame is a gap)
 
 
 def check_packets(path: Path) -> PacketCheck:
@@ -91,9 +92,13 @@ def check_packets(path: Path) -> PacketCheck:
     start on a keyframe and read to its end with increasing timestamps."""
     packets = 0
     last_dts: int | None = None
+    first_pts: int | None = None
+    last_pts = 0
+    tb = Fraction(0)
     try:
         with av.open(str(path)) as c:
             video = c.streams.video[0]
+            tb = video.time_base or Fraction(0)
             for packet in c.demux(video):
                 if packet.size == 0:
                     continue
@@ -106,10 +111,13 @@ def check_packets(path: Path) -> PacketCheck:
                 if packet.is_corrupt:
                     return PacketCheck(packets, f"packet {packets} is corrupt")
                 last_dts = packet.dts
+                first_pts = packet.pts if first_pts is None else first_pts
+                last_pts = max(last_pts, packet.pts)
                 packets += 1
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
         return PacketCheck(packets, f"unreadable after {packets} packets: {exc}")
-    return PacketCheck(packets, None if packets else "no video packet")
+    last_s = float((last_pts - first_pts) * tb) if first_pts is not None else 0.0
+    return PacketCheck(packets, None if packets else "no video packet", last_s)
 
 
 def _nal_units_annexb(data: bytes) -> list[bytes]:

@@ -332,7 +332,7 @@ def test_frames_the_camera_dropped_stay_gaps_so_the_video_lasts_as_long_as_the_b
                                                                                       listen, fmt):
     store = LocalStore(settings.data_dir)
     _media(store, tmp_path, logo=False)
-    dropped = frozenset({7, 15, 16, 33})  # inside a segment, at a segment's start, two in a row
+    dropped = frozenset({7, 15, 16, 33, 34})  # inside a segment, at a segment's start, two in a row (the last)
     _dir, segments = _booking(settings, store, "g1", fmt=fmt, dropped=dropped)
     worker, events, stored = _run_to_upload(settings, store, run_worker, listen, "g1", segments)
     assert worker.jobs.get("g1").route == "remux"
