@@ -72,6 +72,8 @@ class VideoProgress(Payload):
     percent: float = Field(ge=0, le=100)
     fps: float = Field(ge=0)
     worker: str | None = None  # WORKER_ID of the worker doing it (several may share the load)
+    route: Literal["remux", "transcode"] | None = None  # how the part in hand is finished (docs/finishing.md)
+    reason: str | None = None  # why a transcode, not a remux (remuxed_source, logo_changed, ...)
 
 
 class VideoProcessed(Payload):
@@ -81,6 +83,8 @@ class VideoProcessed(Payload):
     size_bytes: int = Field(ge=0)
     warnings: list[str] = Field(default_factory=list)
     worker: str | None = None
+    route: Literal["remux", "transcode"] | None = None  # remux: the recorder's segments as they are
+    route_reasons: list[str] = Field(default_factory=list)  # why (some of) it was transcoded
 
 
 class VideoUploaded(Payload):

@@ -242,13 +242,15 @@ def test_corrupt_segment_is_skipped_with_a_warning(settings, run_worker, listen)
 def test_segments_lost_before_processing_fall_back_to_the_whole_recording(settings, run_worker):
     store = LocalStore(settings.data_dir)
     booking_dir, segments = _segment_booking(settings, store, "w1", [15, 15, 12])
+    raw = join_segments([s.path for s in segments], booking_dir.target, booking_dir.read_meta().origin).path
+    for seg in segments[1:]:  # a recorder before issue 12 joined them and removed them before the worker saw them
+        seg.path.unlink()
     worker, bus = run_worker(store)
-    _publish_segments(bus, settings, "w1", segments[:1])  # the worker saw the first segment only ...
+    _publish_segments(bus, settings, "w1", segments[:1])  # the worker saw the first segment only
     deadline = utc_now() + timedelta(seconds=20)
     while utc_now() < deadline and not any(p.state == "done" for p in worker.jobs.parts("w1")):
         threading.Event().wait(0.05)
-    raw = join_segments([s.path for s in segments], booking_dir.target, booking_dir.read_meta().origin).path
-    shutil.rmtree(booking_dir.path)  # ... then the recorder joined and removed them (the worker was busy)
+    shutil.rmtree(booking_dir.path)
     _finished(bus, settings, "w1", raw, 42)
     assert _wait_status(store, "w1", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
     [video] = store.list_videos(booking_id="w1")

@@ -1,7 +1,9 @@
-"""Joins a booking's segments into RAW_RECORDINGS_DIR/<booking_id>.mp4 by packet copy (no re-encode).
+"""A booking's segments read as one recording: counted where they lie, or joined by packet copy into one file.
 
-The result appears atomically (temp file, fsync, rename, fsync of the directory), so the segments
-are only deleted once the joined file is durable.
+At a booking's end the recorder only counts them (describe_segments): the recording stays as its
+segments, each recorded byte written once. Joining them into one file (join_segments: atomically,
+temp file, fsync, rename) is left to whoever needs one file: the worker's whole-recording fallback.
+Both read the segments the same way, so the frame count announced is the frame count joined.
 """
 
 from __future__ import annotations
@@ -38,79 +40,114 @@ def _seconds(delta: timedelta) -> Fraction:
     return Fraction(delta.days * 86400 + delta.seconds) + Fraction(delta.microseconds, 1_000_000)
 
 
+class _Counter:
+    """Stands in for the output container when the segments are only counted (nothing is written)."""
+
+    def __init__(self) -> None:
+        self.metadata: dict[str, str] = {}
+
+    def add_stream_from_template(self, template: av.video.stream.VideoStream) -> object:
+        return template
+
+    def mux(self, _packet: av.Packet) -> None:
+        pass
+
+
+@dataclass
+class _Walk:
+    frames: int = 0
+    used: int = 0
+    first_s: Fraction | None = None
+    last_s: Fraction | None = None
+
+
 def join_segments(segments: list[Path], target: Path, origin: datetime) -> JoinResult:
     """Segments are placed on the booking's timeline by their own first-capture stamp.
 
     A truncated last fragment (kill -9, power cut) is read up to where it breaks; decode
     timestamps stay strictly increasing, so overlapping or repeated packets are dropped.
     """
-    frames, used = 0, 0
-    first_s: Fraction | None = None
-    last_s: Fraction | None = None
-    last_dts_s: Fraction | None = None
     with atomic_path(target, suffix=".mp4") as tmp:
         out = av.open(str(tmp), "w", format="mp4",
                       options={"movflags": f"+faststart+{timeline.MOVFLAG_METADATA}"})
-        out_stream = None
+        walk = _Walk()
         try:
-            for segment in segments:
-                try:
-                    src = av.open(str(segment))
-                except av.FFmpegError as exc:
-                    log.warning("skipping unreadable segment %s: %s", segment, exc)
-                    continue
-                with src:
-                    if not src.streams.video or src.streams.video[0].time_base is None:
-                        continue
-                    in_stream = src.streams.video[0]
-                    tb = in_stream.time_base
-                    anchor = timeline.first_capture(src)
-                    if anchor is not None:
-                        base = _seconds(anchor - origin)
-                    else:  # not stamped (older file): append it after what came before
-                        log.warning("segment %s has no capture stamp; appending it", segment)
-                        base = last_dts_s + tb if last_dts_s is not None else Fraction(0)
-                    before = frames
-                    seg_first: int | None = None
-                    try:
-                        for packet in src.demux(in_stream):
-                            if packet.size == 0 or packet.dts is None or packet.pts is None or packet.is_corrupt:
-                                continue  # flush packets, and the torn last frame of a cut fragment
-                            seg_first = packet.pts if seg_first is None else seg_first
-                            pts_s = base + (packet.pts - seg_first) * tb
-                            dts_s = base + (packet.dts - seg_first) * tb
-                            if last_dts_s is not None and dts_s <= last_dts_s:
-                                continue
-                            if out_stream is None:
-                                out_stream = out.add_stream_from_template(in_stream)  # keeps a display matrix
-                                timeline.stamp(out, origin + timedelta(seconds=float(pts_s)))
-                            last_dts_s = dts_s
-                            first_s = pts_s if first_s is None else min(first_s, pts_s)
-                            last_s = pts_s if last_s is None else max(last_s, pts_s)
-                            packet.stream = out_stream
-                            packet.time_base = tb
-                            packet.pts, packet.dts = round(pts_s / tb), round(dts_s / tb)
-                            out.mux(packet)
-                            frames += 1
-                    except av.FFmpegError as exc:
-                        log.warning("segment %s ends in a damaged fragment (%s); kept what was readable", segment, exc)
-                    used += frames > before
+            _walk(segments, origin, out, walk)
         finally:
             try:
                 out.close()
             except (av.FFmpegError, ValueError):
-                if frames:
+                if walk.frames:
                     raise
-        if frames == 0 or first_s is None or last_s is None:
-            raise NothingRecorded(f"no readable frames in {[p.name for p in segments]}")
-    return JoinResult(
-        path=target,
-        frames=frames,
-        first_frame_at=origin + timedelta(seconds=float(first_s)),
-        last_frame_at=origin + timedelta(seconds=float(last_s)),
-        size_bytes=target.stat().st_size,
-        segments=used,
-    )
+        result = _result(segments, origin, walk, target)
+    result.size_bytes = target.stat().st_size
+    return result
+
+
+def describe_segments(segments: list[Path], origin: datetime) -> JoinResult:
+    """What join_segments would make of these segments (frames, first/last capture), reading packets only:
+    the recording is then kept as its segments, never copied into one file (`path` is their folder)."""
+    walk = _Walk()
+    _walk(segments, origin, _Counter(), walk)
+    result = _result(segments, origin, walk, segments[0].parent if segments else Path())
+    result.size_bytes = sum(p.stat().st_size for p in segments if p.exists())
+    return result
+
+
+def _result(segments: list[Path], origin: datetime, walk: _Walk, path: Path) -> JoinResult:
+    if walk.frames == 0 or walk.first_s is None or walk.last_s is None:
+        raise NothingRecorded(f"no readable frames in {[p.name for p in segments]}")
+    return JoinResult(path=path, frames=walk.frames, first_frame_at=origin + timedelta(seconds=float(walk.first_s)),
+                      last_frame_at=origin + timedelta(seconds=float(walk.last_s)), size_bytes=0,
+                      segments=walk.used)
+
+
+def _walk(segments: list[Path], origin: datetime, out: av.container.OutputContainer | _Counter,
+          walk: _Walk) -> None:
+    last_dts_s: Fraction | None = None
+    out_stream = None
+    for segment in segments:
+        try:
+            src = av.open(str(segment))
+        except av.FFmpegError as exc:
+            log.warning("skipping unreadable segment %s: %s", segment, exc)
+            continue
+        with src:
+            if not src.streams.video or src.streams.video[0].time_base is None:
+                continue
+            in_stream = src.streams.video[0]
+            tb = in_stream.time_base
+            anchor = timeline.first_capture(src)
+            if anchor is not None:
+                base = _seconds(anchor - origin)
+            else:  # not stamped (older file): append it after what came before
+                log.warning("segment %s has no capture stamp; appending it", segment)
+                base = last_dts_s + tb if last_dts_s is not None else Fraction(0)
+            before = walk.frames
+            seg_first: int | None = None
+            try:
+                for packet in src.demux(in_stream):
+                    if packet.size == 0 or packet.dts is None or packet.pts is None or packet.is_corrupt:
+                        continue  # flush packets, and the torn last frame of a cut fragment
+                    seg_first = packet.pts if seg_first is None else seg_first
+                    pts_s = base + (packet.pts - seg_first) * tb
+                    dts_s = base + (packet.dts - seg_first) * tb
+                    if last_dts_s is not None and dts_s <= last_dts_s:
+                        continue
+                    if out_stream is None:
+                        out_stream = out.add_stream_from_template(in_stream)  # keeps a display matrix
+                        timeline.stamp(out, origin + timedelta(seconds=float(pts_s)))  # type: ignore[arg-type]
+                    last_dts_s = dts_s
+                    walk.first_s = pts_s if walk.first_s is None else min(walk.first_s, pts_s)
+                    walk.last_s = pts_s if walk.last_s is None else max(walk.last_s, pts_s)
+                    packet.stream = out_stream
+                    packet.time_base = tb
+                    packet.pts, packet.dts = round(pts_s / tb), round(dts_s / tb)
+                    out.mux(packet)
+                    walk.frames += 1
+            except av.FFmpegError as exc:
+                log.warning("segment %s ends in a damaged fragment (%s); kept what was readable", segment, exc)
+            walk.used += walk.frames > before
 
 
 def describe_recording(path: Path) -> JoinResult:

@@ -2,8 +2,10 @@
 
 RAW_RECORDINGS_DIR/<booking_id>/seg-NNNNN.mp4   closed or in-progress segments (fragmented MP4)
 RAW_RECORDINGS_DIR/<booking_id>/.booking.json   who the segments belong to and their time origin
+RAW_RECORDINGS_DIR/<booking_id>/.finished.json  the recording is over: its facts (frames, capture times, size)
 RAW_RECORDINGS_DIR/<booking_id>/.logos.json     the logo files drawn at capture, fixed at the booking's start
-RAW_RECORDINGS_DIR/<booking_id>.mp4             the joined recording (appears atomically, by rename)
+RAW_RECORDINGS_DIR/<booking_id>.mp4             a joined recording (written by recorders before issue 12:
+                                                still read)
 
 The metadata file is hidden so queue counters that count segments skip it; it lets a restarted
 recorder resume into the same timeline and finalise a booking the schedule and store no longer know.
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SAFE_ID = re.compile(SAFE_ID_PATTERN)
 META_NAME = ".booking.json"
+FINISHED_NAME = ".finished.json"
 LOGOS_NAME = ".logos.json"
 SEGMENT_GLOB = "seg-*.mp4"
 _SEGMENT_NAME = re.compile(r"^seg-(\d{5})\.mp4$")
@@ -46,6 +49,16 @@ class BookingMeta(BaseModel):
     origin: UtcDatetime
     start_time: UtcDatetime
     end_time: UtcDatetime
+
+
+class FinishedMeta(BaseModel):
+    """Written once, atomically, when the booking's recording is over (recording/finished says the same)."""
+
+    frames: int
+    first_frame_at: UtcDatetime
+    last_frame_at: UtcDatetime
+    size_bytes: int
+    segments: int
 
 
 class BookingLogoFiles(BaseModel):
@@ -77,6 +90,7 @@ class BookingDir:
         self.path = raw_dir / booking_id
         self.target = raw_dir / f"{booking_id}.mp4"
         self.meta_path = self.path / META_NAME
+        self.finished_path = self.path / FINISHED_NAME
         self.logos_path = self.path / LOGOS_NAME
 
     def read_meta(self) -> BookingMeta | None:
@@ -98,6 +112,18 @@ class BookingDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.meta_path, meta.model_dump_json())
         return meta
+
+    def read_finished(self) -> FinishedMeta | None:
+        try:
+            return FinishedMeta.model_validate_json(self.finished_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as exc:
+            log.error("unreadable %s: %s", self.finished_path, exc)
+            return None
+
+    def write_finished(self, finished: FinishedMeta) -> None:
+        write_text_atomic(self.finished_path, finished.model_dump_json())
 
     def fix_logos(self, specs: list[LogoSpec]) -> list[LogoSpec]:
         """The first call fixes the booking's logos (files and placements); later ones (a resumed session) get

@@ -25,8 +25,8 @@ from services.recorder.feed import CameraFeed
 from services.recorder.highlight_button import Closeable, start_button
 from services.recorder.highlights import HighlightDesk
 from services.recorder.intake import LooseSchedule
-from services.recorder.join import NothingRecorded, describe_recording, join_segments
-from services.recorder.layout import BookingDir, BookingMeta, booking_dirs, stale_join_temps
+from services.recorder.join import JoinResult, NothingRecorded, describe_recording, describe_segments
+from services.recorder.layout import BookingDir, BookingMeta, FinishedMeta, booking_dirs, stale_join_temps
 from services.recorder.logos import CaptureLogos, Geometry
 from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
 from services.recorder.source import ScheduleSource
@@ -86,6 +86,7 @@ class Recorder:
         self.disk = DiskGuard(settings.raw_dir, settings.processed_dir, settings.min_free_disk_mb, store, disk_probe)
         self.recording_now: str | None = None
         self._done: set[str] = set()
+        self._announced: set[str] = set()  # recording/finished sent by this run (a restart sends it again)
         self._given_up: set[str] = set()
         self._finalizing: set[str] = set()
         self._lock = threading.Lock()
@@ -102,7 +103,8 @@ class Recorder:
     # ---- planning --------------------------------------------------------------------------------
 
     def _is_done(self, booking_id: str) -> bool:
-        if booking_id in self._done or (self.settings.raw_dir / f"{booking_id}.mp4").exists():
+        if booking_id in self._done or (self.settings.raw_dir / f"{booking_id}.mp4").exists() \
+                or BookingDir(self.settings.raw_dir, booking_id).finished_path.exists():
             return True
         try:
             stored = self.store.get_booking(booking_id)
@@ -394,15 +396,26 @@ class Recorder:
             self._given_up.add(booking_id)
             return
         segments = booking_dir.segments()
-        if booking_dir.target.exists():
-            result = describe_recording(booking_dir.target)  # joined before a crash: re-read its facts
+        finished = booking_dir.read_finished()
+        if booking_dir.target.exists():  # joined by a recorder before issue 12 (or before a crash): its facts
+            result = describe_recording(booking_dir.target)
+            file = booking_dir.target.name
+        elif finished is not None:  # counted before a crash or a restart: announced again (idempotent)
+            result = JoinResult(path=booking_dir.path, frames=finished.frames,
+                                first_frame_at=finished.first_frame_at, last_frame_at=finished.last_frame_at,
+                                size_bytes=finished.size_bytes, segments=finished.segments)
+            file = booking_id
         elif segments:
             try:
-                result = join_segments(segments, booking_dir.target, origin)
+                result = describe_segments(segments, origin)  # counted, not copied: the segments are the recording
             except NothingRecorded as exc:
                 log.error("booking %s: %s; keeping %s", booking_id, exc, booking_dir.path)
                 self._given_up.add(booking_id)
                 return
+            booking_dir.write_finished(FinishedMeta(
+                frames=result.frames, first_frame_at=result.first_frame_at, last_frame_at=result.last_frame_at,
+                size_bytes=result.size_bytes, segments=result.segments or len(segments)))
+            file = booking_id
         else:
             self._done.add(booking_id)
             shutil.rmtree(booking_dir.path, ignore_errors=True)
@@ -410,10 +423,12 @@ class Recorder:
         self.store.advance_booking_status(booking_id, BookingStatus.completed)
         self.bus.publish(self.bus.topics.recording_finished, RecordingFinished(
             booking_id=booking_id, camera_id=self.settings.camera_id, user_id=user_id,
-            file=booking_dir.target.name, first_frame_at=result.first_frame_at, last_frame_at=result.last_frame_at,
+            file=file, first_frame_at=result.first_frame_at, last_frame_at=result.last_frame_at,
             frames=result.frames, size_bytes=result.size_bytes, segments=result.segments or len(segments)))
-        shutil.rmtree(booking_dir.path, ignore_errors=True)  # only now: the joined file is durable
+        if file != booking_id:
+            shutil.rmtree(booking_dir.path, ignore_errors=True)  # only now: the joined file is durable
         self._done.add(booking_id)
+        self._announced.add(booking_id)  # its segments stay: the worker removes them once the video is uploaded
         self.logos.forget(booking_id)
         log.info("booking %s recorded: %d frames from %d segments, %.1f MB", booking_id, result.frames,
                  result.segments or len(segments), result.size_bytes / 1e6)
@@ -427,8 +442,9 @@ class Recorder:
             booking_id = booking_dir.booking_id
             with self._lock:
                 busy = booking_id in self._finalizing
-            if busy or booking_id == self.recording_now or booking_id in self._given_up:
-                continue
+            if busy or booking_id == self.recording_now or booking_id in self._given_up \
+                    or booking_id in self._announced:
+                continue  # an announced booking's segments stay until the worker has uploaded its video
             scheduled = live.get(booking_id)
             still_on = (scheduled is not None and scheduled.status == BookingStatus.confirmed
                         and scheduled.end_time > now and booking_id not in self._done)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from services.recorder.layout import FINISHED_NAME
 from services.video_worker.jobs import JobState, job_states
 from shared.atomic import write_text_atomic
 from shared.models import BookingStatus
@@ -95,9 +96,11 @@ def _visible(entry: os.DirEntry[str]) -> bool:
 def count_queue(raw_dir: Path, processed_dir: Path, jobs_db: Path | None = None) -> QueueCounts:
     """Jobs: the worker's job table (`jobs_db`) says which bookings' videos are still to be made (a job is
     pending while its recording is being assembled from segments, before any joined file exists), plus every
-    RAW `<id>.mp4` no job covers yet (the worker has not picked it up); a recording whose job is done or
-    failed is not waiting. Without a readable table: every RAW `<id>.mp4`.
-    RAW `<id>/seg-*` = segments not joined yet. PROCESSED `<id>.mp4` = finished video waiting for its upload
+    finished RAW recording (`<id>/` with `.finished.json`, or a joined `<id>.mp4`) no job covers yet (the
+    worker has not picked it up); a recording whose job is done or failed is not waiting. Without a
+    readable table: every finished RAW recording.
+    RAW `<id>/seg-*` of a recording not finished yet = segments waiting.
+    PROCESSED `<id>.mp4` = finished video waiting for its upload
     (with Supabase, the outbox's queued uploads are added by the service: see Store.videos_waiting_for_upload)."""
     recordings: set[str] = set()
     segments = uploads = 0
@@ -107,6 +110,9 @@ def count_queue(raw_dir: Path, processed_dir: Path, jobs_db: Path | None = None)
                 if not _visible(entry):
                     continue
                 if entry.is_dir(follow_symlinks=False):
+                    if os.path.isfile(os.path.join(entry.path, FINISHED_NAME)):  # a finished recording
+                        recordings.add(entry.name)
+                        continue
                     with os.scandir(entry.path) as parts:
                         segments += sum(1 for p in parts if _visible(p) and p.is_file())
                 elif entry.name.endswith(".mp4"):

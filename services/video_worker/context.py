@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.recorder.layout import FINISHED_NAME
 from shared.bus import MqttBus
 from shared.payloads import VideoFailed, VideoProgress
 from shared.settings import Settings
@@ -74,7 +75,19 @@ class WorkerContext:
     # ---- paths -----------------------------------------------------------------------------------
 
     def raw_path(self, booking_id: str, raw_file: str | None = None) -> Path:
+        """The booking's recording: its finished segment folder (`<id>`), or a joined `<id>.mp4` (recorders
+        before issue 12); the default is the joined file's name."""
         return self.settings.raw_dir / (raw_file or f"{booking_id}.mp4")
+
+    def recording_on_disk(self, booking_id: str, raw_file: str | None = None) -> Path | None:
+        """The booking's finished recording, if there: a joined file, or a segment folder the recorder
+        marked finished (RAW/<id>/.finished.json: the recording is over, its segments are all there)."""
+        names = [raw_file] if raw_file else [f"{booking_id}.mp4", booking_id]
+        for name in names:
+            path = self.settings.raw_dir / name
+            if path.is_file() or (path.is_dir() and (path / FINISHED_NAME).is_file()):
+                return path
+        return None
 
     def output_path(self, booking_id: str) -> Path:
         return self.settings.processed_dir / f"{booking_id}.mp4"
@@ -84,6 +97,18 @@ class WorkerContext:
 
     def part_path(self, booking_id: str, idx: int) -> Path:
         return self.parts_dir(booking_id) / f"part-{idx:05d}.mp4"
+
+    def held_path(self, booking_id: str, idx: int) -> Path:
+        """A hard link to a segment the remux path will use, taken while the recorder still writes it: the
+        recorder deletes its segments moments after the booking's end, the link keeps them for the join."""
+        return self.parts_dir(booking_id) / f"held-{idx:05d}.mp4"
+
+    def segment_file(self, booking_id: str, idx: int, file: str) -> Path | None:
+        """Where a segment can be read: the recorder's file, else the worker's held link; None if neither."""
+        for path in (self.settings.raw_dir / file, self.held_path(booking_id, idx)):
+            if path.is_file():
+                return path
+        return None
 
     @staticmethod
     def drop_temps(target: Path) -> None:
@@ -102,10 +127,12 @@ class WorkerContext:
         for warning in dict.fromkeys(warnings):  # each distinct warning once
             self.failed(booking_id, element_of(warning), warning)
 
-    def progress(self, booking_id: str, percent: float, fps: float) -> None:
+    def progress(self, booking_id: str, percent: float, fps: float, route: str | None = None,
+                 reason: str | None = None) -> None:
         now = time.monotonic()
         if now - self._last_progress.get(booking_id, 0.0) < PROGRESS_EVERY_S and percent < 100:
             return
         self._last_progress[booking_id] = now
         self.bus.publish_transient(self.bus.topics.video_progress, VideoProgress(
-            booking_id=booking_id, percent=min(100.0, max(0.0, percent)), fps=max(0.0, fps), worker=self.name))
+            booking_id=booking_id, percent=min(100.0, max(0.0, percent)), fps=max(0.0, fps), worker=self.name,
+            route=route, reason=reason))  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ a booking the store does not know (yet).
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import av
 
@@ -14,6 +15,7 @@ from services.recorder.layout import BookingDir, BookingMeta, UnsafeId
 from services.recorder.timeline import first_capture
 
 from .context import WorkerContext
+from .source import count_video_packets
 
 
 def recorder_meta(ctx: WorkerContext, booking_id: str) -> BookingMeta | None:
@@ -43,3 +45,11 @@ def booking_end(ctx: WorkerContext, booking_id: str) -> float | None:
 def capture_start(container: av.container.InputContainer) -> datetime | None:
     """Capture time of a recorder file's first frame, from its metadata (see services/recorder/timeline.py)."""
     return first_capture(container)
+
+
+def recording_frames(recording: Path) -> int:
+    """Frames of a finished recording: what the recorder counted into its folder's marker, else counted here."""
+    if recording.is_dir():
+        finished = BookingDir(recording.parent, recording.name).read_finished()
+        return finished.frames if finished is not None else 0
+    return count_video_packets(recording)

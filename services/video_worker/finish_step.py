@@ -6,24 +6,30 @@ The choice is made in assemble.py and written to the job before any output exist
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from services.recorder.join import NothingRecorded, join_segments
+from services.recorder.layout import BookingDir
+from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed
 from shared.video_format import OutputFormat
 
 from .assemble import Decision, assess, recording_over
 from .context import WorkerContext
-from .facts import booking_end
+from .facts import booking_end, recording_frames
 from .intro import PreparedIntro
 from .jobs import Job, JobState, Part, PartState
 from .join import JoinAborted, JoinMismatch, JoinResult, join_parts
-from .part_step import JOIN_LEAD_SEGMENTS
+from .memory import release_memory
+from .part_step import JOIN_LEAD_SEGMENTS, booking_logos
 from .pipeline import RecordingUnreadable, prepared_intro, process_video
-from .source import count_video_packets, describe_video
+from .remux import REMUX, TRANSCODE, HeaderUnreadable, Reason, SegmentHeader, logos_to_draw, read_header
+from .source import describe_video
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +49,19 @@ def finish_job(ctx: WorkerContext, job: Job) -> None:
     parts = ctx.jobs.parts(job.booking_id)
     if output.is_file() and job.mode in ("parts", "whole"):  # made before a crash, state not saved yet
         covered = _covered(job, parts)
-        _processed(ctx, job, output, covered, time.monotonic(), list(job.warnings))
+        route = route_of(parts) if job.mode == "parts" else (TRANSCODE, [Reason.whole_recording.value])
+        _processed(ctx, job, output, covered, time.monotonic(), list(job.warnings), route)
         return
-    raw = ctx.raw_path(job.booking_id, job.raw_file)
-    if job.mode != "whole" and job.frames_expected is None and raw.is_file():
-        expected = count_video_packets(raw)  # found by the scan, no recording/finished event: count it
+    on_disk = ctx.recording_on_disk(job.booking_id, job.raw_file)
+    if job.mode != "whole" and job.frames_expected is None and on_disk is not None:
+        expected = recording_frames(on_disk)  # found by the scan, no recording/finished event: count it
         ctx.jobs.update(job.booking_id, owner, keep=True, frames_expected=expected)
         job = ctx.jobs.get(job.booking_id) or job
     plan = ctx.jobs.plan(job.booking_id)
     fps = float(OutputFormat.from_json(plan["fmt"]).rate) if plan else None
     decision = assess(job, parts, end_time=booking_end(ctx, job.booking_id), fps=fps, now=time.time(),
-                      raw_exists=raw.is_file(), file_exists=lambda p: (ctx.settings.raw_dir / p.file).is_file())
+                      raw_exists=on_disk is not None,
+                      file_exists=lambda p: ctx.segment_file(p.booking_id, p.idx, p.file) is not None)
     if decision.kind == "wait":
         if plan is not None and _may_stream(ctx, job, parts, plan) and _stream(ctx, job, plan, output):
             return
@@ -69,10 +77,10 @@ def finish_job(ctx: WorkerContext, job: Job) -> None:
                         job.booking_id, exc)
             decision = Decision("whole", str(exc))
         else:
-            _processed(ctx, job, output, decision.frames, started, warnings)
+            _processed(ctx, job, output, decision.frames, started, warnings, route_of(decision.parts))
             return
     log.info("booking %s: processing the whole recording (%s)", job.booking_id, decision.reason)
-    _whole(ctx, job, raw, output, plan, started)
+    _whole(ctx, job, output, plan, started)
 
 
 def _covered(job: Job, parts: list[Part]) -> int | None:
@@ -146,8 +154,9 @@ def _stream(ctx: WorkerContext, job: Job, plan: dict, output: Path) -> bool:
     def accept(_result: JoinResult) -> bool:
         fresh = ctx.jobs.get(job.booking_id) or job
         decision = assess(fresh, ctx.jobs.parts(job.booking_id), end_time=booking_end(ctx, job.booking_id),
-                          fps=fps, now=time.time(), raw_exists=ctx.raw_path(job.booking_id, fresh.raw_file).is_file(),
-                          file_exists=lambda p: (ctx.settings.raw_dir / p.file).is_file())
+                          fps=fps, now=time.time(),
+                          raw_exists=ctx.recording_on_disk(job.booking_id, fresh.raw_file) is not None,
+                          file_exists=lambda p: ctx.segment_file(p.booking_id, p.idx, p.file) is not None)
         if decision.kind != "parts" or [p.idx for p in decision.parts] != [p.idx for p in consumed]:
             log.info("booking %s: streamed join not used (%s)", job.booking_id, decision.reason)
             return False
@@ -168,7 +177,7 @@ def _stream(ctx: WorkerContext, job: Job, plan: dict, output: Path) -> bool:
         warnings.extend(part.warnings)
     log.info("booking %s: streamed join of intro (%d frames) + %d segments: %d frames", job.booking_id,
              result.intro_frames, len(consumed), result.frames)
-    _processed(ctx, job, output, sum(p.frames_in or 0 for p in consumed), started, warnings)
+    _processed(ctx, job, output, sum(p.frames_in or 0 for p in consumed), started, warnings, route_of(consumed))
     return True
 
 
@@ -198,51 +207,99 @@ def _next_part(ctx: WorkerContext, booking_id: str, idx: int, fps: float) -> Par
         time.sleep(STREAM_POLL_S)
 
 
-def _whole(ctx: WorkerContext, job: Job, raw: Path, output: Path, plan: dict | None, started: float) -> None:
+def _whole(ctx: WorkerContext, job: Job, output: Path, plan: dict | None, started: float) -> None:
     owner = ctx.finish_owner
-    if not raw.is_file():
+    recording = ctx.recording_on_disk(job.booking_id, job.raw_file)
+    if recording is None:
         delay = min(WAIT_FOR_RECORDING_MAX_S, 1.0 + job.attempts)
-        ctx.jobs.retry_later(job.booking_id, owner, "waiting for the joined recording", delay=delay)
+        ctx.jobs.retry_later(job.booking_id, owner, "waiting for the finished recording", delay=delay)
         return
     ctx.jobs.update(job.booking_id, owner, keep=True, mode="whole")
     if plan is not None:
-        media = ctx.media.from_objects(plan.get("intro"), plan.get("logos", []), plan.get("placements"))
+        media = ctx.media.from_objects(plan.get("intro"), [])
+        specs, fingerprint, problems = booking_logos(ctx, plan)
     else:
         media = ctx.media.sync_user(job.user_id)
-    warnings = list(media.problems)
+        specs = media.logo_specs
+        fingerprint, problems = logo_fingerprint(specs), []
+    warnings = list(media.problems) + problems
 
     def progress(percent: float, fps: float) -> None:
         if ctx.stop.is_set():
             raise Stopping  # a long encode must not hold up a shutdown: it starts again at the next run
-        ctx.progress(job.booking_id, min(99.0, percent), fps)
+        ctx.progress(job.booking_id, min(99.0, percent), fps, TRANSCODE, Reason.whole_recording.value)
 
+    source = recording
     try:
+        header = None
+        if recording.is_dir():  # the recording is its segments: joined into one file for this fallback only
+            source, header = _joined_input(ctx, job)
         with ctx.encode_slot:
-            result = process_video(raw, output, intro=media.intro, logos=media.logo_specs,
+            result = process_video(source, output, intro=media.intro, logos=logos_to_draw(header, specs, fingerprint),
                                    encode=ctx.encode, progress=progress, intro_cache=ctx.intros)
     except Stopping:
         ctx.jobs.retry_later(job.booking_id, owner, "interrupted by a shutdown", delay=0, count=False)
         return
     except RecordingUnreadable as exc:
-        log.error("booking %s: recording unreadable: %s (kept at %s)", job.booking_id, exc, raw)
+        log.error("booking %s: recording unreadable: %s (kept at %s)", job.booking_id, exc, recording)
         ctx.jobs.fail(job.booking_id, owner, str(exc))
         ctx.failed(job.booking_id, "recording", str(exc), final=True)
         return
+    finally:
+        if source != recording:
+            source.unlink(missing_ok=True)
+        release_memory()
     warnings.extend(result.warnings)
-    _processed(ctx, job, output, result.input_packets, started, warnings)
+    _processed(ctx, job, output, result.input_packets, started, warnings, (TRANSCODE, [Reason.whole_recording.value]))
+
+
+def _joined_input(ctx: WorkerContext, job: Job) -> tuple[Path, SegmentHeader | None]:
+    """The booking's segments joined into one file (as the recorder used to), and the first one's header
+    (capture's stamp: whether its logos are already in the picture). Raises RecordingUnreadable."""
+    booking_dir = BookingDir(ctx.settings.raw_dir, job.booking_id)
+    segments = booking_dir.segments()
+    if not segments:
+        raise RecordingUnreadable(f"no segment left in {booking_dir.path.name}")
+    header = None
+    with contextlib.suppress(HeaderUnreadable):
+        header = read_header(segments[0])
+    meta = booking_dir.read_meta()
+    booking = ctx.store.get_booking(job.booking_id)
+    origin = meta.origin if meta else booking.start_time if booking else header.first_capture if header else None
+    if origin is None:
+        raise RecordingUnreadable(f"{booking_dir.path.name}: no time origin for its segments")
+    target = ctx.parts_dir(job.booking_id) / "whole-input.mp4"
+    ctx.drop_temps(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        join_segments(segments, target, origin)
+    except NothingRecorded as exc:
+        raise RecordingUnreadable(str(exc)) from exc
+    return target, header
+
+
+def route_of(parts: list[Part]) -> tuple[str, list[str]]:
+    """How a video joined from these parts was made: remux only when every part was used as it is."""
+    used = [p for p in parts if p.state in (PartState.done, PartState.skipped)]
+    reasons = list(dict.fromkeys(p.route_reason for p in used if p.route != REMUX and p.route_reason))
+    if used and all(p.route == REMUX for p in used):
+        return REMUX, []
+    return TRANSCODE, reasons
 
 
 def _processed(ctx: WorkerContext, job: Job, output: Path, covered: int | None, started: float,
-               warnings: list[str]) -> None:
+               warnings: list[str], route: tuple[str, list[str]]) -> None:
     frames, duration = describe_video(output)
+    kind, reasons = route
     ctx.jobs.set_state(job.booking_id, ctx.finish_owner, JobState.processed, frames_covered=covered,
-                       warnings=warnings)
+                       warnings=warnings, route=kind, route_reasons=reasons)
     ctx.store.advance_booking_status(job.booking_id, BookingStatus.video_processed)
     ctx.warn_all(job.booking_id, warnings)
-    ctx.progress(job.booking_id, 100.0, frames / max(1e-3, time.monotonic() - started))
+    ctx.progress(job.booking_id, 100.0, frames / max(1e-3, time.monotonic() - started), kind,
+                 ", ".join(reasons) or None)
     ctx.bus.publish(ctx.bus.topics.video_processed, VideoProcessed(
         booking_id=job.booking_id, duration_s=duration, frames=frames, size_bytes=output.stat().st_size,
-        warnings=list(dict.fromkeys(warnings)), worker=ctx.name))
-    log.info("booking %s processed in %.1fs: %d frames, %.1fs", job.booking_id, time.monotonic() - started, frames,
-             duration)
+        warnings=list(dict.fromkeys(warnings)), worker=ctx.name, route=kind, route_reasons=reasons))  # type: ignore[arg-type]
+    log.info("booking %s processed in %.1fs by %s%s: %d frames, %.1fs", job.booking_id, time.monotonic() - started,
+             kind, f" ({', '.join(reasons)})" if reasons else "", frames, duration)
     ctx.upload_wake.set()

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.recorder.layout import SEGMENT_GLOB, BookingDir
+from services.recorder.layout import FINISHED_NAME, SEGMENT_GLOB, BookingDir
 from shared.atomic import remove_stale_temps
 from shared.payloads import DeadLetter, MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
 from shared.topics import DEADLETTER
@@ -63,8 +63,8 @@ class Intake:
     def on_recording_finished(self, _topic: str, event: RecordingFinished) -> None:
         if not self._ours(event.camera_id):
             return
-        if event.file != f"{event.booking_id}.mp4":  # the recorder's layout; anything else could point anywhere
-            raise ValueError(f"recording file {event.file!r} is not {event.booking_id}.mp4")
+        if event.file not in (event.booking_id, f"{event.booking_id}.mp4"):  # the recorder's layout, nothing else
+            raise ValueError(f"recording {event.file!r} is neither {event.booking_id} nor {event.booking_id}.mp4")
         log.info("recording/finished for booking %s (%d frames)", event.booking_id, event.frames)
         self._offer(event)
 
@@ -72,8 +72,8 @@ class Intake:
         """None once taken; else why it must wait (the recording file is not there and no job exists)."""
         ctx = self.ctx
         job = ctx.jobs.get(event.booking_id)
-        if job is None and not ctx.raw_path(event.booking_id, event.file).is_file():
-            return f"no recording file {event.file}"
+        if job is None and ctx.recording_on_disk(event.booking_id, event.file) is None:
+            return f"no finished recording {event.file}"
         if ctx.jobs.add(event.booking_id, owner, event.file, event.frames):
             log.info("job queued for booking %s", event.booking_id)
         job = ctx.jobs.get(event.booking_id)
@@ -239,6 +239,8 @@ class Intake:
                 if entry.is_dir():
                     if any(entry.glob(SEGMENT_GLOB)):
                         self.discover(entry.name)
+                    if (entry / FINISHED_NAME).is_file():  # the recorder's end of booking, event or not
+                        self._recording(entry)
                 elif entry.suffix == ".mp4":
                     self._recording(entry)
         for job in ctx.jobs.uncleaned_done():
@@ -265,7 +267,8 @@ class Intake:
                             booking_id, job.user_id, why)
 
     def _recording(self, raw: Path) -> None:
-        """A joined recording on disk: a job for it, or (job done) the check that the video covers it."""
+        """A finished recording on disk (a segment folder marked finished, or a joined file): a job for it,
+        or (job done) the check that the video covers it."""
         ctx = self.ctx
         booking_id = raw.stem
         job = ctx.jobs.get(booking_id)

@@ -67,6 +67,8 @@ class Job:
     created_at: float
     cleaned: bool
     warnings: list[str] = field(default_factory=list)
+    route: str | None = None  # how the video was made: "remux" (segments as they are) or "transcode"
+    route_reasons: list[str] = field(default_factory=list)  # why not remux (remux.Reason values)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Part:
     next_attempt_at: float
     owner: str | None
     lease_until: float
+    route: str | None = None  # "remux": the segment itself is the piece; "transcode": decoded and encoded
+    route_reason: str | None = None  # why it was transcoded (remux.Reason value)
 
 
 def backoff_s(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
@@ -119,13 +123,19 @@ _JOB_COLUMNS = {
     "cleaned": "INTEGER NOT NULL DEFAULT 0",
     "warnings": "TEXT NOT NULL DEFAULT '[]'",
     "updated_at": "REAL NOT NULL DEFAULT 0",
+    "route": "TEXT",
+    "route_reasons": "TEXT NOT NULL DEFAULT '[]'",
+}
+_PART_COLUMNS = {
+    "route": "TEXT",
+    "route_reason": "TEXT",
 }
 _JOB_FIELDS = ("booking_id", "user_id", "raw_file", "state", "mode", "frames_expected", "frames_covered",
                "attempts", "next_attempt_at", "last_error", "owner", "lease_until", "created_at", "cleaned",
-               "warnings")
+               "warnings", "route", "route_reasons")
 _PART_FIELDS = ("booking_id", "idx", "user_id", "file", "closed", "start_at", "end_at", "state", "frames_in",
                 "frames_out", "output", "fmt_key", "has_audio", "warnings", "attempts", "next_attempt_at", "owner",
-                "lease_until")
+                "lease_until", "route", "route_reason")
 
 
 class JobTable:
@@ -141,6 +151,10 @@ class JobTable:
             for name, decl in _JOB_COLUMNS.items():
                 if name not in have:
                     db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+            have = {row[1] for row in db.execute("PRAGMA table_info(parts)")}
+            for name, decl in _PART_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE parts ADD COLUMN {name} {decl}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -198,7 +212,8 @@ class JobTable:
 
     def update(self, booking_id: str, owner: str, *, keep: bool = False, **fields: Any) -> None:
         """Change fields of a job this owner holds; releases it unless keep. Raises LostLease."""
-        fields = {k: (json.dumps(v) if k == "warnings" else v.value if isinstance(v, StrEnum) else v)
+        fields = {k: (json.dumps(v) if k in ("warnings", "route_reasons") else v.value if isinstance(v, StrEnum)
+                      else v)
                   for k, v in fields.items()}
         if not keep:
             fields.update(owner=None, lease_until=0)
@@ -313,15 +328,18 @@ class JobTable:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (booking_id, idx, user_id, file, int(closed), start_at, end_at, time.time()))
             if cur.rowcount == 0:
-                db.execute("UPDATE parts SET closed = max(closed, ?), user_id = coalesce(user_id, ?),"
+                # A close makes a part waiting for it due at once (the remux path waits for the close).
+                db.execute("UPDATE parts SET next_attempt_at = CASE WHEN ? > closed AND state = 'pending'"
+                           " THEN 0 ELSE next_attempt_at END, closed = max(closed, ?), user_id = coalesce(user_id, ?),"
                            " start_at = coalesce(?, start_at), end_at = coalesce(?, end_at)"
                            " WHERE booking_id = ? AND idx = ?",
-                           (int(closed), user_id, start_at, end_at, booking_id, idx))
+                           (int(closed), int(closed), user_id, start_at, end_at, booking_id, idx))
             return cur.rowcount > 0
 
     def mark_closed(self, booking_id: str, idx: int) -> None:
         with self._tx() as db:
-            db.execute("UPDATE parts SET closed = 1 WHERE booking_id = ? AND idx = ?", (booking_id, idx))
+            db.execute("UPDATE parts SET next_attempt_at = CASE WHEN closed = 0 AND state = 'pending' THEN 0"
+                       " ELSE next_attempt_at END, closed = 1 WHERE booking_id = ? AND idx = ?", (booking_id, idx))
 
     def is_closed(self, booking_id: str, idx: int) -> bool:
         rows = self._read("SELECT closed FROM parts WHERE booking_id = ? AND idx = ?", (booking_id, idx))
@@ -355,7 +373,8 @@ class JobTable:
 
     def finish_part(self, booking_id: str, idx: int, owner: str, state: PartState, **fields: Any) -> None:
         """Record a part's outcome (releasing it). Raises LostLease."""
-        fields = {k: (json.dumps(v) if k == "warnings" else int(v) if isinstance(v, bool) else v)
+        fields = {k: (json.dumps(v) if k == "warnings" else int(v) if isinstance(v, bool)
+                      else v.value if isinstance(v, StrEnum) else v)
                   for k, v in fields.items()}
         fields.update(state=state.value, owner=None, lease_until=0)
         sets = ", ".join(f"{k} = :{k}" for k in fields)
@@ -428,6 +447,7 @@ def _job(row: tuple) -> Job:
     d["state"] = JobState(d["state"])
     d["cleaned"] = bool(d["cleaned"])
     d["warnings"] = json.loads(d["warnings"] or "[]")
+    d["route_reasons"] = json.loads(d["route_reasons"] or "[]")
     return Job(**d)
 
 

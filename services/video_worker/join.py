@@ -19,11 +19,13 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
+from services.recorder.timeline import first_capture
 from shared.atomic import atomic_path
 from shared.video_format import OutputFormat, carry_rotation, display_rotation
 
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 MOOV_BYTES_PER_VIDEO_FRAME = 24  # stsz 4 + ctts 8 + stts/stss/stco share, with a margin
 MOOV_BYTES_PER_AUDIO_FRAME = 12
 MOOV_BYTES_FIXED = 64 * 1024
+MAX_GAP_S = 2
+"""Capture gaps up to this long are kept in the joined timeline (the frame before shows on); longer ones close."""
 
 
 class JoinMismatch(Exception):
@@ -139,7 +143,7 @@ def _write(tmp: Path, intro: PreparedIntro | None, parts: Iterable[Path], fmt: O
             syncer.close()
     container.close()
     return JoinResult(output=tmp, frames=joined.frames, intro_frames=joined.intro_frames,
-                      duration_s=joined.frames / float(fmt.rate), has_audio=joined.has_audio, pieces=joined.pieces)
+                      duration_s=joined.position / float(fmt.rate), has_audio=joined.has_audio, pieces=joined.pieces)
 
 
 class _Joiner:
@@ -155,6 +159,8 @@ class _Joiner:
         self.track: AudioTrack | None = None
         self.rate = 0
         self.frames = 0
+        self.position = 0  # end of the timeline so far, in frames (frames + any capture gaps kept)
+        self.anchor: tuple[datetime, int] | None = None  # first recording piece: (capture time, its start tick)
         self.intro_frames = 0
         self.pieces = 0
         self.extradata = b""
@@ -204,12 +210,15 @@ class _Joiner:
             if (turn := piece_rotation(path)) not in (None, self.fmt.rotation):
                 raise JoinMismatch(f"{path.name}: display rotation {turn} differs from the video's "
                                    f"{self.fmt.rotation}")
-            base = self.frames * self.step
+            base = self.position * self.step
+            offset: int | None = None
             for packet in src.demux(ins):
                 if packet.size == 0 or packet.pts is None or packet.dts is None:
                     continue
-                packet.pts += base
-                packet.dts += base
+                if offset is None:
+                    offset = self._offset(base, packet.dts, None if is_intro else first_capture(src))
+                packet.pts += offset
+                packet.dts += offset
                 if self.last_dts is not None and packet.dts <= self.last_dts:
                     raise JoinMismatch(f"{path.name}: timestamps overlap the piece before")
                 self.last_dts = packet.dts
@@ -217,20 +226,38 @@ class _Joiner:
                 packet.stream = self.stream
                 self.container.mux(packet)
                 self.frames += 1
+                self.position = max(self.position, -(-(packet.pts + self.step) // self.step))
                 self._audio(is_intro)
                 if self.frames == 1:
                     testhooks.reached("join")
         self.pieces += 1
         if is_intro:
             self.intro_frames = self.frames
+            self.position = self.frames
             if self.track is not None and self.intro is not None:
                 end = samples_at(self.intro_frames, self.fmt.rate, self.rate)
                 decode_intro_audio(self.track, self.intro, end)
                 self.track.limit = None
                 self.track.cut(end)
 
+    def _offset(self, base: int, first_dts: int, captured: datetime | None) -> int:
+        """How far a piece's timestamps move. A piece starts where the timeline ends (`base`), except a
+        recorder segment (its first frame's capture time stamped on it): it keeps its distance in capture
+        time to the first one, so a frame the camera dropped stays a gap and the video lasts as long as the
+        booking (a gap over MAX_GAP_S, e.g. a camera fault, is closed). One that would overlap starts at base."""
+        if captured is None:
+            return base - first_dts
+        if self.anchor is None:
+            self.anchor = (captured, base)
+            return base - first_dts
+        since, start0 = self.anchor
+        start = start0 + round((captured - since).total_seconds() * self.fmt.rate) * self.step
+        if base <= start <= base + MAX_GAP_S * self.fmt.rate * self.step:
+            return start - first_dts
+        return base - first_dts
+
     def _audio(self, in_intro: bool) -> None:
-        pos = samples_at(self.frames, self.fmt.rate, self.rate) if self.rate else 0
+        pos = samples_at(self.position, self.fmt.rate, self.rate) if self.rate else 0
         if self.copier is not None:
             self.copier.advance(pos)
         elif self.track is not None and not in_intro:
@@ -238,7 +265,7 @@ class _Joiner:
             self.track.encode_until(pos)
 
     def finish(self) -> None:
-        end = samples_at(self.frames, self.fmt.rate, self.rate) if self.rate else 0
+        end = samples_at(self.position, self.fmt.rate, self.rate) if self.rate else 0
         if self.copier is not None:
             self.copier.finish(end)
         if self.track is not None:

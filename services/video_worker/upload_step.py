@@ -16,8 +16,9 @@ from shared.timeutil import utc_now
 
 from . import testhooks
 from .context import WorkerContext
+from .facts import recording_frames
 from .jobs import Job, JobState
-from .source import count_video_packets, describe_video
+from .source import describe_video
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,20 @@ def settle_raw(ctx: WorkerContext, job: Job) -> None:
     A video made from segments before the recorder joined them is checked against the joined file
     when it appears (normally identical; a mismatch means segments were lost on the way).
     """
-    raw = ctx.raw_path(job.booking_id, job.raw_file)
-    if job.state != JobState.done or not raw.is_file():
+    raw = ctx.recording_on_disk(job.booking_id, job.raw_file)
+    if job.state != JobState.done or raw is None:
         return
     if job.mode == "parts":
-        expected = job.frames_expected if job.frames_expected is not None else count_video_packets(raw)
+        expected = job.frames_expected if job.frames_expected is not None else recording_frames(raw)
         if job.frames_covered != expected:
             log.warning("booking %s: the video covers %s recording frames, the recording has %s; making it again "
                         "from the recording", job.booking_id, job.frames_covered, expected)
             redo_whole(ctx, job.booking_id, f"covered {job.frames_covered} of {expected} frames")
             return
-    raw.unlink(missing_ok=True)
+    if raw.is_dir():  # its segments (their names: the worker's pieces may be hard links to the same bytes)
+        shutil.rmtree(raw, ignore_errors=True)
+    else:
+        raw.unlink(missing_ok=True)
     log.info("booking %s: recording %s removed (video uploaded)", job.booking_id, raw.name)
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from services.recorder.camera import Camera
 from services.recorder.disk import FreeSpaceProbe
+from services.recorder.join import join_segments
+from services.recorder.layout import FINISHED_NAME, BookingDir
 from services.recorder.service import Recorder, build
 from services.recorder.timeline import capture_times
 from shared.bus import MqttBus
@@ -45,14 +47,35 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, every: floa
     return predicate()
 
 
+def finished(path: Path) -> bool:
+    """RAW/<id>.mp4 names a booking's recording: since issue 12 its segment folder, marked finished by the
+    recorder (RAW/<id>/.finished.json), kept as it is; a joined file only from an older recorder."""
+    folder = path.with_suffix("")
+    return path.is_file() or (folder / FINISHED_NAME).is_file()
+
+
+def recording(path: Path) -> Path:
+    """The recording named RAW/<id>.mp4 as one file to inspect: its finished segments joined (as the worker's
+    whole-recording fallback joins them) into a scratch folder beside RAW, never into RAW itself."""
+    if path.is_file():
+        return path
+    folder = BookingDir(path.parent, path.stem)
+    meta = folder.read_meta()
+    assert folder.read_finished() is not None and meta is not None, f"{folder.path} is not a finished recording"
+    target = path.parent.parent / "test-joined" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    join_segments(folder.segments(), target, meta.origin)
+    return target
+
+
 def frame_times(path: Path) -> list[datetime]:
     """Capture times of every frame in a recording, read back from the file (its stamp and timestamps)."""
-    return capture_times(path)
+    return capture_times(recording(path))
 
 
 def decoded_frames(path: Path) -> int:
     """Decodes the whole file (raises on a broken stream): what a player would manage to show."""
-    with av.open(str(path)) as c:
+    with av.open(str(recording(path))) as c:
         return sum(1 for _ in c.decode(video=0))
 
 

@@ -16,7 +16,7 @@ from shared.models import BookingIn, BookingStatus
 from shared.schedule_cache import write_snapshot
 from shared.store import LocalStore
 from shared.timeutil import utc_now
-from tests.recorder.conftest import decoded_frames, frame_times, wait_until, whole_second
+from tests.recorder.conftest import decoded_frames, frame_times, recording, wait_until, whole_second
 
 ROOT = Path(__file__).resolve().parents[2]
 FPS = 15
@@ -70,7 +70,7 @@ def test_kill_9_mid_booking_then_restart_gives_one_continuous_video(tmp_path, ru
                 proc.wait(timeout=20)
 
     manifest = json.loads(payload)
-    video = data / "recordings" / "raw" / "crash.mp4"
+    video = recording(data / "recordings" / "raw" / "crash.mp4")
     times = frame_times(video)
     step = timedelta(seconds=1 / FPS)
     assert abs(times[0] - start) < step / 2, "the first frame is still the booking's start"
@@ -87,4 +87,5 @@ def test_kill_9_mid_booking_then_restart_gives_one_continuous_video(tmp_path, ru
     assert manifest["segments"] >= 3
     assert sorted(times) == times and len(set(times)) == len(times)
     assert wait_until(lambda: store.get_booking("crash").status == BookingStatus.completed)
-    assert wait_until(lambda: not booking_dir.path.exists())
+    assert booking_dir.read_finished() is not None and booking_dir.read_finished().frames == len(times), \
+        "the segments stay, marked finished, until the worker has uploaded the video"

@@ -10,7 +10,7 @@ from pathlib import Path
 from services.recorder.disk import MB
 from shared.models import BookingIn, BookingStatus
 from shared.store import LocalStore
-from tests.recorder.conftest import decoded_frames, frame_times, whole_second
+from tests.recorder.conftest import decoded_frames, frame_times, recording, whole_second
 
 FILE_BYTES = 600_000
 
@@ -87,7 +87,7 @@ def test_disk_running_out_mid_booking_stops_cleanly_keeps_what_was_recorded_and_
     assert json.loads(fault)["booking_id"] == "squeezed" and json.loads(fault)["active"]
 
     _, payload = finished.wait_for(lambda t, p: json.loads(p)["booking_id"] == "squeezed", timeout=20)
-    video = env.raw / "squeezed.mp4"
+    video = recording(env.raw / "squeezed.mp4")
     times = frame_times(video)
     assert times[0] - start < timedelta(seconds=0.1)
     assert times[-1] < start + timedelta(seconds=2.1), "stopped at a segment boundary once the disk was low"

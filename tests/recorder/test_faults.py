@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from services.recorder.camera import Camera, CameraError, CapturedFrame
 from services.recorder.sources import SyntheticCamera
 from shared.models import BookingStatus
-from tests.recorder.conftest import decoded_frames, frame_times, whole_second
+from tests.recorder.conftest import decoded_frames, frame_times, recording, whole_second
 
 STALL_S = 0.8
 
@@ -72,7 +72,7 @@ def test_open_failure_stall_and_crash_are_retried_and_the_footage_joined(start_r
         "each fault is cleared once frames flow again"
     assert len(opened) == 4
 
-    video = env.raw / "faulty.mp4"
+    video = recording(env.raw / "faulty.mp4")
     times = frame_times(video)
     manifest = json.loads(payload)
     assert manifest["frames"] == len(times) == decoded_frames(video), "one playable video"

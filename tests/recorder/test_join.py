@@ -16,6 +16,7 @@ from services.recorder.timeline import capture_times
 from services.recorder.writer import EncodeSpec, SegmentWriter
 from shared.payloads import ScheduledBooking
 from tests.recorder.conftest import decoded_frames
+from tests.recorder.conftest import finished as is_finished
 
 FPS = 15
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
@@ -77,7 +78,7 @@ def test_ids_with_path_characters_never_become_paths(tmp_path):
     assert [d.booking_id for d in booking_dirs(tmp_path)] == ["good-1"]
 
 
-def test_a_restarted_recorder_joins_leftovers_even_for_a_booking_no_one_knows_any_more(start_recorder, listen,
+def test_a_restarted_recorder_finishes_leftovers_even_for_a_booking_no_one_knows_any_more(start_recorder, listen,
                                                                                          make_settings):
     settings = make_settings()
     booking_dir = BookingDir(settings.raw_dir, "orphan")
@@ -97,4 +98,4 @@ def test_a_restarted_recorder_joins_leftovers_even_for_a_booking_no_one_knows_an
     manifest = json.loads(payload)
     assert manifest["user_id"] == "u7" and manifest["frames"] == FPS and manifest["first_frame_at"].startswith(
         "2026-11-25T18:00:00")
-    assert (env.raw / "orphan.mp4").exists() and not stale.exists()
+    assert is_finished(env.raw / "orphan.mp4") and not stale.exists()

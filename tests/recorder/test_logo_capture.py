@@ -31,7 +31,7 @@ from shared.store import LocalStore
 from shared.topics import MEDIA_UPDATED
 from tests.media import make_logo_png
 from tests.recorder import pi_standin
-from tests.recorder.conftest import RecorderEnv, wait_until, whole_second
+from tests.recorder.conftest import RecorderEnv, recording, wait_until, whole_second
 
 W, H, FPS = 320, 240, 15
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
@@ -197,7 +197,7 @@ def test_a_booking_gets_its_users_logos_fetched_ahead_and_back_to_back_bookings_
     assert abs(_luma_in(frame_b, rect, 0.25) - BLUE_Y) < 12
     for booking_id in ("b-alice", "b-bob"):
         finished.wait_for(lambda t, p, b=booking_id: json.loads(p)["booking_id"] == b, timeout=25)
-    with av.open(str(env.raw / "b-bob.mp4")) as c:
+    with av.open(str(recording(env.raw / "b-bob.mp4"))) as c:
         assert sum(1 for _ in c.decode(video=0)) >= 2 * env.settings.camera_fps - 1, "the whole booking recorded"
 
 
@@ -295,7 +295,7 @@ def test_picamera2_pre_callback_blends_the_logo_into_the_buffer_its_encoder_rece
         "drawn on the camera's buffer, before any encoder: exact"
     assert fingerprint == capture_stamp.logo_fingerprint(booking_logos([erin_red])), \
         "the remuxed segment says which logos its camera drew"
-    with av.open(str(env.raw / "b-pi.mp4")) as c:
+    with av.open(str(recording(env.raw / "b-pi.mp4"))) as c:
         frames = [f.to_ndarray() for f in c.decode(video=0)]
     inside = frames[len(frames) // 2]
     assert abs(_luma_in(inside, rect, 0.25) - RED_Y) < 12, "and it is in the recording"

@@ -19,7 +19,7 @@ from services.recorder.camera import CameraError
 from services.recorder.sources import open_source
 from shared.models import BookingStatus
 from tests.recorder import pi_standin
-from tests.recorder.conftest import decoded_frames, frame_times, wait_until, whole_second
+from tests.recorder.conftest import decoded_frames, frame_times, recording, wait_until, whole_second
 
 PI_FAULT = "Camera __init__ sequence did not complete"
 
@@ -38,7 +38,7 @@ def test_a_booking_from_the_pi_camera_is_remuxed_whole_and_on_time(start_recorde
     env.book(("pi", start, end))
     _, payload = finished.wait_for(lambda t, p: json.loads(p)["booking_id"] == "pi", timeout=25)
     manifest = json.loads(payload)
-    video = env.raw / "pi.mp4"
+    video = recording(env.raw / "pi.mp4")
 
     camera = pi.opened[0]
     assert camera.config is not None

@@ -1,4 +1,4 @@
-"""Scheduled recording: the exact window, segments, the joined file and its manifest, back-to-back bookings."""
+"""Scheduled recording: the exact window, segments marked finished and their manifest, back-to-back bookings."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import timedelta
 from services.recorder.intake import LooseSchedule
 from services.recorder.source import ScheduleSource
 from shared.models import BookingStatus
-from tests.recorder.conftest import decoded_frames, frame_times, wait_until, whole_second
+from tests.recorder.conftest import decoded_frames, finished, frame_times, whole_second
 
 
-def test_records_the_window_exactly_in_segments_then_joins_them(start_recorder, listen):
+def test_records_the_window_exactly_in_segments_and_marks_them_finished(start_recorder, listen):
     env = start_recorder()
     cam = env.settings.camera_id
     events = listen(f"ezrec/{cam}/recording/#")
@@ -24,8 +24,10 @@ def test_records_the_window_exactly_in_segments_then_joins_them(start_recorder, 
                                  timeout=25)
     manifest = json.loads(payload)
     raw = env.raw / "exact.mp4"
-    assert manifest["file"] == "exact.mp4" and raw.exists()
-    assert wait_until(lambda: not (env.raw / "exact").exists()), "segments go once the joined file is durable"
+    assert manifest["file"] == "exact" and finished(raw), "the segment folder is the recording, marked finished"
+    assert not raw.exists(), "no joined copy: each recorded byte is written once"
+    folder = env.raw / "exact"
+    assert manifest["size_bytes"] == sum(p.stat().st_size for p in folder.glob("seg-*.mp4"))
 
     fps = env.settings.camera_fps
     times = frame_times(raw)
@@ -35,7 +37,6 @@ def test_records_the_window_exactly_in_segments_then_joins_them(start_recorder, 
     steps = {round((b - a).total_seconds() * fps, 3) for a, b in zip(times, times[1:], strict=False)}
     assert steps == {1.0}, f"no frame lost or doubled across segment joins: {steps}"
     assert manifest["first_frame_at"].startswith(start.strftime("%Y-%m-%dT%H:%M:%S"))
-    assert manifest["size_bytes"] == raw.stat().st_size
 
     segments = [json.loads(p) for t, p, _ in events.messages if t.endswith("/segment")]
     assert [s["index"] for s in segments] == [0, 1, 2], "1 s segments over 2.4 s"
@@ -48,10 +49,10 @@ def test_records_the_window_exactly_in_segments_then_joins_them(start_recorder, 
     started = [json.loads(p) for t, p, _ in events.messages if t.endswith("/started")]
     assert started and started[0]["first_frame_at"] == manifest["first_frame_at"]
 
-    with open(raw, "rb") as fh:
-        head = fh.read(64 * 1024)
-    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat")), \
-        "+faststart: the index comes first"
+    for seg in sorted(folder.glob("seg-*.mp4")):
+        with open(seg, "rb") as fh:
+            head = fh.read(64 * 1024)
+        assert 0 <= head.find(b"moov") < head.find(b"mdat"), f"{seg.name}: its header first, playable on its own"
     assert env.store.get_booking("exact").status == BookingStatus.completed
 
 

@@ -20,7 +20,7 @@ import pytest
 from services.recorder.camera import CameraError, CapturedFrame
 from services.recorder.rotate import rotated
 from services.recorder.sources import FileCamera, open_source
-from tests.recorder.conftest import decoded_frames, frame_times, whole_second
+from tests.recorder.conftest import decoded_frames, frame_times, recording, whole_second
 
 FPS = 15
 SOURCE_S = 2.0
@@ -58,7 +58,7 @@ def test_a_file_source_is_remuxed_packet_for_packet(start_recorder, listen, came
     end = start + timedelta(seconds=3)  # longer than the file: it loops like a live camera
     env.book(("remuxed", start, end))
     _, payload = finished.wait_for(lambda t, p: json.loads(p)["booking_id"] == "remuxed", timeout=25)
-    video = env.raw / "remuxed.mp4"
+    video = recording(env.raw / "remuxed.mp4")
     source = set(_packets(camera_file))
     recorded = _packets(video)
     assert recorded and all(p in source for p in recorded), "every packet is the camera's own: no re-encode"
@@ -136,7 +136,7 @@ def test_an_http_live_stream_is_remuxed_without_re_encoding(start_recorder, list
         _, payload = finished.wait_for(lambda t, p: json.loads(p)["booking_id"] == "live", timeout=30)
     finally:
         camera.close()
-    video = env.raw / "live.mp4"
+    video = recording(env.raw / "live.mp4")
     times = frame_times(video)
     assert start - timedelta(seconds=1.1) <= times[0] <= start + timedelta(seconds=0.1)
     assert end - timedelta(seconds=0.3) <= times[-1] < end

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
+from services.recorder import timeline
 from services.recorder.camera import CapturedFrame
 from services.recorder.layout import BookingDir
-from services.recorder.writer import EncodeSpec, SegmentWriter
+from services.recorder.writer import FRAGMENTED, EncodeSpec, SegmentWriter
+from shared import capture_stamp
+from shared.overlay import LogoSpec, blend_logos, load_logos
 from shared.payloads import RecordingSegment, ScheduledBooking
+from shared.video_encode import EncodeSettings
+from shared.video_format import OutputFormat, add_format_stream, derive_format
 
 BITS = 12
 CELL = 16
@@ -97,4 +104,66 @@ def record_segments(raw_dir: Path, booking_id: str, user_id: str, start: datetim
         assert writer.first_at is not None and writer.last_at is not None
         segments.append(Segment(index, path, booking_dir.relative(path), writer.first_at, writer.last_at,
                                 writer.frames, writer.size_bytes))
+    return booking_dir, segments
+
+
+def capture_format(size: tuple[int, int] = (320, 240), fps: int = 15, **encode: object) -> OutputFormat:
+    """The OutputFormat a recorder encoding raw frames of this size and rate would stamp."""
+    settings = EncodeSettings(**{"preset": "ultrafast", **encode})  # type: ignore[arg-type]
+    fmt, _ = derive_format(numbered_frame(0, size), Fraction(fps), settings)
+    return fmt
+
+
+def record_stamped_segments(raw_dir: Path, booking_id: str, user_id: str, start: datetime, segment_frames: list[int],
+                            *, fmt: OutputFormat, logos: list[LogoSpec] = (), stamp_logos: str | None = None,
+                            stamped: bool = True, end: datetime | None = None,
+                            encode_fmt: OutputFormat | None = None,
+                            segment_fmts: dict[int, OutputFormat] | None = None,
+                            dropped: frozenset[int] = frozenset()) -> tuple[BookingDir, list[Segment]]:
+    """Segments as the recorder writes them from raw frames: the logos blended before the one encode (with
+    `fmt`), stamped with the format and the logos' fingerprint (shared/capture_stamp.py).
+
+    `encode_fmt` encodes with another format than the stamp claims (an encoder whose parameter sets
+    differ); `stamp_logos` overrides the logo fingerprint; `stamped=False` leaves the stamp off;
+    `segment_fmts[i]` stamps and encodes segment i with another format (capture restarted with other settings);
+    frames numbered in `dropped` are never captured (the camera fell behind: a gap on the timeline)."""
+    size, fps = (fmt.width, fmt.height), int(fmt.rate)
+    booking_dir = BookingDir(raw_dir, booking_id)
+    total = sum(segment_frames)
+    end = end or start + timedelta(seconds=total / fps)
+    meta = booking_dir.ensure_meta(ScheduledBooking(id=booking_id, user_id=user_id, start_time=start, end_time=end,
+                                                    status="confirmed"), origin=start)
+    warnings: list[str] = []
+    prepared = load_logos(list(logos), size[0], size[1], warnings, bt709=fmt.bt709, full_range=fmt.full_range)
+    assert not warnings, warnings
+    tags = capture_stamp.stamp(fmt.to_json(), stamp_logos if stamp_logos is not None
+                               else capture_stamp.logo_fingerprint(list(logos)))
+    segments, n = [], 0
+    for count in segment_frames:
+        index, path = booking_dir.next_segment()
+        first_n = next(k for k in range(n, n + count) if k not in dropped)
+        first_at = start + timedelta(seconds=first_n / fps)
+        out = av.open(str(path), "w", format="mp4", options={"movflags": FRAGMENTED})
+        seg_fmt = (segment_fmts or {}).get(index)
+        if stamped:
+            out.metadata.update(tags if seg_fmt is None else {**tags, capture_stamp.FORMAT_KEY: seg_fmt.to_json()})
+        timeline.stamp(out, first_at)
+        stream = add_format_stream(out, seg_fmt or encode_fmt or fmt)
+        for _ in range(count):
+            if n in dropped:
+                n += 1
+                continue
+            frame = numbered_frame(n, size)
+            blend_logos(frame, prepared)
+            frame.pts = round((start + timedelta(seconds=n / fps) - meta.origin).total_seconds() * fps)
+            frame.time_base = Fraction(1, fps)
+            frame.pict_type = PictureType.I if n == first_n else PictureType.NONE
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            n += 1
+        for packet in stream.encode(None):
+            out.mux(packet)
+        out.close()
+        segments.append(Segment(index, path, booking_dir.relative(path), first_at,
+                                start + timedelta(seconds=(n - 1) / fps), count, path.stat().st_size))
     return booking_dir, segments

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +37,8 @@ def workers(tmp_path: Path, running_broker, camera_id):
     procs.stop_all()
 
 
-def _booking(data: Path, tmp_path: Path, camera_id: str, booking_id: str, *, joined: bool) -> tuple[LocalStore, Path]:
+def _booking(data: Path, tmp_path: Path, camera_id: str, booking_id: str, *, joined: bool,
+             logo: bool = True) -> tuple[LocalStore, Path]:
     """A finished booking with user media: as segments (worker's fast path) or as a joined recording only."""
     from services.recorder.join import join_segments
 
@@ -45,11 +47,11 @@ def _booking(data: Path, tmp_path: Path, camera_id: str, booking_id: str, *, joi
     end = start + timedelta(seconds=TOTAL / FPS)
     store.create_bookings([BookingIn(id=booking_id, user_id="u1", start_time=start, end_time=end)], camera_id)
     intro = make_intro(tmp_path / "intro.mp4", 1.0, size=(320, 240), fps=25)
-    logo = make_logo_png(tmp_path / "logo.png")
+    logo_png = make_logo_png(tmp_path / "logo.png")
     store.put_object("media", "u1/media/intro-x.mp4", intro, "video/mp4")
-    store.put_object("media", "u1/media/logo-x.png", logo, "image/png")
+    store.put_object("media", "u1/media/logo-x.png", logo_png, "image/png")
     store.put_user_settings(UserSettings(user_id="u1", intro_video_path="u1/media/intro-x.mp4",
-                                         logo_path="u1/media/logo-x.png"))
+                                         logo_path="u1/media/logo-x.png" if logo else None))
     raw_dir = data / "recordings" / "raw"
     booking_dir, segments = record_segments(raw_dir, booking_id, "u1", start, COUNTS, fps=FPS, end=end)
     if joined:  # the recorder already joined and removed its segments: the worker must use the whole file
@@ -68,17 +70,19 @@ def _leftovers(data: Path) -> list[str]:
     return sorted({p.name for p in found if not p.name.startswith(".intro-")})
 
 
-@pytest.mark.parametrize(("point", "joined"), [
-    ("encode:20", True),  # mid-encode of the whole recording
-    ("encode:20", False),  # mid-encode of a segment (after the intro's 15 frames)
-    ("join", False),  # mid-join of intro + segments
-    ("before_upload", False),
-    ("after_object", True),  # object stored, videos row not written
-    ("after_row", False),  # row written, job not marked done
+@pytest.mark.parametrize(("point", "joined", "logo"), [
+    ("encode:20", True, True),  # mid-encode of the whole recording
+    ("encode:20", False, True),  # mid-encode of a segment (after the intro's 15 frames): capture drew no logo
+    ("join", False, True),  # mid-join of intro + segments
+    ("remux_linked", False, False),  # a segment linked as the piece, not yet recorded as done (remux path)
+    ("join", False, False),  # mid-join of intro + the recorder's segments as they are
+    ("before_upload", False, True),
+    ("after_object", True, True),  # object stored, videos row not written
+    ("after_row", False, True),  # row written, job not marked done
 ])
-def test_kill_9_then_restart_ends_with_one_complete_video(workers, tmp_path, camera_id, point, joined):
+def test_kill_9_then_restart_ends_with_one_complete_video(workers, tmp_path, camera_id, point, joined, logo):
     data = workers.data_dir
-    store, recording = _booking(data, tmp_path, camera_id, "k1", joined=joined)
+    store, recording = _booking(data, tmp_path, camera_id, "k1", joined=joined, logo=logo)
     first = workers.start("crash", EZREC_TEST_CRASH_AT=point)
     assert first.wait(timeout=90) == -signal.SIGKILL, workers.log("crash")[-3000:]
 
@@ -87,6 +91,8 @@ def test_kill_9_then_restart_ends_with_one_complete_video(workers, tmp_path, cam
     if point.startswith("encode") or point == "join":
         assert not output.exists(), "no output under its final name before it is complete"
         assert _leftovers(data), "the crash interrupted a write (the test must hit mid-write)"
+    elif point == "remux_linked":
+        assert not output.exists() and list((data / "recordings" / "processed" / "k1").glob("part-*.mp4"))
     else:
         assert probe(output)["frames"] == INTRO_FRAMES + TOTAL, "a processed video exists only complete"
     rows = store.list_videos(booking_id="k1")
@@ -100,6 +106,9 @@ def test_kill_9_then_restart_ends_with_one_complete_video(workers, tmp_path, cam
     stored = store.local_object_path("videos", video.storage_path)
     assert probe(stored)["frames"] == INTRO_FRAMES + TOTAL
     assert frame_numbers(stored, skip=INTRO_FRAMES) == list(range(TOTAL))
+    if not logo:  # capture's segments (no logo to draw) are the video: used as they are, even after the kill
+        with sqlite3.connect(data / "state" / "worker-jobs.db") as db:
+            assert db.execute("SELECT route FROM jobs WHERE booking_id = 'k1'").fetchone() == ("remux",)
     assert wait_for(lambda: not output.exists() and not (data / "recordings" / "processed" / "k1").exists(), 20)
     if joined:
         assert wait_for(lambda: not recording.exists(), 20), "the recording goes once its video is uploaded"

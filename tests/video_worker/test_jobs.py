@@ -126,3 +126,40 @@ def test_a_table_from_the_first_release_is_upgraded_in_place(tmp_path: Path) -> 
     job = table.get("old")
     assert job.state == JobState.processed and job.raw_file == "old.mp4" and job.mode == "auto" and job.owner is None
     assert table.claim("w/upload", [JobState.processed]).booking_id == "old"
+
+
+def test_a_table_without_finish_routes_gains_them_in_place(tmp_path: Path) -> None:
+    """A device upgraded with segments queued: parts and jobs gain route columns, rows keep their state."""
+    path = tmp_path / "jobs.db"
+    table = JobTable(path)
+    table.add_part("b1", 0, "b1/seg-00000.mp4", closed=True)
+    table.add("b1", "u1")
+    table.close()
+    db = sqlite3.connect(path)
+    for name in ("route", "route_reason"):
+        db.execute(f"ALTER TABLE parts DROP COLUMN {name}")
+    for name in ("route", "route_reasons"):
+        db.execute(f"ALTER TABLE jobs DROP COLUMN {name}")
+    db.commit()
+    db.close()
+    table = JobTable(path)
+    [part] = table.parts("b1")
+    assert part.closed and part.route is None and part.route_reason is None
+    assert table.get("b1").route is None and table.get("b1").route_reasons == []
+    claimed = table.claim_part("w/process")
+    table.finish_part("b1", 0, "w/process", PartState.done, route="remux", route_reason=None)
+    assert claimed is not None and table.parts("b1")[0].route == "remux"
+
+
+def test_a_segment_waiting_for_its_close_is_due_at_once_when_it_closes(tmp_path: Path) -> None:
+    """The remux path releases an open segment for a while; the recorder's close event makes it due now."""
+    table = JobTable(tmp_path / "jobs.db")
+    table.add_part("b1", 0, "b1/seg-00000.mp4")
+    table.add_part("b1", 1, "b1/seg-00001.mp4")
+    for idx in (0, 1):
+        assert table.claim_part("w/process").idx == idx
+        table.release_part("b1", idx, "w/process", delay=100)
+    assert table.claim_part("w/process") is None
+    table.add_part("b1", 0, "b1/seg-00000.mp4", closed=True)
+    table.mark_closed("b1", 1)
+    assert [table.claim_part("w/process").idx for _ in range(2)] == [0, 1]
