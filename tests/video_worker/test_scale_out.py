@@ -102,6 +102,8 @@ def test_two_workers_split_the_load_and_survive_one_killed_mid_job(workers, make
 
     assert wait_for(lambda: all(store.get_booking(b).status == BookingStatus.video_uploaded for b in BOOKINGS), 90), \
         workers.log("b")[-3000:]
+    # The status turns uploaded before the worker publishes `video/uploaded`: wait for the last event to arrive.
+    assert wait_for(lambda: len(video_events("uploaded")) >= len(BOOKINGS), 15)
     uploads = video_events("uploaded")
     assert sorted(e["booking_id"] for e in uploads) == sorted(BOOKINGS), "each booking uploaded exactly once"
     assert {e["worker"] for e in uploads} == {"a", "b"}, "the load was shared"
