@@ -13,7 +13,8 @@ over several rounds:
   encode_only our encoder set-up (shared/video_format.py) fed the recording's frames from memory: no
               decode, no logo, no intro. No pipeline with this encoder and these settings can beat it, so
               ffmpeg_s / encode_only_s is the ceiling of speedup_vs_ffmpeg on this machine
-Each figure is the median over the rounds (`best_of_rounds`: the fastest run of each). Peak RSS is
+Each figure is the median over the rounds (`best_of_rounds`: the fastest run of each); `cpu_s` is each
+run's CPU-seconds (user + system, wait4 rusage), less sensitive to other load than wall time. Peak RSS is
 the largest of our runs (wait4 rusage); the ffmpeg CLI's is reported beside it.
 Checks that our output and ffmpeg's have the same frame count and duration. Prints one JSON object.
 
@@ -46,8 +47,8 @@ LOGO_FRACTION, MARGIN_FRACTION = 0.15, 0.02  # our defaults (shared/overlay.py L
 GOALS = {"speedup_vs_ffmpeg": 1.4, "speedup_vs_ffmpeg_cold": 1.25, "overhead_vs_floor": 1.1, "peak_rss_mb": 300}
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one child process."""
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU-seconds: user + system) of one child process."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -55,7 +56,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float
     out, err = proc.communicate()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{cmd[:3]} failed:\n{err.decode(errors='replace')[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def png_with_alpha(path: Path, w: int = 400, h: int = 200) -> Path:
@@ -153,6 +154,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--keep", type=Path, help="keep media and outputs here")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--encode-only", type=Path, help=argparse.SUPPRESS)  # the encode_only child
     args = parser.parse_args()
     if args.encode_only:
@@ -170,28 +172,35 @@ def main() -> int:
         times: dict[str, list[float]] = {"ours": [], "ours_cold": [], "ffmpeg": [], "floor": [], "ours_plain": [],
                                          "encode_only": []}
         peaks = {"ours": 0.0, "ours_cold": 0.0, "ffmpeg": 0.0}
+        cpu: dict[str, list[float]] = {"ours": [], "ours_cold": [], "ffmpeg": [], "floor": [], "ours_plain": []}
         load_before = os.getloadavg()
         for i in range(args.rounds):
-            t, rss = run(ours(rec, intro, logo, work / "ours.mp4", warm), env)
+            t, rss, c = run(ours(rec, intro, logo, work / "ours.mp4", warm), env)
             times["ours"].append(t)
+            cpu["ours"].append(c)
             peaks["ours"] = max(peaks["ours"], rss)
-            t, rss = run(ffmpeg_graph(rec, intro, logo, work / "ffmpeg.mp4", args.seconds))
+            t, rss, c = run(ffmpeg_graph(rec, intro, logo, work / "ffmpeg.mp4", args.seconds))
             times["ffmpeg"].append(t)
+            cpu["ffmpeg"].append(c)
             peaks["ffmpeg"] = max(peaks["ffmpeg"], rss)
             cold = work / f"cache-cold-{i}"
-            t, rss = run(ours(rec, intro, logo, work / "ours_cold.mp4", cold), env)
+            t, rss, c = run(ours(rec, intro, logo, work / "ours_cold.mp4", cold), env)
             times["ours_cold"].append(t)
+            cpu["ours_cold"].append(c)
             peaks["ours_cold"] = max(peaks["ours_cold"], rss)
-            times["floor"].append(run(["ffmpeg", "-v", "error", "-y", "-i", str(rec), *x264_args(), "-an",
-                                       str(work / "floor.mp4")])[0])
-            times["ours_plain"].append(run([sys.executable, "-m", "services.cli", "process", str(rec), "-o",
-                                            str(work / "plain.mp4"), "--preset", PRESET, "--bitrate",
-                                            str(BITRATE)], env)[0])
+            t, _, c = run(["ffmpeg", "-v", "error", "-y", "-i", str(rec), *x264_args(), "-an", str(work / "floor.mp4")])
+            times["floor"].append(t)
+            cpu["floor"].append(c)
+            t, _, c = run([sys.executable, "-m", "services.cli", "process", str(rec), "-o", str(work / "plain.mp4"),
+                           "--preset", PRESET, "--bitrate", str(BITRATE)], env)
+            times["ours_plain"].append(t)
+            cpu["ours_plain"].append(c)
             child = subprocess.run([sys.executable, __file__, "--encode-only", str(rec), "--seconds",
                                     str(args.seconds)], capture_output=True, text=True, check=True, env=env)
             times["encode_only"].append(json.loads(child.stdout.splitlines()[-1])["encode_s"])
         load_after = os.getloadavg()
         med = {k: statistics.median(v) for k, v in times.items()}
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
         (our_frames, our_dur), (ff_frames, ff_dur) = probe(work / "ours.mp4"), probe(work / "ffmpeg.mp4")
         result = {
             "ours_s": round(med["ours"], 2),
@@ -205,6 +214,9 @@ def main() -> int:
             "speedup_vs_ffmpeg_cold": round(med["ffmpeg"] / med["ours_cold"], 3),
             "overhead_vs_floor": round(med["ours"] / med["floor"], 3),
             "overhead_vs_own_transcode": round(med["ours"] / med["ours_plain"], 3),
+            "cpu_s": {k: round(v, 2) for k, v in med_cpu.items()},
+            "cpu_ratio_vs_ffmpeg": round(med_cpu["ours"] / med_cpu["ffmpeg"], 3),
+            "cpu_ratio_vs_ffmpeg_cold": round(med_cpu["ours_cold"] / med_cpu["ffmpeg"], 3),
             "peak_rss_mb": round(max(peaks["ours"], peaks["ours_cold"]), 1),
             "peak_rss_mb_by_run": {k: round(v, 1) for k, v in peaks.items()},
             "frames_match": our_frames == ff_frames,
@@ -219,6 +231,7 @@ def main() -> int:
                 "overhead_vs_floor": round(min(times["ours"]) / min(times["floor"]), 3),
             },
             "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
+            "runs_cpu_s": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
             "rounds": args.rounds,
             "recording": f"{args.seconds}s {W}x{H}@{FPS}",
             "encoder": f"libx264 {PRESET} {BITRATE // 1000} kbit/s",
@@ -228,6 +241,9 @@ def main() -> int:
         result["goals_met"] = {k: (result[k] <= v if k in ("overhead_vs_floor", "peak_rss_mb") else result[k] >= v)
                                for k, v in GOALS.items()}
         print(json.dumps(result, indent=2))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

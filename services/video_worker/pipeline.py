@@ -79,9 +79,9 @@ def _warn(warnings: list[str], message: str) -> None:
     warnings.append(message)
 
 
-def open_recording(path: Path) -> MediaSource:
+def open_recording(path: Path, *, frame_threads: bool = False) -> MediaSource:
     try:
-        return MediaSource(Path(path))
+        return MediaSource(Path(path), frame_threads=frame_threads)
     except SourceError as exc:
         raise RecordingUnreadable(str(exc)) from exc
 
@@ -128,16 +128,19 @@ def process_video(
     encode: EncodeSettings = EncodeSettings(),  # noqa: B008 - frozen dataclass, safe as a default
     progress: ProgressFn | None = None,
     intro_cache: IntroCache | None = None,
+    frame_threads: bool = False,
 ) -> ProcessResult:
     """Encode `raw` (with `intro` first and `logos` on top) to `output`, atomically.
 
     The intro is taken from `intro_cache` (prepared there first if needed); without a cache it is
     prepared in a temporary directory. progress(percent 0..100, processing fps) is called at most
     every 0.5 s and once at 100. Raises RecordingUnreadable if the recording has no decodable video;
-    any other exception leaves `output` untouched and no temp file behind.
+    any other exception leaves `output` untouched and no temp file behind. `frame_threads`: decode the
+    recording with frame threads too (faster on a recording encoded without slices; a few frames more
+    memory): for the one-shot command, not the worker's fallback on a Pi.
     """
     started = time.monotonic()
-    recording = open_recording(Path(raw))
+    recording = open_recording(Path(raw), frame_threads=frame_threads)
     warnings: list[str] = []
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: recording.close())
