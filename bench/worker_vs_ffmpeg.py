@@ -18,7 +18,7 @@ run's CPU-seconds (user + system, wait4 rusage), less sensitive to other load th
 the largest of our runs (wait4 rusage); the ffmpeg CLI's is reported beside it.
 Checks that our output and ffmpeg's have the same frame count and duration. Prints one JSON object.
 
-    python bench/worker_vs_ffmpeg.py [--rounds 3] [--seconds 60] [--keep DIR]
+    python bench/worker_vs_ffmpeg.py [--rounds 3] [--seconds 60] [--unsliced] [--keep DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -74,10 +74,13 @@ def png_with_alpha(path: Path, w: int = 400, h: int = 200) -> Path:
     return path
 
 
-def make_media(d: Path, seconds: int) -> tuple[Path, Path, Path]:
+def make_media(d: Path, seconds: int, sliced: bool = True) -> tuple[Path, Path, Path]:
+    """Recording, intro, logo. `sliced=False`: the recording without slices, as today's recorder encodes it
+    (x264 frame threads), so only frame-threaded decoding uses more than one core on it."""
     rec, intro = d / "recording.mp4", d / "intro.mp4"
+    slices = [] if sliced else ["-x264-params", "sliced-threads=0"]
     run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate={FPS}", "-t", str(seconds),
-         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(FPS), "-bf", "0",
+         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", *slices, "-g", str(FPS), "-bf", "0",
          "-pix_fmt", "yuv420p", str(rec)])
     run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "smptebars=size=1280x720:rate=25",
          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(INTRO_S), "-c:v", "libx264",
@@ -155,6 +158,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--keep", type=Path, help="keep media and outputs here")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--unsliced", action="store_true",
+                        help="a recording without slices (today's recorder's; x264 frame threads) instead of "
+                             "zerolatency's sliced one")
     parser.add_argument("--encode-only", type=Path, help=argparse.SUPPRESS)  # the encode_only child
     args = parser.parse_args()
     if args.encode_only:
@@ -166,7 +172,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
-        rec, intro, logo = make_media(work, args.seconds)
+        rec, intro, logo = make_media(work, args.seconds, sliced=not args.unsliced)
         warm = work / "cache-warm"
         run(ours(rec, intro, logo, work / "prime.mp4", warm), env)  # prepares the intro once
         times: dict[str, list[float]] = {"ours": [], "ours_cold": [], "ffmpeg": [], "floor": [], "ours_plain": [],
@@ -233,7 +239,7 @@ def main() -> int:
             "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
             "runs_cpu_s": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
             "rounds": args.rounds,
-            "recording": f"{args.seconds}s {W}x{H}@{FPS}",
+            "recording": f"{args.seconds}s {W}x{H}@{FPS} {'without slices' if args.unsliced else 'sliced'}",
             "encoder": f"libx264 {PRESET} {BITRATE // 1000} kbit/s",
             "load_avg_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
             "cpus": os.cpu_count(),
