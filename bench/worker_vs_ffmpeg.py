@@ -1,8 +1,9 @@
 """Our PyAV pipeline (`ezrec process`) against the ffmpeg CLI doing the same job, and the transcode floor.
 
-Generates a 60 s 1080p30 recording (like the recorder's: libx264 ultrafast, 1 s GOP, no B-frames, no
-audio), a 5 s 720p25 intro with a 440 Hz AAC tone and a logo PNG with alpha, then times, alternating
-over several rounds:
+Generates a 60 s 1080p30 recording (libx264 ultrafast zerolatency, 1 s GOP, no B-frames, no audio;
+--unsliced: without slices, like today's recorder's frame-threaded encode), a 5 s 720p25 intro with a
+440 Hz AAC tone and a logo PNG with alpha (--case issue12: a 720p25 recording, a 1080p30 intro, 2.5
+Mbit/s, the case issue 12 named), then times, alternating over several rounds:
   ours        `ezrec process` with the intro already prepared in its cache (what a booking pays)
   ours_cold   `ezrec process` with an empty intro cache (the intro is prepared in the run)
   ffmpeg      the ffmpeg CLI in one filter graph: scale+pad+fps the intro, overlay the logo on the
@@ -18,7 +19,8 @@ run's CPU-seconds (user + system, wait4 rusage), less sensitive to other load th
 the largest of our runs (wait4 rusage); the ffmpeg CLI's is reported beside it.
 Checks that our output and ffmpeg's have the same frame count and duration. Prints one JSON object.
 
-    python bench/worker_vs_ffmpeg.py [--rounds 3] [--seconds 60] [--unsliced] [--keep DIR] [--out FILE]
+    python bench/worker_vs_ffmpeg.py [--rounds 3] [--seconds 60] [--case 1080p|issue12] [--unsliced]
+                                     [--keep DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -41,8 +43,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS = 1920, 1080, 30
 INTRO_S = 5
+INTRO_W, INTRO_H, INTRO_FPS = 1280, 720, 25
 PRESET = "veryfast"
 BITRATE = 6_000_000
+CASES = {
+    # the default: the recorder's 1080p30 with a smaller intro (finish_cost.py's media)
+    "1080p": {"W": 1920, "H": 1080, "FPS": 30, "INTRO_W": 1280, "INTRO_H": 720, "INTRO_FPS": 25, "BITRATE": 6_000_000},
+    # issue 12's one-shot case: a 720p25 recording with a 1080p30 intro, 2.5 Mbit/s
+    "issue12": {"W": 1280, "H": 720, "FPS": 25, "INTRO_W": 1920, "INTRO_H": 1080, "INTRO_FPS": 30,
+                "BITRATE": 2_500_000},
+}
+
+
+def use_case(name: str) -> None:
+    """Set the recording's and intro's geometry and the bitrate every function here reads."""
+    globals().update(CASES[name])
 LOGO_FRACTION, MARGIN_FRACTION = 0.15, 0.02  # our defaults (shared/overlay.py LogoSpec)
 GOALS = {"speedup_vs_ffmpeg": 1.4, "speedup_vs_ffmpeg_cold": 1.25, "overhead_vs_floor": 1.1, "peak_rss_mb": 300}
 
@@ -82,7 +97,7 @@ def make_media(d: Path, seconds: int, sliced: bool = True) -> tuple[Path, Path, 
     run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate={FPS}", "-t", str(seconds),
          "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", *slices, "-g", str(FPS), "-bf", "0",
          "-pix_fmt", "yuv420p", str(rec)])
-    run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "smptebars=size=1280x720:rate=25",
+    run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"smptebars=size={INTRO_W}x{INTRO_H}:rate={INTRO_FPS}",
          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(INTRO_S), "-c:v", "libx264",
          "-preset", "fast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2", "-b:a", "128k", "-shortest", str(intro)])
     return rec, intro, png_with_alpha(d / "logo.png")
@@ -158,11 +173,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--keep", type=Path, help="keep media and outputs here")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--case", choices=sorted(CASES), default="1080p",
+                        help="1080p: a 1080p30 recording, 720p25 intro, 6 Mbit/s; issue12: a 720p25 recording, "
+                             "1080p30 intro, 2.5 Mbit/s")
     parser.add_argument("--unsliced", action="store_true",
                         help="a recording without slices (today's recorder's; x264 frame threads) instead of "
                              "zerolatency's sliced one")
     parser.add_argument("--encode-only", type=Path, help=argparse.SUPPRESS)  # the encode_only child
     args = parser.parse_args()
+    use_case(args.case)
     if args.encode_only:
         encode_only(args.encode_only, args.encode_only.with_name("encode_only.mp4"), args.seconds)
         return 0
@@ -202,7 +221,8 @@ def main() -> int:
             times["ours_plain"].append(t)
             cpu["ours_plain"].append(c)
             child = subprocess.run([sys.executable, __file__, "--encode-only", str(rec), "--seconds",
-                                    str(args.seconds)], capture_output=True, text=True, check=True, env=env)
+                                    str(args.seconds), "--case", args.case],
+                                   capture_output=True, text=True, check=True, env=env)
             times["encode_only"].append(json.loads(child.stdout.splitlines()[-1])["encode_s"])
         load_after = os.getloadavg()
         med = {k: statistics.median(v) for k, v in times.items()}
@@ -239,7 +259,9 @@ def main() -> int:
             "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
             "runs_cpu_s": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
             "rounds": args.rounds,
+            "case": args.case,
             "recording": f"{args.seconds}s {W}x{H}@{FPS} {'without slices' if args.unsliced else 'sliced'}",
+            "intro": f"{INTRO_S}s {INTRO_W}x{INTRO_H}@{INTRO_FPS} + AAC",
             "encoder": f"libx264 {PRESET} {BITRATE // 1000} kbit/s",
             "load_avg_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
             "cpus": os.cpu_count(),
