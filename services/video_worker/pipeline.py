@@ -93,13 +93,13 @@ def recording_format(recording: MediaSource, encode: EncodeSettings, warnings: l
     return fmt
 
 
-def prepared_intro(intro: Path | None, fmt: OutputFormat, cache: IntroCache,
-                   warnings: list[str]) -> tuple[PreparedIntro | None, bool]:
+def prepared_intro(intro: Path | None, fmt: OutputFormat, cache: IntroCache, warnings: list[str], *,
+                   frame_threads: bool = False) -> tuple[PreparedIntro | None, bool]:
     """(prepared intro or None, whether it was cached); an unusable intro becomes a warning."""
     if intro is None:
         return None, False
     try:
-        prepared, cached = cache.get(Path(intro), fmt)
+        prepared, cached = cache.get(Path(intro), fmt, frame_threads=frame_threads)
     except IntroUnusable as exc:
         _warn(warnings, str(exc))
         return None, False
@@ -136,8 +136,8 @@ def process_video(
     prepared in a temporary directory. progress(percent 0..100, processing fps) is called at most
     every 0.5 s and once at 100. Raises RecordingUnreadable if the recording has no decodable video;
     any other exception leaves `output` untouched and no temp file behind. `frame_threads`: decode the
-    recording with frame threads too (faster on a recording encoded without slices; a few frames more
-    memory): for the one-shot command, not the worker's fallback on a Pi.
+    recording (and an intro prepared here) with frame threads too (faster on a source encoded without
+    slices; a few frames more memory): for the one-shot command, not the worker's fallback on a Pi.
     """
     started = time.monotonic()
     recording = open_recording(Path(raw), frame_threads=frame_threads)
@@ -147,7 +147,8 @@ def process_video(
         fmt = recording_format(recording, encode, warnings)
         if intro is not None and intro_cache is None:
             intro_cache = IntroCache(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ezrec-intro-"))))
-        prepared, cached = prepared_intro(intro, fmt, intro_cache, warnings) if intro_cache else (None, False)
+        prepared, cached = (prepared_intro(intro, fmt, intro_cache, warnings, frame_threads=frame_threads)
+                            if intro_cache else (None, False))
         logo_list = prepared_logos(logos, fmt, warnings)
         output = Path(output)
         with atomic_path(output, suffix=".mp4.tmp") as tmp:

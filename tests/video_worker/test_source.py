@@ -7,8 +7,11 @@ from pathlib import Path
 
 import av
 
+from services.video_worker.intro import prepare_intro
 from services.video_worker.source import MediaSource
-from tests.media import make_recording
+from shared.video_encode import EncodeSettings
+from shared.video_format import derive_format
+from tests.media import make_intro, make_recording
 
 
 def decoded(path: Path, *, frame_threads: bool) -> list[tuple[int | None, str]]:
@@ -38,3 +41,20 @@ def test_frame_threads_only_when_asked(tmp_path: Path) -> None:
             assert src.video.codec_context.thread_type.name == expected
         finally:
             src.close()
+
+
+def test_intro_prepared_with_frame_threads_is_the_same_intro(tmp_path: Path) -> None:
+    """The one-shot command prepares its intro with frame-threaded decoding: same frames, same parameter sets."""
+    intro = make_intro(tmp_path / "intro.mp4", 1.0, size=(320, 240), fps=25, audio=True)
+    raw = make_recording(tmp_path / "raw.mp4", 0.5, size=(640, 360), fps=30)
+    src = MediaSource(raw)
+    try:
+        fmt, _ = derive_format(src.first, src.frame_rate(), EncodeSettings(preset="ultrafast"))
+    finally:
+        src.close()
+    plain = prepare_intro(intro, fmt, tmp_path / "plain.mp4")
+    threaded = prepare_intro(intro, fmt, tmp_path / "threaded.mp4", frame_threads=True)
+    assert threaded.frames == plain.frames == 30
+    assert threaded.extradata == plain.extradata
+    assert threaded.intro_samples == plain.intro_samples
+    assert decoded(threaded.path, frame_threads=False) == decoded(plain.path, frame_threads=False)
