@@ -62,10 +62,10 @@ LOGO_FRACTION, MARGIN_FRACTION = 0.15, 0.02  # our defaults (shared/overlay.py L
 GOALS = {"speedup_vs_ffmpeg": 1.4, "speedup_vs_ffmpeg_cold": 1.25, "overhead_vs_floor": 1.1, "peak_rss_mb": 300}
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MB, CPU-seconds: user + system) of one child process."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     out, err = proc.communicate()
@@ -176,6 +176,9 @@ def main() -> int:
     parser.add_argument("--case", choices=sorted(CASES), default="1080p",
                         help="1080p: a 1080p30 recording, 720p25 intro, 6 Mbit/s; issue12: a 720p25 recording, "
                              "1080p30 intro, 2.5 Mbit/s")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run `ezrec process` from this checkout of the code (e.g. `git archive` of main) "
+                             "in every round: ours_base / ours_base_cold, under the same load as ours")
     parser.add_argument("--unsliced", action="store_true",
                         help="a recording without slices (today's recorder's; x264 frame threads) instead of "
                              "zerolatency's sliced one")
@@ -198,6 +201,11 @@ def main() -> int:
                                          "encode_only": []}
         peaks = {"ours": 0.0, "ours_cold": 0.0, "ffmpeg": 0.0}
         cpu: dict[str, list[float]] = {"ours": [], "ours_cold": [], "ffmpeg": [], "floor": [], "ours_plain": []}
+        base_env = {**os.environ, "PYTHONPATH": str(args.baseline)} if args.baseline else None
+        if args.baseline:
+            for key in ("ours_base", "ours_base_cold"):
+                times[key], cpu[key], peaks[key] = [], [], 0.0
+            run(ours(rec, intro, logo, work / "prime-base.mp4", work / "cache-warm-base"), base_env, args.baseline)
         load_before = os.getloadavg()
         for i in range(args.rounds):
             t, rss, c = run(ours(rec, intro, logo, work / "ours.mp4", warm), env)
@@ -213,6 +221,13 @@ def main() -> int:
             times["ours_cold"].append(t)
             cpu["ours_cold"].append(c)
             peaks["ours_cold"] = max(peaks["ours_cold"], rss)
+            if args.baseline:
+                for key, cache in (("ours_base", work / "cache-warm-base"),
+                                   ("ours_base_cold", work / f"cache-base-{i}")):
+                    t, rss, c = run(ours(rec, intro, logo, work / f"{key}.mp4", cache), base_env, args.baseline)
+                    times[key].append(t)
+                    cpu[key].append(c)
+                    peaks[key] = max(peaks[key], rss)
             t, _, c = run(["ffmpeg", "-v", "error", "-y", "-i", str(rec), *x264_args(), "-an", str(work / "floor.mp4")])
             times["floor"].append(t)
             cpu["floor"].append(c)
@@ -243,6 +258,14 @@ def main() -> int:
             "cpu_s": {k: round(v, 2) for k, v in med_cpu.items()},
             "cpu_ratio_vs_ffmpeg": round(med_cpu["ours"] / med_cpu["ffmpeg"], 3),
             "cpu_ratio_vs_ffmpeg_cold": round(med_cpu["ours_cold"] / med_cpu["ffmpeg"], 3),
+            "baseline": {"checkout": str(args.baseline),
+                         "ours_s": round(med["ours_base"], 2), "ours_cold_s": round(med["ours_base_cold"], 2),
+                         "speedup_vs_ffmpeg": round(med["ffmpeg"] / med["ours_base"], 3),
+                         "speedup_vs_ffmpeg_cold": round(med["ffmpeg"] / med["ours_base_cold"], 3),
+                         "cpu_ratio_vs_ffmpeg": round(med_cpu["ours_base"] / med_cpu["ffmpeg"], 3),
+                         "cpu_ratio_vs_ffmpeg_cold": round(med_cpu["ours_base_cold"] / med_cpu["ffmpeg"], 3),
+                         "peak_rss_mb": round(max(peaks["ours_base"], peaks["ours_base_cold"]), 1)}
+            if args.baseline else None,
             "peak_rss_mb": round(max(peaks["ours"], peaks["ours_cold"]), 1),
             "peak_rss_mb_by_run": {k: round(v, 1) for k, v in peaks.items()},
             "frames_match": our_frames == ff_frames,
