@@ -173,7 +173,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     target = Path(name) if staged else output
     try:
         result = process_video(raw, target, intro=Path(args.intro) if args.intro else None,
-                               logos=logos, encode=encode, intro_cache=cache)
+                               logos=logos, encode=encode, intro_cache=cache, frame_threads=True)
         unusable = [w for w in result.warnings if w.startswith(("intro", "logo"))]  # named by their element
         if staged and unusable:
             print(f"{'; '.join(unusable)}\nnothing made (--allow-missing-media makes the video without it)",

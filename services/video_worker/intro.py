@@ -161,7 +161,7 @@ class PreparedIntro:
 
 
 def prepare_intro(intro: Path, fmt: OutputFormat, dest: Path, *, source_sha: str = "",
-                  progress: Callable[[int], None] | None = None) -> PreparedIntro:
+                  progress: Callable[[int], None] | None = None, frame_threads: bool = False) -> PreparedIntro:
     """Encode `intro` fitted to `fmt` into `dest` (atomically). Raises IntroUnusable.
 
     Its audio (if any) is cut exactly at the intro's video length and followed by a few frames of
@@ -169,7 +169,7 @@ def prepare_intro(intro: Path, fmt: OutputFormat, dest: Path, *, source_sha: str
     """
     warnings: list[str] = []
     try:
-        src = MediaSource(intro)
+        src = MediaSource(intro, frame_threads=frame_threads)
     except SourceError as exc:
         raise IntroUnusable(f"intro unreadable: {exc}; delivered without intro") from exc
     except Exception as exc:  # an intro must never fail the job

@@ -63,11 +63,11 @@ class IntroCache:
         except OSError:
             return False
 
-    def get(self, intro: Path, fmt: OutputFormat,
-            progress: Callable[[int], None] | None = None) -> tuple[PreparedIntro, bool]:
+    def get(self, intro: Path, fmt: OutputFormat, progress: Callable[[int], None] | None = None, *,
+            frame_threads: bool = False) -> tuple[PreparedIntro, bool]:
         """(prepared intro, whether it was cached): encoded now if this (content, format) never was.
 
-        Raises IntroUnusable.
+        `frame_threads`: decode the intro with frame threads (see MediaSource). Raises IntroUnusable.
         """
         sha = self.content_sha(intro)
         found = self.lookup(sha, fmt)
@@ -75,7 +75,8 @@ class IntroCache:
             return found, True
         stem = self._stem(sha, fmt)
         started = time.monotonic()
-        prepared = prepare_intro(intro, fmt, self.root / f"{stem}.mp4", source_sha=sha, progress=progress)
+        prepared = prepare_intro(intro, fmt, self.root / f"{stem}.mp4", source_sha=sha, progress=progress,
+                                 frame_threads=frame_threads)
         write_text_atomic(self.root / f"{stem}.json", prepared.to_json())
         log.info("prepared intro %s for %dx%d@%s in %.1fs (%d frames)", sha[:16], fmt.width, fmt.height,
                  fmt.rate, time.monotonic() - started, prepared.frames)

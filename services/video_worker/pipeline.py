@@ -79,9 +79,9 @@ def _warn(warnings: list[str], message: str) -> None:
     warnings.append(message)
 
 
-def open_recording(path: Path) -> MediaSource:
+def open_recording(path: Path, *, frame_threads: bool = False) -> MediaSource:
     try:
-        return MediaSource(Path(path))
+        return MediaSource(Path(path), frame_threads=frame_threads)
     except SourceError as exc:
         raise RecordingUnreadable(str(exc)) from exc
 
@@ -93,13 +93,13 @@ def recording_format(recording: MediaSource, encode: EncodeSettings, warnings: l
     return fmt
 
 
-def prepared_intro(intro: Path | None, fmt: OutputFormat, cache: IntroCache,
-                   warnings: list[str]) -> tuple[PreparedIntro | None, bool]:
+def prepared_intro(intro: Path | None, fmt: OutputFormat, cache: IntroCache, warnings: list[str], *,
+                   frame_threads: bool = False) -> tuple[PreparedIntro | None, bool]:
     """(prepared intro or None, whether it was cached); an unusable intro becomes a warning."""
     if intro is None:
         return None, False
     try:
-        prepared, cached = cache.get(Path(intro), fmt)
+        prepared, cached = cache.get(Path(intro), fmt, frame_threads=frame_threads)
     except IntroUnusable as exc:
         _warn(warnings, str(exc))
         return None, False
@@ -128,23 +128,27 @@ def process_video(
     encode: EncodeSettings = EncodeSettings(),  # noqa: B008 - frozen dataclass, safe as a default
     progress: ProgressFn | None = None,
     intro_cache: IntroCache | None = None,
+    frame_threads: bool = False,
 ) -> ProcessResult:
     """Encode `raw` (with `intro` first and `logos` on top) to `output`, atomically.
 
     The intro is taken from `intro_cache` (prepared there first if needed); without a cache it is
     prepared in a temporary directory. progress(percent 0..100, processing fps) is called at most
     every 0.5 s and once at 100. Raises RecordingUnreadable if the recording has no decodable video;
-    any other exception leaves `output` untouched and no temp file behind.
+    any other exception leaves `output` untouched and no temp file behind. `frame_threads`: decode the
+    recording (and an intro prepared here) with frame threads too (faster on a source encoded without
+    slices; a few frames more memory): for the one-shot command, not the worker's fallback on a Pi.
     """
     started = time.monotonic()
-    recording = open_recording(Path(raw))
+    recording = open_recording(Path(raw), frame_threads=frame_threads)
     warnings: list[str] = []
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: recording.close())
         fmt = recording_format(recording, encode, warnings)
         if intro is not None and intro_cache is None:
             intro_cache = IntroCache(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ezrec-intro-"))))
-        prepared, cached = prepared_intro(intro, fmt, intro_cache, warnings) if intro_cache else (None, False)
+        prepared, cached = (prepared_intro(intro, fmt, intro_cache, warnings, frame_threads=frame_threads)
+                            if intro_cache else (None, False))
         logo_list = prepared_logos(logos, fmt, warnings)
         output = Path(output)
         with atomic_path(output, suffix=".mp4.tmp") as tmp:

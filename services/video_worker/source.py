@@ -38,8 +38,13 @@ class MediaSource:
     pixel format and colour tags are known before any output is created.
     """
 
-    def __init__(self, path: Path, *, with_audio: bool = True, stream: BinaryIO | None = None) -> None:
-        """`stream`: read from this file object instead of opening `path` (e.g. a segment still being written)."""
+    def __init__(self, path: Path, *, with_audio: bool = True, stream: BinaryIO | None = None,
+                 frame_threads: bool = False) -> None:
+        """`stream`: read from this file object instead of opening `path` (e.g. a segment still being written).
+
+        `frame_threads`: decode with frame threads as well as slice threads (one-shot use: a stream encoded
+        without slices then decodes on every core, at the cost of one held frame per extra thread).
+        """
         self.path = path
         self.errors = 0
         self.first_error: str | None = None
@@ -57,8 +62,9 @@ class MediaSource:
                 raise SourceError(f"{path.name} has no video stream")
             self.video: VideoStream = self.container.streams.video[0]
             # Slice threads: parallel on sliced streams (the recorder's zerolatency x264) without the
-            # frame-thread delay, which holds a 1080p frame (3 MB) per extra thread.
-            self.video.codec_context.thread_type = "SLICE"
+            # frame-thread delay, which holds a 1080p frame (3 MB) per extra thread: the service's default,
+            # where memory on a Pi counts. AUTO (frame + slice) for a one-shot job that asks for it.
+            self.video.codec_context.thread_type = "AUTO" if frame_threads else "SLICE"
             self.video.codec_context.thread_count = os.cpu_count() or 1
             self.audio: AudioStream | None = None
             if with_audio and self.container.streams.audio:

@@ -389,7 +389,8 @@ def test_unreadable_recording_raises_and_leaves_nothing(tmp_path: Path, media: M
     assert others(tmp_path, raw) == [], "no temp file may be left behind"
 
 
-def test_corrupt_packets_in_the_middle_still_produce_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("frame_threads", [False, True], ids=["slice-threads", "frame-threads"])
+def test_corrupt_packets_in_the_middle_still_produce_output(tmp_path: Path, frame_threads: bool) -> None:
     raw = make_recording(tmp_path / "raw.mp4", 4.0, size=(320, 240), fps=30)
     data = bytearray(raw.read_bytes())
     mdat = data.find(b"mdat")
@@ -399,7 +400,7 @@ def test_corrupt_packets_in_the_middle_still_produce_output(tmp_path: Path) -> N
         data[at : at + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
     raw.write_bytes(bytes(data))
     out = tmp_path / "out.mp4"
-    result = run(raw, out)
+    result = run(raw, out, frame_threads=frame_threads)
     assert out.exists()
     info = probe(out)
     assert info["frames"] == result.frames >= 0.75 * 120, (result, info)
