@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
 OPEN_TIMEOUT_S = 10.0
+READ_TIMEOUT_STALLS = 2
+"""A blocked read gives up after this many CAMERA_STALL_S. The recorder's watchdog (CameraFeed) decides a stall
+after one: FFmpeg's RTSP demuxer hands over the last packet it holds back when a read times out, and a timeout
+equal to the stall time delivered that stale packet just before the watchdog fired, hiding every freeze shorter
+than two stall times. The read timeout only frees the thread of a camera the recorder has abandoned."""
 SENSOR_BUFFERS = 4
 """Frames a camera driver queues for a late reader (V4L2 and libcamera typically keep 4-6)."""
 
@@ -146,7 +151,7 @@ class V4l2Camera:
     def __init__(self, device: str, width: int, height: int, fps: int, stall_s: float) -> None:
         if not Path(device).exists():
             raise CameraError(f"V4L2 device {device} does not exist")
-        self._container = av.open(device, format="v4l2", timeout=(OPEN_TIMEOUT_S, stall_s),
+        self._container = av.open(device, format="v4l2", timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_STALLS * stall_s),
                                   options={"video_size": f"{width}x{height}", "framerate": str(fps)})
         self._stream = self._container.streams.video[0]
         ctx = self._stream.codec_context
@@ -180,7 +185,7 @@ class NetworkCamera:
     def __init__(self, url: str, fps: int, stall_s: float) -> None:
         options = {"rtsp_transport": "tcp"} if url.startswith(("rtsp:", "rtsps:")) else {}
         self._url = url
-        self._container = av.open(url, options=options, timeout=(OPEN_TIMEOUT_S, stall_s))
+        self._container = av.open(url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_STALLS * stall_s))
         if not self._container.streams.video:
             self._container.close()
             raise CameraError(f"{_redact(url)} carries no video stream")
