@@ -33,11 +33,12 @@ test: venv
 	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal)
 
 ## soak: the seeded soak of the whole system (tests/soak): BOOKINGS bookings (default 20) through the API while
-## every fault kind strikes on the schedule SEED draws; prints a summary table, writes bench/results/soak-SEED.json
+## every fault kind strikes on the schedule SEED draws; prints a summary table, writes bench/results/soak-SEED.json.
+## The camera is the seed's (odd seeds the RTSP server, even ones the synthetic camera) unless CAMERA=rtsp|synthetic
 soak: venv
 	scripts/system-deps.sh ffmpeg postgresql rtsp
 	mkdir -p bench/results
-	$(BIN)/python -m tests.soak.run --seed $(SEED) --bookings $(BOOKINGS)
+	$(BIN)/python -m tests.soak.run --seed $(SEED) --bookings $(BOOKINGS) $(if $(CAMERA),--camera $(CAMERA))
 
 ## test-containers: docker-compose.yml for real (build, up, bookings through the API, restarts, down -v);
 ## installs and starts Docker if needed, and builds local stand-ins of the base images where none can be pulled

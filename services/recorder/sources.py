@@ -13,12 +13,18 @@ from urllib.parse import urlsplit
 
 import av
 
+from services.recorder import testhooks
 from services.recorder.camera import Camera, CameraError, CapturedFrame, CapturedPacket, EncodedFormat
 
 log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
 OPEN_TIMEOUT_S = 10.0
+READ_TIMEOUT_STALLS = 2
+"""A blocked read gives up after this many CAMERA_STALL_S. The recorder's watchdog (CameraFeed) decides a stall
+after one: FFmpeg's RTSP demuxer hands over the last packet it holds back when a read times out, and a timeout
+equal to the stall time delivered that stale packet just before the watchdog fired, hiding every freeze shorter
+than two stall times. The read timeout only frees the thread of a camera the recorder has abandoned."""
 SENSOR_BUFFERS = 4
 """Frames a camera driver queues for a late reader (V4L2 and libcamera typically keep 4-6)."""
 
@@ -112,11 +118,13 @@ class SyntheticCamera:
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = round(float(rate)) if rate else fps
         self.dropped = 0
+        self._freeze = testhooks.camera_freeze_file()
 
     def frames(self) -> Iterator[CapturedFrame]:
         period = 1.0 / self.fps
         tick = math.ceil(time.time() * self.fps)
         for frame in self._container.decode(self._stream):
+            testhooks.hold_while_frozen(self._freeze)
             due = tick / self.fps
             delay = due - time.time()
             if delay > 0:
@@ -143,7 +151,7 @@ class V4l2Camera:
     def __init__(self, device: str, width: int, height: int, fps: int, stall_s: float) -> None:
         if not Path(device).exists():
             raise CameraError(f"V4L2 device {device} does not exist")
-        self._container = av.open(device, format="v4l2", timeout=(OPEN_TIMEOUT_S, stall_s),
+        self._container = av.open(device, format="v4l2", timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_STALLS * stall_s),
                                   options={"video_size": f"{width}x{height}", "framerate": str(fps)})
         self._stream = self._container.streams.video[0]
         ctx = self._stream.codec_context
@@ -177,7 +185,7 @@ class NetworkCamera:
     def __init__(self, url: str, fps: int, stall_s: float) -> None:
         options = {"rtsp_transport": "tcp"} if url.startswith(("rtsp:", "rtsps:")) else {}
         self._url = url
-        self._container = av.open(url, options=options, timeout=(OPEN_TIMEOUT_S, stall_s))
+        self._container = av.open(url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_STALLS * stall_s))
         if not self._container.streams.video:
             self._container.close()
             raise CameraError(f"{_redact(url)} carries no video stream")

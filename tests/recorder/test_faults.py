@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from services.recorder import testhooks
 from services.recorder.camera import Camera, CameraError, CapturedFrame
 from services.recorder.sources import SyntheticCamera
 from shared.models import BookingStatus
+from shared.timeutil import utc_now
 from tests.recorder.conftest import decoded_frames, frame_times, recording, whole_second
 
 STALL_S = 0.8
@@ -111,3 +114,46 @@ def test_a_camera_that_comes_back_mid_booking_is_retried_within_a_second(start_r
     assert len(retries) == 5 and all(r <= LIVE_RETRY_S for r in retries), retries
     first_frame = datetime.fromisoformat(json.loads(payload)["first_frame_at"])
     assert first_frame < end - timedelta(seconds=1), "footage once the camera was back, well before the end"
+
+
+def test_a_frozen_synthetic_camera_raises_camera_stall_and_keeps_the_footage_around_it(
+        start_recorder, listen, monkeypatch, tmp_path):
+    """The synthetic camera's freeze hook (EZREC_TEST_CAMERA_FREEZE_FILE, used by the soak): while the file exists
+    no frame comes, the recorder reports camera_stall for the booking and retries; once it is gone the footage
+    resumes, and the booking's one video holds the frames before and after the freeze, none during it."""
+    freeze = tmp_path / "camera.frozen"
+    monkeypatch.setenv(testhooks.FREEZE_ENV, str(freeze))
+    start = whole_second(1.0)
+    end = start + timedelta(seconds=6)
+    freeze_at, thaw_at = start + timedelta(seconds=1.5), start + timedelta(seconds=3.5)
+
+    def freeze_and_thaw() -> None:
+        time.sleep(max(0.0, (freeze_at - utc_now()).total_seconds()))
+        freeze.touch()
+        time.sleep(max(0.0, (thaw_at - utc_now()).total_seconds()))
+        freeze.unlink()
+
+    env = start_recorder(camera_stall_s=STALL_S, segment_seconds=10.0)  # the default factory: CAMERA_SOURCE
+    assert env.settings.camera_source == "synthetic"
+    faults = listen(f"ezrec/{env.settings.camera_id}/recorder/fault")
+    finished = listen(f"ezrec/{env.settings.camera_id}/recording/finished")
+    env.book(("frozen", start, end))
+    freezer = threading.Thread(target=freeze_and_thaw, daemon=True)
+    freezer.start()
+    _, payload = finished.wait_for(lambda t, p: json.loads(p)["booking_id"] == "frozen", timeout=30)
+    freezer.join(5)
+
+    reports = [json.loads(p) for _, p, _ in faults.messages]
+    stalls = [r for r in reports if r["active"] and r["kind"] == "camera_stall"]
+    assert stalls and all(r["booking_id"] == "frozen" and r["retry_in_s"] > 0 for r in stalls), reports
+    assert any(r["kind"] == "camera_stall" and not r["active"] for r in reports), "cleared once frames flow again"
+
+    video = recording(env.raw / "frozen.mp4")
+    times = frame_times(video)
+    assert json.loads(payload)["frames"] == len(times) == decoded_frames(video), "one playable video"
+    s = lambda t: (t - start).total_seconds()  # noqa: E731
+    assert min(s(t) for t in times) < 0.1 and any(1.0 < s(t) < 1.5 for t in times), "footage up to the freeze"
+    assert any(3.5 < s(t) < 4.5 for t in times), "footage soon after the thaw"
+    assert not any(1.6 < s(t) < 3.2 for t in times), "nothing invented while frozen"
+    assert times[-1] >= end - timedelta(seconds=0.2)
+    assert env.store.get_booking("frozen").status == BookingStatus.completed

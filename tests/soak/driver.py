@@ -19,7 +19,7 @@ from tests.conftest import TOKEN
 from tests.media import make_intro, make_logo_png
 from tests.soak import hostile
 from tests.soak.plan import USERS, Attempt, Fault, Plan
-from tests.soak.stack import JWT_SECRET, Stack
+from tests.soak.stack import JWT_SECRET, RtspCamera, Stack
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 INTRO_S = 2.0
@@ -186,11 +186,15 @@ class Driver:
                 self.fill_disk(fault.duration_s)
             elif kind == "camera_freeze":
                 stack.camera.freeze()
-                self.note(f"camera frozen for {fault.duration_s}s")
+                self.note(f"{stack.camera_kind} camera frozen for {fault.duration_s}s")
                 self._stop.wait(fault.duration_s)
                 stack.camera.thaw()
                 self.note("camera thawed")
             elif kind == "camera_restart":
+                if not isinstance(stack.camera, RtspCamera):
+                    self.skipped[kind] = "the synthetic camera has no server to kill (camera_freeze stalls it)"
+                    self.note(f"{kind} skipped: synthetic camera")
+                    return
                 stack.camera.kill()
                 self.note(f"camera server killed for {fault.duration_s}s")
                 self._stop.wait(fault.duration_s)

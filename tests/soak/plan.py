@@ -13,6 +13,10 @@ Action = Literal["keep", "overlap", "cancel_before", "end_early", "shorten"]
 """keep: recorded in full; overlap: an attempt overlapping an accepted booking (the API answers 409);
 cancel_before: DELETE before its start (204, nothing recorded); end_early: DELETE while recording (200, ended
 now, the footage so far kept); shorten: PUT a nearer end while recording."""
+CameraKind = Literal["rtsp", "synthetic"]
+"""rtsp: a real RTSP server, remuxed (frozen by SIGSTOP, restarted by kill -9); synthetic: the recorder's own
+test pattern, encoded at capture (frozen through its test hook, services/recorder/testhooks.py; it has no server
+to restart, so camera_restart is skipped)."""
 
 USERS = {"u-intro": ("intro", "logo"), "u-logo": ("logo",), "u-plain": ()}
 """Users with an intro and a logo, with a logo only, with nothing (their media uploaded through the API)."""
@@ -54,9 +58,15 @@ class Fault:
     duration_s: float = 0.0
 
 
+def camera_for(seed: int) -> CameraKind:
+    """Every other seed runs on the synthetic camera: 1 and 3 on RTSP, 2 on the synthetic one."""
+    return "synthetic" if seed % 2 == 0 else "rtsp"
+
+
 @dataclass
 class Plan:
     seed: int
+    camera: CameraKind = "rtsp"
     attempts: list[Attempt] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -65,17 +75,18 @@ class Plan:
         return max([a.end_s for a in self.attempts] + [f.at_s + f.duration_s for f in self.faults])
 
     def as_dict(self) -> dict:
-        return {"seed": self.seed, "attempts": [asdict(a) for a in self.attempts],
+        return {"seed": self.seed, "camera": self.camera, "attempts": [asdict(a) for a in self.attempts],
                 "faults": [asdict(f) for f in self.faults]}
 
 
 def make_plan(seed: int, bookings: int, lead_s: float = 15.0, min_s: float = 5.0, max_s: float = 20.0,
-              faults_per_kind: int | None = None) -> Plan:
+              faults_per_kind: int | None = None, camera: CameraKind | None = None) -> Plan:
     """`bookings` accepted-or-cancelled bookings back to back or with short gaps, plus roughly one overlapping
     attempt in five; every fault kind at least once (`faults_per_kind`, default one per ten bookings), at
-    seeded moments between the first start and a little after the last end (the worker's tail is fair game)."""
+    seeded moments between the first start and a little after the last end (the worker's tail is fair game).
+    The camera is the seed's (camera_for) unless given; it takes no draw: a seed's script is the same on both."""
     rng = random.Random(seed)
-    plan = Plan(seed)
+    plan = Plan(seed, camera or camera_for(seed))
     t = lead_s
     users = list(USERS)
     for i in range(bookings):
@@ -114,6 +125,29 @@ def make_plan(seed: int, bookings: int, lead_s: float = 15.0, min_s: float = 5.0
             start = window[0] + k * slot
             at = rng.uniform(start, max(start, start + slot - length))
             plan.faults.append(Fault(kind, round(at, 1), length))
+    _freeze_mid_booking(plan)
     plan.attempts.sort(key=lambda a: a.create_at_s)
     plan.faults.sort(key=lambda f: f.at_s)
     return plan
+
+
+FREEZE_INTO_S = 1.5
+"""A camera freeze starts this long into a recorded booking (past its first keyframe)."""
+
+
+def _freeze_mid_booking(plan: Plan) -> None:
+    """A camera frozen while no booking is due is never read, so nothing notices: each camera_freeze moves to
+    FREEZE_INTO_S into the recorded booking (kept in full) that starts nearest its drawn moment, one booking per
+    freeze and never overlapping another, so the recorder must see the stall (no draw: the rest of the script
+    is unchanged)."""
+    kept = [a for a in plan.attempts if a.action == "keep"]
+    placed: list[tuple[float, float]] = []
+    for fault in sorted((f for f in plan.faults if f.kind == "camera_freeze"), key=lambda f: f.at_s):
+        drawn = fault.at_s
+        for attempt in sorted(kept, key=lambda a: (abs(a.start_s - drawn), a.start_s)):
+            at = round(attempt.start_s + FREEZE_INTO_S, 1)
+            if all(at + fault.duration_s <= s or at >= e for s, e in placed):
+                fault.at_s = at
+                placed.append((at, at + fault.duration_s))
+                kept.remove(attempt)
+                break

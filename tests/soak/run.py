@@ -1,6 +1,7 @@
 """`make soak SEED=<n> BOOKINGS=<n>`: one seeded soak of the whole system, a summary table, a JSON report.
 
-    python -m tests.soak.run --seed 1 --bookings 20 [--out bench/results/soak-1.json] [--keep]
+    python -m tests.soak.run --seed 1 --bookings 20 [--camera rtsp|synthetic] [--out bench/results/soak-1.json]
+        [--keep]
 
 Exit 0 when every booking is accounted for and nothing global is wrong; else 1, with the seed and the event
 timeline in the report (the same seed replays the same plan)."""
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from tests.soak.accounting import account, wait_settled
 from tests.soak.driver import Driver
-from tests.soak.plan import FAULT_KINDS, make_plan
+from tests.soak.plan import FAULT_KINDS, CameraKind, make_plan
 from tests.soak.stack import RtspCamera, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,15 +28,16 @@ BAD = ("LOST", "DUPLICATED", "WRONG")
 
 
 def soak(seed: int, bookings: int, work: Path, faults_per_kind: int | None = None, min_s: float = 5.0,
-         max_s: float = 20.0) -> dict:
-    why_not = RtspCamera.available()
+         max_s: float = 20.0, camera: CameraKind | None = None) -> dict:
+    """One soak; the camera is the seed's (plan.camera_for: odd seeds RTSP, even ones synthetic) unless given."""
+    started = time.monotonic()
+    plan = make_plan(seed, bookings, min_s=min_s, max_s=max_s, faults_per_kind=faults_per_kind, camera=camera)
+    why_not = RtspCamera.available() if plan.camera == "rtsp" else None
     if why_not:
         raise RuntimeError(why_not)
-    started = time.monotonic()
-    plan = make_plan(seed, bookings, min_s=min_s, max_s=max_s, faults_per_kind=faults_per_kind)
-    stack = Stack(work)
+    stack = Stack(work, plan.camera)
     driver = Driver(stack, plan)
-    report: dict = {"seed": seed, "bookings": bookings}
+    report: dict = {"seed": seed, "bookings": bookings, "camera": plan.camera}
     try:
         stack.start()
         driver.run(work)
@@ -80,9 +82,11 @@ def table(report: dict) -> str:
     faults = ", ".join(f"{k}={v}" for k, v in report["faults"].items())
     outcomes = ", ".join(f"{k}={v}" for k, v in sorted(report["outcomes"].items()))
     rows = [
-        ("seed", report["seed"]), ("bookings (attempts)", f"{report['bookings']} ({report['attempts']})"),
+        ("seed", report["seed"]), ("camera", report["camera"]),
+        ("bookings (attempts)", f"{report['bookings']} ({report['attempts']})"),
         ("accepted", report["accepted"]), ("faults injected", f"{sum(report['faults'].values())}: {faults}"),
-        ("faults skipped", report["faults_skipped"] or "none"), ("outcomes", outcomes),
+        ("faults skipped", report["faults_skipped"] or "none"),
+        ("camera_stall reports", report["global"]["camera_stalls"]), ("outcomes", outcomes),
         ("videos / lost / duplicated / late", f"{report['videos']} / {report['lost']} / {report['duplicated']} / "
                                               f"{report['late']}"),
         ("time to video max / median (s)", f"{report['max_time_to_video_s']} / {report['median_time_to_video_s']}"),
@@ -102,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bookings", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, cloud, broker)")
+    parser.add_argument("--camera", choices=("rtsp", "synthetic"), default=None,
+                        help="the camera (default: the seed's, odd seeds RTSP, even ones synthetic)")
     args = parser.parse_args(argv)
     out = args.out or ROOT / "bench" / "results" / f"soak-{args.seed}.json"
     work = Path(tempfile.mkdtemp(prefix=f"ezrec-soak-{args.seed}-"))
     try:
-        report = soak(args.seed, args.bookings, work)
+        report = soak(args.seed, args.bookings, work, camera=args.camera)
     except BaseException:
         print(f"soak seed {args.seed}: work directory kept at {work}", file=sys.stderr)
         raise

@@ -1,5 +1,6 @@
 """Everything the soak owns and can break: a small filesystem for DATA_DIR, its own Mosquitto, PostgreSQL with
-the fake Supabase in front of it, a real RTSP camera, and `ezrec up` with the four services."""
+the fake Supabase in front of it, a camera (a real RTSP server, or the recorder's synthetic one with its freeze
+hook), and `ezrec up` with the four services."""
 
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ class RtspCamera:
         return None if probe.returncode == 0 else ("GStreamer's RTSP server is not installed: run "
                                                    f"scripts/system-deps.sh rtsp ({probe.stderr.strip()[-200:]})")
 
+    def env(self) -> dict[str, str]:
+        return {"CAMERA_SOURCE": self.url}
+
     def start(self) -> None:
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen([SYSTEM_PYTHON, str(ROOT / "tests/soak/rtsp_server.py"), "--port",
@@ -121,14 +125,48 @@ class RtspCamera:
         return self.proc is not None and self.proc.poll() is None
 
 
+class SyntheticSource:
+    """The recorder's own synthetic camera (CAMERA_SOURCE=synthetic, encoded at capture), frozen through its test
+    hook: while the freeze file exists it delivers no frame (services/recorder/testhooks.py). No server: it
+    cannot be killed and restarted, so the soak skips camera_restart on it."""
+
+    url = "synthetic"
+
+    def __init__(self, freeze_file: Path) -> None:
+        self.freeze_file = freeze_file
+        self.frozen = False
+
+    def env(self) -> dict[str, str]:
+        return {"CAMERA_SOURCE": self.url, "EZREC_TEST_CAMERA_FREEZE_FILE": str(self.freeze_file)}
+
+    def start(self) -> None:
+        self.thaw()
+
+    def kill(self) -> None:
+        self.thaw()
+
+    def freeze(self) -> None:
+        self.freeze_file.touch()
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.freeze_file.unlink(missing_ok=True)
+        self.frozen = False
+
+    @property
+    def running(self) -> bool:
+        return True
+
+
 @dataclass
 class Stack:
     work: Path
+    camera_kind: str = "rtsp"
     disk_mb: int = 160
     min_free_mb: int = 24
     disk: SmallDisk = field(init=False)
     broker: Broker = field(init=False)
-    camera: RtspCamera = field(init=False)
+    camera: RtspCamera | SyntheticSource = field(init=False)
     cloud: FakeCloud = field(init=False)
     camera_id: str = field(init=False)
     api_port: int = field(init=False)
@@ -140,7 +178,8 @@ class Stack:
         self.work.mkdir(parents=True, exist_ok=True)
         self.disk = SmallDisk(self.work / "disk", self.disk_mb)
         self.broker = Broker(self.work / "mosquitto")
-        self.camera = RtspCamera(self.work / "rtsp.log")
+        self.camera = (SyntheticSource(self.work / "camera.frozen") if self.camera_kind == "synthetic"
+                       else RtspCamera(self.work / "rtsp.log"))
         self.camera_id = f"soak{os.getpid()}"
         self.api_port = free_port()
 
@@ -163,7 +202,7 @@ class Stack:
             **keep,
             "PYTHONPATH": str(ROOT), "DATA_DIR": str(self.data_dir), "CAMERA_ID": self.camera_id,
             "MQTT_PORT": str(self.broker.port), "API_PORT": str(self.api_port), "API_TOKEN": TOKEN,
-            "CAMERA_SOURCE": self.camera.url, "CAMERA_WIDTH": "320", "CAMERA_HEIGHT": "240",
+            **self.camera.env(), "CAMERA_WIDTH": "320", "CAMERA_HEIGHT": "240",
             "CAMERA_FPS": str(FPS), "CAMERA_WARMUP_S": "3", "CAMERA_STALL_S": str(STALL_S),
             "SEGMENT_SECONDS": str(SEGMENT_S), "MIN_FREE_DISK_MB": str(self.min_free_mb),
             "ENCODER_PRESET": "ultrafast", "SYSTEM_STATUS_INTERVAL": "2", "VIDEO_WORKER_CHECK_INTERVAL": "2",
