@@ -68,5 +68,5 @@ def test_short_soak_accounts_for_every_booking(tmp_path, camera):
     if camera == "synthetic":
         allowed.add("camera_restart")
     assert set(report["faults_skipped"]) <= allowed, report["faults_skipped"]
-    assert report["faults"]["camera_freeze"] == 1 and report["global"]["camera_stalls"] >= 1, report["global"]
+    assert report["faults"]["camera_freeze"] == 1 and report["global"]["camera_faults"] >= 1, report["global"]
     assert all(report["faults"][k] == 1 for k in FAULT_KINDS if k not in report["faults_skipped"]), report["faults"]
