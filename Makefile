@@ -24,9 +24,9 @@ run: venv
 	$(BIN)/ezrec up
 
 ## test: lint + the whole suite against real mosquitto, real files, real PyAV
-## Three pytest workers (pytest-xdist): most tests wait on real-time bookings, so three share two cores
-## well (serial: 7.5 min; -n 3: under 3); TEST_WORKERS=0 runs serially.
-TEST_WORKERS ?= 3
+## Two pytest workers (pytest-xdist), one per core: most tests wait on real-time bookings, so the suite halves
+## while real-time recorder tests keep a core (three dropped camera frames under load); TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: venv
 	scripts/system-deps.sh ffmpeg docker-compose postgresql chromium rtsp
 	$(BIN)/ruff check .
