@@ -16,12 +16,13 @@ import paho.mqtt.client as mqtt
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from services.recorder.camera import Camera
+from services.recorder.camera import Camera, CapturedFrame
 from services.recorder.disk import FreeSpaceProbe
 from services.recorder.join import join_segments
 from services.recorder.layout import FINISHED_NAME, BookingDir
 from services.recorder.service import Recorder, build
 from services.recorder.timeline import capture_times
+from services.recorder.writer import EncodeSpec, SegmentWriter
 from shared.bus import MqttBus
 from shared.models import BookingIn
 from shared.schedule_cache import write_snapshot
@@ -164,3 +165,15 @@ def payload_of(listener_messages: list[tuple[str, bytes, bool]], key: str, value
         if isinstance(data, dict) and data.get(key) == value:
             out.append(data)
     return out
+
+
+def encode_segment(path: Path, spec: EncodeSpec, count: int, t0: datetime, fps: int) -> SegmentWriter:
+    """`count` lavfi testsrc2 frames through the recorder's own SegmentWriter, captured 1/fps apart from `t0`."""
+    writer = SegmentWriter(path, t0, encode=spec)
+    with av.open(f"testsrc2=size={spec.width}x{spec.height}:rate={fps}", format="lavfi") as src:
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == count:
+                break
+            writer.write(CapturedFrame(frame, t0 + timedelta(seconds=i / fps)))
+    writer.close()
+    return writer

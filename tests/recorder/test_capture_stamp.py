@@ -8,26 +8,20 @@ from pathlib import Path
 
 import av
 
-from services.recorder.camera import CapturedFrame, CapturedPacket
+from services.recorder.camera import CapturedPacket
 from services.recorder.sources import FileCamera
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
 from shared import capture_stamp
 from shared.settings import Settings
 from shared.video_format import OutputFormat, derive_format
+from tests.recorder.conftest import encode_segment
 
 FPS = 15
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 
 
 def _encode(path: Path, spec: EncodeSpec, count: int) -> SegmentWriter:
-    writer = SegmentWriter(path, T0, encode=spec)
-    with av.open(f"testsrc2=size={spec.width}x{spec.height}:rate={FPS}", format="lavfi") as src:
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == count:
-                break
-            writer.write(CapturedFrame(frame, T0 + timedelta(seconds=i / FPS)))
-    writer.close()
-    return writer
+    return encode_segment(path, spec, count, T0, FPS)
 
 
 def test_an_encoded_segment_is_stamped_with_its_output_format_and_starts_on_an_idr(tmp_path):

@@ -17,7 +17,6 @@ import paho.mqtt.client as mqtt
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from services.recorder.camera import CapturedFrame
 from services.recorder.logos import BookingLogos, Geometry
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
 from shared import capture_stamp
@@ -31,7 +30,7 @@ from shared.store import LocalStore
 from shared.topics import MEDIA_UPDATED
 from tests.media import make_logo_png
 from tests.recorder import pi_standin
-from tests.recorder.conftest import RecorderEnv, recording, wait_until, whole_second
+from tests.recorder.conftest import RecorderEnv, encode_segment, recording, wait_until, whole_second
 
 W, H, FPS = 320, 240, 15
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
@@ -44,14 +43,7 @@ def _lossless() -> EncodeSpec:
 
 
 def _write(path: Path, spec: EncodeSpec, count: int = FPS) -> SegmentWriter:
-    writer = SegmentWriter(path, T0, encode=spec)
-    with av.open(f"testsrc2=size={W}x{H}:rate={FPS}", format="lavfi") as src:
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == count:
-                break
-            writer.write(CapturedFrame(frame, T0 + timedelta(seconds=i / FPS)))
-    writer.close()
-    return writer
+    return encode_segment(path, spec, count, T0, FPS)
 
 
 def _planes(path: Path) -> list[np.ndarray]:
