@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,9 @@ class WorkerContext:
     encode_slot: threading.Lock = field(default_factory=threading.Lock)
     """One encoder at a time per worker (a segment, an intro or a whole recording): memory stays bounded."""
     stop: threading.Event = field(default_factory=threading.Event)
+    raw_wanted: Callable[[str], str | None] = lambda _booking_id: None
+    """Why a booking's recording must stay on disk after its video is uploaded (None: it may go). The highlight
+    loop sets it: a clip still to be cut reads the recording's segments."""
 
     def __post_init__(self) -> None:
         self.name = worker_name(self.settings)

@@ -62,31 +62,37 @@ def cleanup(ctx: WorkerContext, job: Job) -> None:
     """After a confirmed upload: the processed video and pieces, and the recording once it is accounted for."""
     ctx.output_path(job.booking_id).unlink(missing_ok=True)
     shutil.rmtree(ctx.parts_dir(job.booking_id), ignore_errors=True)
-    settle_raw(ctx, job)
-    ctx.jobs.mark_cleaned(job.booking_id)
+    if settle_raw(ctx, job):
+        ctx.jobs.mark_cleaned(job.booking_id)  # else the scan comes back to it (uncleaned_done)
 
 
-def settle_raw(ctx: WorkerContext, job: Job) -> None:
+def settle_raw(ctx: WorkerContext, job: Job) -> bool:
     """A done job's joined recording: removed if the video covers it, else the video is made again from it.
+    False while something else still reads it (a highlight clip being cut): the scan tries again.
 
     A video made from segments before the recorder joined them is checked against the joined file
     when it appears (normally identical; a mismatch means segments were lost on the way).
     """
     raw = ctx.recording_on_disk(job.booking_id, job.raw_file)
     if job.state != JobState.done or raw is None:
-        return
+        return True
+    wanted = ctx.raw_wanted(job.booking_id)
+    if wanted is not None:
+        log.info("booking %s: recording %s kept for now (%s)", job.booking_id, raw.name, wanted)
+        return False
     if job.mode == "parts":
         expected = job.frames_expected if job.frames_expected is not None else recording_frames(raw)
         if job.frames_covered != expected:
             log.warning("booking %s: the video covers %s recording frames, the recording has %s; making it again "
                         "from the recording", job.booking_id, job.frames_covered, expected)
             redo_whole(ctx, job.booking_id, f"covered {job.frames_covered} of {expected} frames")
-            return
+            return True
     if raw.is_dir():  # its segments (their names: the worker's pieces may be hard links to the same bytes)
         shutil.rmtree(raw, ignore_errors=True)
     else:
         raw.unlink(missing_ok=True)
     log.info("booking %s: recording %s removed (video uploaded)", job.booking_id, raw.name)
+    return True
 
 
 def redo_whole(ctx: WorkerContext, booking_id: str, reason: str) -> None:

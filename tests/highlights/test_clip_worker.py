@@ -218,3 +218,49 @@ def test_a_clip_whose_recording_is_gone_fails_with_the_reason(settings, highligh
     failed = json.loads(payload)
     assert failed["final"] is True and "no segments and no recording" in failed["reason"]
     assert store.list_videos(booking_id="c6") == []
+
+
+def test_an_uploaded_bookings_segments_stay_until_its_clips_are_cut(settings, tmp_path, listen):
+    """The booking's video can be uploaded (and its recording due for removal) while the highlight loop is still
+    behind: the segments stay until the last clip is cut, then go at the next scan."""
+    from services.video_worker.intake import Intake
+    from services.video_worker.jobs import JobState
+    from services.video_worker.upload_step import cleanup
+
+    store = LocalStore(settings.data_dir)
+    bus = MqttBus(settings, "worker")
+    ctx = WorkerContext(settings, store, bus, JobTable(settings.state_dir / TABLE_FILE))
+    loop = HighlightLoop(ctx)
+    events = listen(f"ezrec/{settings.camera_id}/highlight/#")
+    bus.start()
+    assert bus.wait_connected(10)
+    start = (utc_now() - timedelta(seconds=60)).replace(microsecond=0)
+    _book(store, settings, "c7", start, 4)
+    booking_dir = _segments(settings, "c7", start, [30, 30])
+    booking_dir.finished_path.write_text("{}")
+    loop.on_clip("t", _clip(settings, "c7", start, 1.0, 3.0))  # not cut yet: the loop is not running
+    ctx.jobs.add("c7", "u1", "c7")
+    assert ctx.jobs.claim("w/finish", [JobState.pending]) is not None
+    ctx.jobs.set_state("c7", "w/finish", JobState.done)
+    job = ctx.jobs.get("c7")
+    cleanup(ctx, job)  # what the upload step does once the booking's video is stored
+    assert len(booking_dir.segments()) == 2, "the segments went while a clip still needed them"
+    assert [j.booking_id for j in ctx.jobs.uncleaned_done()] == ["c7"]
+    stop = threading.Event()
+    ctx.stop = stop
+    thread = loop.thread(stop)
+    thread.start()
+    try:
+        created = _created(events, "h1")
+        assert events.messages and not [t for t, _, _ in events.messages if t.endswith("/highlight/failed")]
+        [video] = store.list_videos(booking_id="c7", kind="highlight")
+        assert created["video_id"] == video.id
+        assert frame_numbers(store.local_object_path("videos", video.storage_path)) == list(range(15, 46))
+        Intake(ctx).scan()  # the worker's periodic scan: nothing wants the recording now
+        assert not booking_dir.path.exists()
+        assert ctx.jobs.uncleaned_done() == []
+    finally:
+        stop.set()
+        loop.wake.set()
+        thread.join(30)
+        bus.stop()

@@ -96,8 +96,9 @@ def test_twenty_presses_leave_the_full_video_intact(court: Court):
         sleep_until(start + timedelta(seconds=1.5 + 0.3 * n))
         court.publish({"seconds": 1, "after_s": 0.2, "request_id": f"p{n}"})
     video, finished = _full_video(court, "court20")
-    assert court.wait(lambda: {c["clip_id"] for c in court.event_payloads("/highlight/created")}
-                      == {c["clip_id"] for c in court.event_payloads("/highlight/clip")}, 30)
+    made = lambda: {c["clip_id"] for c in court.event_payloads("/highlight/created")}  # noqa: E731
+    asked = lambda: {c["clip_id"] for c in court.event_payloads("/highlight/clip")}  # noqa: E731
+    assert court.wait(lambda: made() == asked(), 30), (asked() - made(), court.event_payloads("/highlight/failed"))
     clips: dict[str, dict] = {}
     for clip in court.event_payloads("/highlight/clip"):
         clips[clip["clip_id"]] = clip  # the last copy of each is the one the extensions made

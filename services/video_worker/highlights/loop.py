@@ -27,6 +27,11 @@ class HighlightLoop:
         self.table = ClipTable(ctx.settings.state_dir / TABLE_FILE, lease_s=max(30.0, ctx.settings.worker_lease_s))
         self.wake = threading.Event()
         self.current: str | None = None
+        ctx.raw_wanted = self._raw_wanted  # the booking's segments stay until its clips are cut
+
+    def _raw_wanted(self, booking_id: str) -> str | None:
+        count = self.table.unfinished(booking_id)
+        return f"{count} highlight clip(s) still to cut" if count else None
 
     def on_clip(self, _topic: str, clip: HighlightClip) -> None:
         """paho's thread: persist and return (the row is the durable record; the event may be redelivered)."""

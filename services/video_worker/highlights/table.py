@@ -156,6 +156,13 @@ class ClipTable:
             db.execute("UPDATE clips SET state = 'failed', owner = NULL, lease_until = NULL, error = ?"
                        " WHERE booking_id = ? AND clip_id = ?", (error, clip.booking_id, clip.clip_id))
 
+    def unfinished(self, booking_id: str) -> int:
+        """How many of the booking's clips are still to be made (pending, whether due now or retried later)."""
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM clips WHERE booking_id = ? AND state = 'pending'",
+                                   (booking_id,)).fetchone()
+        return int(row[0])
+
     def seconds_until_next(self, now: float | None = None) -> float | None:
         now = time.time() if now is None else now
         with self._lock:
