@@ -4,6 +4,7 @@ RAW_RECORDINGS_DIR/<booking_id>/seg-NNNNN.mp4   closed or in-progress segments (
 RAW_RECORDINGS_DIR/<booking_id>/.booking.json   who the segments belong to and their time origin
 RAW_RECORDINGS_DIR/<booking_id>/.finished.json  the recording is over: its facts (frames, capture times, size)
 RAW_RECORDINGS_DIR/<booking_id>/.logos.json     the logo files drawn at capture, fixed at the booking's start
+RAW_RECORDINGS_DIR/<booking_id>/.tally.json     the closed segments counted so far (join.count_closed)
 RAW_RECORDINGS_DIR/<booking_id>.mp4             a joined recording (written by recorders before issue 12:
                                                 still read)
 
@@ -33,6 +34,7 @@ SAFE_ID = re.compile(SAFE_ID_PATTERN)
 META_NAME = ".booking.json"
 FINISHED_NAME = ".finished.json"
 LOGOS_NAME = ".logos.json"
+TALLY_NAME = ".tally.json"
 SEGMENT_GLOB = "seg-*.mp4"
 _SEGMENT_NAME = re.compile(r"^seg-(\d{5})\.mp4$")
 
@@ -92,6 +94,7 @@ class BookingDir:
         self.meta_path = self.path / META_NAME
         self.finished_path = self.path / FINISHED_NAME
         self.logos_path = self.path / LOGOS_NAME
+        self.tally_path = self.path / TALLY_NAME
 
     def read_meta(self) -> BookingMeta | None:
         try:
@@ -142,6 +145,10 @@ class BookingDir:
         if not self.path.is_dir():
             return []
         return sorted(p for p in self.path.glob(SEGMENT_GLOB) if _SEGMENT_NAME.match(p.name))
+
+    def segments_through(self, index: int) -> list[Path]:
+        """The segments up to and including `index` (those after it may still be being written)."""
+        return [p for p in self.segments() if int(_SEGMENT_NAME.match(p.name).group(1)) <= index]  # type: ignore[union-attr]
 
     def next_segment(self) -> tuple[int, Path]:
         """Indices continue after whatever an earlier (possibly killed) run left behind."""

@@ -25,7 +25,13 @@ from services.recorder.feed import CameraFeed
 from services.recorder.highlight_button import Closeable, start_button
 from services.recorder.highlights import HighlightDesk
 from services.recorder.intake import LooseSchedule
-from services.recorder.join import JoinResult, NothingRecorded, describe_recording, describe_segments
+from services.recorder.join import (
+    JoinResult,
+    NothingRecorded,
+    count_closed,
+    describe_recording,
+    describe_segments,
+)
 from services.recorder.layout import BookingDir, BookingMeta, FinishedMeta, booking_dirs, stale_join_temps
 from services.recorder.logos import CaptureLogos, Geometry
 from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
@@ -334,6 +340,12 @@ class Recorder:
             file=booking_dir.relative(writer.path), start_at=writer.first_at, end_at=writer.last_at,
             frames=writer.frames, size_bytes=writer.size_bytes))
         log.info("booking %s: segment %d closed (%d frames)", booking.id, index, writer.frames)
+        meta = booking_dir.read_meta()
+        if meta is not None:
+            try:  # the end-of-booking count then reads no segment but the last
+                count_closed(booking_dir.segments_through(index), meta.origin, booking_dir.tally_path)
+            except Exception:  # the count at the booking's end reads them all instead: slower, same result
+                log.exception("booking %s: segment %d not counted into the tally", booking.id, index)
 
     # ---- logos drawn by the camera (Picamera2's pre_callback) --------------------------------------
 
@@ -407,7 +419,8 @@ class Recorder:
             file = booking_id
         elif segments:
             try:
-                result = describe_segments(segments, origin)  # counted, not copied: the segments are the recording
+                # counted, not copied: the segments are the recording; the tally holds all but the last, normally
+                result = describe_segments(segments, origin, booking_dir.tally_path)
             except NothingRecorded as exc:
                 log.error("booking %s: %s; keeping %s", booking_id, exc, booking_dir.path)
                 self._given_up.add(booking_id)

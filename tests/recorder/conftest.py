@@ -65,7 +65,11 @@ def recording(path: Path) -> Path:
     assert folder.read_finished() is not None and meta is not None, f"{folder.path} is not a finished recording"
     target = path.parent.parent / "test-joined" / path.name
     target.parent.mkdir(parents=True, exist_ok=True)
-    join_segments(folder.segments(), target, meta.origin)
+    joined = join_segments(folder.segments(), target, meta.origin)
+    announced = folder.read_finished()
+    assert announced is not None and (announced.frames, announced.first_frame_at, announced.last_frame_at) == (
+        joined.frames, joined.first_frame_at, joined.last_frame_at), "the recorder's count (its running tally) is " \
+        "not what a join of its segments holds"
     return target
 
 

@@ -10,7 +10,13 @@ import av
 import pytest
 
 from services.recorder.camera import CapturedFrame
-from services.recorder.join import NothingRecorded, describe_recording, join_segments
+from services.recorder.join import (
+    NothingRecorded,
+    count_closed,
+    describe_recording,
+    describe_segments,
+    join_segments,
+)
 from services.recorder.layout import BookingDir, UnsafeId, booking_dirs
 from services.recorder.timeline import capture_times
 from services.recorder.writer import EncodeSpec, SegmentWriter
@@ -60,6 +66,50 @@ def test_segments_join_on_the_booking_timeline_despite_a_cut_fragment_and_an_emp
     assert result.segments == 3
     again = describe_recording(result.path)
     assert (again.frames, again.first_frame_at, again.last_frame_at) == (result.frames, T0, result.last_frame_at)
+
+
+def test_a_running_tally_counts_each_segment_once_and_agrees_with_a_full_count(tmp_path, monkeypatch):
+    """Counted as each segment closes, the end-of-booking count reads only what the tally has not seen, and says
+    what a walk over every segment says, overlaps and a torn fragment included."""
+    from services.recorder import join
+
+    _segment(tmp_path / "seg-00000.mp4", 0, 2 * FPS)
+    _segment(tmp_path / "seg-00001.mp4", 2 * FPS - 5, FPS)  # overlaps the first by 5 frames (a resumed capture)
+    seg2 = _segment(tmp_path / "seg-00002.mp4", 3 * FPS, 2 * FPS)
+    seg2.write_bytes(seg2.read_bytes()[:-500])  # torn last fragment
+    _segment(tmp_path / "seg-00003.mp4", 6 * FPS, FPS)
+    segments = sorted(tmp_path.glob("seg-*.mp4"))
+    tally = tmp_path / ".tally.json"
+    full = describe_segments(segments, T0)
+
+    opened: list[str] = []
+    real_open = join.av.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(join.av, "open", counting_open)
+    for i in range(len(segments) - 1):  # each as it closes
+        count_closed(segments[: i + 1], T0, tally)
+        count_closed(segments[: i + 1], T0, tally)  # again (a restart): nothing read twice
+    assert opened == [p.name for p in segments[:-1]]
+    opened.clear()
+    counted = describe_segments(segments, T0, tally)
+    assert opened == ["seg-00003.mp4"], "the end-of-booking count read more than the last segment"
+    assert (counted.frames, counted.first_frame_at, counted.last_frame_at, counted.segments, counted.size_bytes) == \
+        (full.frames, full.first_frame_at, full.last_frame_at, full.segments, full.size_bytes)
+    assert full.frames == join_segments(segments, tmp_path / "joined.mp4", T0).frames
+
+    # A tally that no longer describes the files (a segment rewritten, or the tally itself torn): all are read.
+    (tmp_path / "seg-00001.mp4").write_bytes((tmp_path / "seg-00001.mp4").read_bytes()[:-300])
+    opened.clear()
+    assert describe_segments(segments, T0, tally).frames < full.frames
+    assert len(opened) == len(segments)
+    tally.write_text("{not json")
+    opened.clear()
+    describe_segments(segments, T0, tally)
+    assert len(opened) == len(segments)
 
 
 def test_nothing_readable_is_refused_and_leaves_no_file(tmp_path):
