@@ -46,14 +46,29 @@ def open_source(source: str, width: int, height: int, fps: int, stall_s: float, 
             return FileCamera(Path(source.removeprefix("file:")))
         if urlsplit(source).scheme in NETWORK_SCHEMES:
             return NetworkCamera(source, fps, stall_s)
-        if source == "picamera2":
-            from services.recorder.picam import Picamera2Camera
-
-            return Picamera2Camera(width, height, fps, bitrate, rotation)
+        if source in PICAMERA2_SOURCES:
+            return _picamera2(source, width, height, fps, bitrate, rotation)
     except (av.FFmpegError, OSError) as exc:
         raise CameraError(f"cannot open camera {_redact(source)}: {_scrub(exc, source)}") from None
     raise CameraError(f"unknown CAMERA_SOURCE {source!r}: use synthetic, lavfi:<graph>, /dev/videoN, "
-                      "rtsp://…, http(s)://…, file:<path> or picamera2")
+                      "rtsp://…, http(s)://…, file:<path> or picamera2[:frames|:encoder]")
+
+
+PICAMERA2_SOURCES = ("picamera2", "picamera2:frames", "picamera2:encoder")
+
+
+def _picamera2(source: str, width: int, height: int, fps: int, bitrate: int, rotation: int) -> Camera:
+    """`picamera2`: Picamera2's hardware encoder on a Pi 4, raw frames encoded here on a Pi 5 (no hardware
+    encoder: the recorder's one encode then replaces Picamera2's software one); `:frames` / `:encoder` force
+    either."""
+    from services.recorder.picam_frames import Picamera2Frames, hardware_encoder_available
+
+    mode = source.partition(":")[2] or ("encoder" if hardware_encoder_available() else "frames")
+    if mode == "frames":
+        return Picamera2Frames(width, height, fps, rotation)
+    from services.recorder.picam import Picamera2Camera
+
+    return Picamera2Camera(width, height, fps, bitrate, rotation)
 
 
 def _scrub(exc: BaseException, source: str) -> str:
