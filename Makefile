@@ -56,9 +56,9 @@ clean-images:
 lint: venv
 	$(BIN)/ruff check .
 
-## docs: regenerate README's settings table from shared/settings.py (tests/test_docs_settings.py checks it)
+## docs: regenerate README's settings table and booking rules from the code (tests fail while they are stale)
 docs: venv
-	$(BIN)/python scripts/settings_table.py --write
+	$(BIN)/python scripts/readme_sections.py --write
 
 ## bench: performance figures as JSON (not part of `make test`)
 bench: venv
