@@ -2,7 +2,7 @@
 
 Each field is read from the environment variable of its name in capitals (`data_dir`: `DATA_DIR`). Its
 `description` is its one written meaning: README's settings table is generated from these fields
-(`make docs`, scripts/settings_table.py) and tests/test_docs_settings.py fails when the two differ.
+(`make docs`, scripts/readme_sections.py) and tests/test_docs_settings.py fails when the two differ.
 """
 
 from __future__ import annotations
