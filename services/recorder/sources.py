@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import av
 
-from services.recorder import testhooks
 from services.recorder.camera import Camera, CameraError, CapturedFrame, CapturedPacket, EncodedFormat
+from shared import failpoints
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,13 @@ class SyntheticCamera:
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = round(float(rate)) if rate else fps
         self.dropped = 0
-        self._freeze = testhooks.camera_freeze_file()
+        self._freeze = failpoints.camera_freeze_file()
 
     def frames(self) -> Iterator[CapturedFrame]:
         period = 1.0 / self.fps
         tick = math.ceil(time.time() * self.fps)
         for frame in self._container.decode(self._stream):
-            testhooks.hold_while_frozen(self._freeze)
+            failpoints.hold_while_frozen(self._freeze)
             due = tick / self.fps
             delay = due - time.time()
             if delay > 0:

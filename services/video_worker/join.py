@@ -26,10 +26,10 @@ from pathlib import Path
 import av
 
 from services.recorder.timeline import first_capture
+from shared import failpoints as testhooks
 from shared.atomic import atomic_path
 from shared.video_format import OutputFormat, carry_rotation, display_rotation
 
-from . import testhooks
 from .audio_copy import AudioCopier, SilenceUnavailable
 from .encode import AudioTrack
 from .intro import PreparedIntro

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared import failpoints as testhooks
 from shared.atomic import fsync_dir
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec
 from shared.video_format import OutputFormat
 
-from . import testhooks
 from .assemble import recording_over
 from .context import WorkerContext
 from .facts import booking_end, booking_user, capture_start

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import shutil
 
+from shared import failpoints as testhooks
 from shared.models import BookingStatus, Video, storage_path_for_video, video_id_for
 from shared.payloads import VideoUploaded
 from shared.timeutil import utc_now
 
-from . import testhooks
 from .context import WorkerContext
 from .facts import recording_frames
 from .jobs import Job, JobState

@@ -17,10 +17,10 @@ from typing import TypeVar
 import av
 from av.bitstream import BitStreamFilterContext
 
+from shared import failpoints
 from shared.overlay import FramePool, PreparedLogo, blend_logos
 from shared.video_format import OutputFormat, add_format_stream, is_full_range, to_limited_range
 
-from . import testhooks
 from .encode import AudioTrack
 from .source import MediaSource
 
@@ -84,7 +84,7 @@ class VideoOutput:
         self.container.mux(self.stream.encode(frame))
         self.next_pts += 1
         self._after_frame()
-        testhooks.frame_encoded()
+        failpoints.frame_encoded()
 
     def copy_from(self, path: Path) -> int:
         """Append a file encoded with this format by packet copy; returns its frame count.
