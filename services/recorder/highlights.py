@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from services.recorder.layout import BookingDir, BookingMeta
 from shared.atomic import write_text_atomic
 from shared.bus import MqttBus
 from shared.payloads import (
@@ -33,8 +34,6 @@ from shared.payloads import (
 from shared.settings import Settings
 from shared.timeutil import utc_now
 from shared.topics import DEADLETTER
-
-from .layout import BookingDir, BookingMeta
 
 log = logging.getLogger(__name__)
 

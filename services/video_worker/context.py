@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.recorder.layout import FINISHED_NAME
+from services.video_worker.intro_cache import IntroCache
+from services.video_worker.jobs import JobTable
+from services.video_worker.media import MediaCache
+from services.video_worker.pipeline import EncodeSettings
 from shared.bus import MqttBus
 from shared.payloads import VideoFailed, VideoProgress
 from shared.settings import Settings
 from shared.store import Store
-
-from .intro_cache import IntroCache
-from .jobs import JobTable
-from .media import MediaCache
-from .pipeline import EncodeSettings
 
 log = logging.getLogger(__name__)
 

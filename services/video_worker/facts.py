@@ -13,9 +13,8 @@ import av
 
 from services.recorder.layout import BookingDir, BookingMeta, UnsafeId
 from services.recorder.timeline import first_capture
-
-from .context import WorkerContext
-from .source import count_video_packets
+from services.video_worker.context import WorkerContext
+from services.video_worker.source import count_video_packets
 
 
 def recorder_meta(ctx: WorkerContext, booking_id: str) -> BookingMeta | None:

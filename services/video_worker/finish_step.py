@@ -14,22 +14,29 @@ from pathlib import Path
 
 from services.recorder.join import NothingRecorded, join_segments
 from services.recorder.layout import BookingDir
+from services.video_worker.assemble import Decision, assess, recording_over
+from services.video_worker.context import WorkerContext
+from services.video_worker.facts import booking_end, recording_frames
+from services.video_worker.intro import PreparedIntro
+from services.video_worker.jobs import Job, JobState, Part, PartState
+from services.video_worker.join import JoinAborted, JoinMismatch, JoinResult, join_parts
+from services.video_worker.memory import release_memory
+from services.video_worker.part_step import JOIN_LEAD_SEGMENTS, booking_logos
+from services.video_worker.pipeline import RecordingUnreadable, prepared_intro, process_video
+from services.video_worker.remux import (
+    REMUX,
+    TRANSCODE,
+    HeaderUnreadable,
+    Reason,
+    SegmentHeader,
+    logos_to_draw,
+    read_header,
+)
+from services.video_worker.source import describe_video
 from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed
 from shared.video_format import OutputFormat
-
-from .assemble import Decision, assess, recording_over
-from .context import WorkerContext
-from .facts import booking_end, recording_frames
-from .intro import PreparedIntro
-from .jobs import Job, JobState, Part, PartState
-from .join import JoinAborted, JoinMismatch, JoinResult, join_parts
-from .memory import release_memory
-from .part_step import JOIN_LEAD_SEGMENTS, booking_logos
-from .pipeline import RecordingUnreadable, prepared_intro, process_video
-from .remux import REMUX, TRANSCODE, HeaderUnreadable, Reason, SegmentHeader, logos_to_draw, read_header
-from .source import describe_video
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.recorder.layout import FINISHED_NAME, SEGMENT_GLOB, BookingDir
+from services.video_worker.context import WorkerContext
+from services.video_worker.facts import recorder_meta
+from services.video_worker.jobs import JobState
+from services.video_worker.part_step import maybe_job, segment_closed
+from services.video_worker.upload_step import cleanup, redo_whole, settle_raw
 from shared.atomic import remove_stale_temps
 from shared.payloads import DeadLetter, MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
 from shared.topics import DEADLETTER
-
-from .context import WorkerContext
-from .facts import recorder_meta
-from .jobs import JobState
-from .part_step import maybe_job, segment_closed
-from .upload_step import cleanup, redo_whole, settle_raw
 
 log = logging.getLogger(__name__)
 

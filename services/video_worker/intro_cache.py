@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from services.video_worker.intro import PreparedIntro, prepare_intro
 from shared.atomic import remove_stale_temps, write_text_atomic
 from shared.video_format import OutputFormat
-
-from .intro import PreparedIntro, prepare_intro
 
 log = logging.getLogger(__name__)
 

@@ -26,15 +26,14 @@ from pathlib import Path
 import av
 
 from services.recorder.timeline import first_capture
+from services.video_worker import testhooks
+from services.video_worker.audio_copy import AudioCopier, SilenceUnavailable
+from services.video_worker.encode import AudioTrack
+from services.video_worker.intro import PreparedIntro
+from services.video_worker.pipeline import OUTPUT_MODE, decode_intro_audio
+from services.video_worker.video_out import samples_at
 from shared.atomic import atomic_path
 from shared.video_format import OutputFormat, carry_rotation, display_rotation
-
-from . import testhooks
-from .audio_copy import AudioCopier, SilenceUnavailable
-from .encode import AudioTrack
-from .intro import PreparedIntro
-from .pipeline import OUTPUT_MODE, decode_intro_audio
-from .video_out import samples_at
 
 log = logging.getLogger(__name__)
 

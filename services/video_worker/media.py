@@ -13,13 +13,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from services.video_worker.intro_cache import IntroCache, file_sha256
 from shared.logo_layout import logo_slots, place_logos
 from shared.models import LogoPlacement
 from shared.overlay import LogoSpec
 from shared.store import Store, StoreError
 from shared.store.base import check_object_path, verify_media
-
-from .intro_cache import IntroCache, file_sha256
 
 log = logging.getLogger(__name__)
 

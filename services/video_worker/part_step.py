@@ -16,19 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.atomic import fsync_dir
-from shared.capture_stamp import NO_LOGOS, logo_fingerprint
-from shared.overlay import LogoSpec
-from shared.video_format import OutputFormat
-
-from . import testhooks
-from .assemble import recording_over
-from .context import WorkerContext
-from .facts import booking_end, booking_user, capture_start
-from .jobs import JobState, Part, PartState
-from .memory import release_memory
-from .pipeline import RecordingUnreadable, encode_part, prepared_intro, prepared_logos, recording_format
-from .remux import (
+from services.video_worker import testhooks
+from services.video_worker.assemble import recording_over
+from services.video_worker.context import WorkerContext
+from services.video_worker.facts import booking_end, booking_user, capture_start
+from services.video_worker.jobs import JobState, Part, PartState
+from services.video_worker.memory import release_memory
+from services.video_worker.pipeline import (
+    RecordingUnreadable,
+    encode_part,
+    prepared_intro,
+    prepared_logos,
+    recording_format,
+)
+from services.video_worker.remux import (
     REMUX,
     TRANSCODE,
     HeaderUnreadable,
@@ -41,8 +42,12 @@ from .remux import (
     read_header,
     remux_blocker,
 )
-from .source import MediaSource, SourceError, count_video_packets
-from .tail import TailReader
+from services.video_worker.source import MediaSource, SourceError, count_video_packets
+from services.video_worker.tail import TailReader
+from shared.atomic import fsync_dir
+from shared.capture_stamp import NO_LOGOS, logo_fingerprint
+from shared.overlay import LogoSpec
+from shared.video_format import OutputFormat
 
 log = logging.getLogger(__name__)
 

@@ -22,17 +22,23 @@ from pathlib import Path
 
 import av
 
+from services.video_worker.audio_copy import AudioCopier, SilenceUnavailable
+from services.video_worker.encode import AudioTrack
+from services.video_worker.intro import AAC_RATES, IntroUnusable, PreparedIntro
+from services.video_worker.intro_cache import IntroCache
+from services.video_worker.source import MediaSource, SourceError
+from services.video_worker.video_out import (
+    ProgressFn,
+    RecordingStats,
+    VideoOutput,
+    encode_recording,
+    place_audio,
+    samples_at,
+)
 from shared.atomic import atomic_path
 from shared.overlay import LogoSpec, PreparedLogo, load_logos
 from shared.video_encode import EncodeSettings
 from shared.video_format import OutputFormat, derive_format
-
-from .audio_copy import AudioCopier, SilenceUnavailable
-from .encode import AudioTrack
-from .intro import AAC_RATES, IntroUnusable, PreparedIntro
-from .intro_cache import IntroCache
-from .source import MediaSource, SourceError
-from .video_out import ProgressFn, RecordingStats, VideoOutput, encode_recording, place_audio, samples_at
 
 __all__ = [
     "EncodeSettings",

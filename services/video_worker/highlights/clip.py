@@ -26,6 +26,15 @@ import av
 
 from services.recorder.layout import BookingDir
 from services.recorder.timeline import FIRST_CAPTURE_KEY, first_capture
+from services.video_worker.context import WorkerContext
+from services.video_worker.facts import booking_end
+from services.video_worker.highlights.cut import MOVFLAGS, CutResult, Cutter, NothingToCut
+from services.video_worker.highlights.table import MAX_ATTEMPTS, ClipRow, ClipTable
+from services.video_worker.part_step import segment_closed
+from services.video_worker.pipeline import prepared_logos, recording_format
+from services.video_worker.source import MediaSource
+from services.video_worker.tail import TailReader
+from services.video_worker.video_out import VideoOutput, encode_recording
 from shared import capture_stamp
 from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import Video, highlight_video_id, storage_path_for_highlight
@@ -33,16 +42,6 @@ from shared.overlay import LogoSpec
 from shared.payloads import HighlightCreated, HighlightFailed
 from shared.timeutil import isoformat_z, utc_now
 from shared.video_format import OutputFormat
-
-from ..context import WorkerContext
-from ..facts import booking_end
-from ..part_step import segment_closed
-from ..pipeline import prepared_logos, recording_format
-from ..source import MediaSource
-from ..tail import TailReader
-from ..video_out import VideoOutput, encode_recording
-from .cut import MOVFLAGS, CutResult, Cutter, NothingToCut
-from .table import MAX_ATTEMPTS, ClipRow, ClipTable
 
 log = logging.getLogger(__name__)
 
