@@ -20,7 +20,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from services.recorder.layout import BookingDir, BookingMeta
 from shared.atomic import write_text_atomic
 from shared.bus import MqttBus
 from shared.payloads import (
@@ -31,6 +30,7 @@ from shared.payloads import (
     ScheduledBooking,
     ScheduleSnapshot,
 )
+from shared.recordings.layout import BookingDir, BookingMeta
 from shared.settings import Settings
 from shared.timeutil import utc_now
 from shared.topics import DEADLETTER

@@ -25,20 +25,12 @@ from services.recorder.feed import CameraFeed
 from services.recorder.highlight_button import Closeable, start_button
 from services.recorder.highlights import HighlightDesk
 from services.recorder.intake import LooseSchedule
-from services.recorder.join import (
-    JoinResult,
-    NothingRecorded,
-    count_closed,
-    describe_recording,
-    describe_segments,
-)
-from services.recorder.layout import BookingDir, BookingMeta, FinishedMeta, booking_dirs, stale_join_temps
 from services.recorder.logos import CaptureLogos, Geometry
 from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
 from services.recorder.source import ScheduleSource
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
-from services.video_worker.media import MediaCache
 from shared.bus import MqttBus
+from shared.media_cache import MediaCache
 from shared.models import BookingStatus
 from shared.overlay import PreparedLogo
 from shared.payloads import (
@@ -48,6 +40,21 @@ from shared.payloads import (
     RecordingSegment,
     RecordingStarted,
     ScheduledBooking,
+)
+from shared.recordings.layout import (
+    BookingDir,
+    BookingMeta,
+    FinishedMeta,
+    booking_dirs,
+    joined_recording,
+    stale_join_temps,
+)
+from shared.recordings.segments import (
+    JoinResult,
+    NothingRecorded,
+    count_closed,
+    describe_recording,
+    describe_segments,
 )
 from shared.settings import Settings
 from shared.store import Store
@@ -109,7 +116,7 @@ class Recorder:
     # ---- planning --------------------------------------------------------------------------------
 
     def _is_done(self, booking_id: str) -> bool:
-        if booking_id in self._done or (self.settings.raw_dir / f"{booking_id}.mp4").exists() \
+        if booking_id in self._done or joined_recording(self.settings.raw_dir, booking_id).exists() \
                 or BookingDir(self.settings.raw_dir, booking_id).finished_path.exists():
             return True
         try:

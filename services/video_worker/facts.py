@@ -11,10 +11,10 @@ from pathlib import Path
 
 import av
 
-from services.recorder.layout import BookingDir, BookingMeta, UnsafeId
-from services.recorder.timeline import first_capture
 from services.video_worker.context import WorkerContext
 from services.video_worker.source import count_video_packets
+from shared.recordings.layout import BookingDir, BookingMeta, UnsafeId
+from shared.recordings.timeline import first_capture
 
 
 def recorder_meta(ctx: WorkerContext, booking_id: str) -> BookingMeta | None:
@@ -42,7 +42,7 @@ def booking_end(ctx: WorkerContext, booking_id: str) -> float | None:
 
 
 def capture_start(container: av.container.InputContainer) -> datetime | None:
-    """Capture time of a recorder file's first frame, from its metadata (see services/recorder/timeline.py)."""
+    """Capture time of a recorder file's first frame, from its metadata (see shared/recordings/timeline.py)."""
     return first_capture(container)
 
 

@@ -12,8 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.recorder.join import NothingRecorded, join_segments
-from services.recorder.layout import BookingDir
 from services.video_worker.assemble import Decision, assess, recording_over
 from services.video_worker.context import WorkerContext
 from services.video_worker.facts import booking_end, recording_frames
@@ -36,6 +34,8 @@ from services.video_worker.source import describe_video
 from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed
+from shared.recordings.layout import WHOLE_INPUT_NAME, BookingDir
+from shared.recordings.segments import NothingRecorded, join_segments
 from shared.video_format import OutputFormat
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def _joined_input(ctx: WorkerContext, job: Job) -> tuple[Path, SegmentHeader | N
     origin = meta.origin if meta else booking.start_time if booking else header.first_capture if header else None
     if origin is None:
         raise RecordingUnreadable(f"{booking_dir.path.name}: no time origin for its segments")
-    target = ctx.parts_dir(job.booking_id) / "whole-input.mp4"
+    target = ctx.parts_dir(job.booking_id) / WHOLE_INPUT_NAME
     ctx.drop_temps(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -26,16 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.durable_db import open_durable_db
-
-TABLE_FILE = "worker-jobs.db"
-"""In DATA_DIR/state: one table for every worker on the device (and read by the status service)."""
-
-
-class JobState(StrEnum):
-    pending = "pending"  # the video waits to be made
-    processed = "processed"  # output written; waits to be uploaded
-    done = "done"  # uploaded and the videos row written
-    failed = "failed"  # the recording itself is unreadable: kept for a human
+from shared.job_states import JobState
 
 
 class PartState(StrEnum):
@@ -424,22 +415,6 @@ class JobTable:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def job_states(path: Path) -> dict[str, JobState] | None:
-    """Every booking's job state, read without writing (the status service is another process).
-    None when there is no table to read (no worker has run on this DATA_DIR) or it cannot be read now."""
-    if not path.is_file():
-        return None
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = db.execute("SELECT booking_id, state FROM jobs").fetchall()
-        finally:
-            db.close()
-        return {booking_id: JobState(state) for booking_id, state in rows}
-    except (sqlite3.Error, ValueError):
-        return None
 
 
 def _job(row: tuple) -> Job:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import av
 
-from services.recorder.timeline import first_capture
 from services.video_worker import testhooks
 from services.video_worker.audio_copy import AudioCopier, SilenceUnavailable
 from services.video_worker.encode import AudioTrack
@@ -33,6 +32,7 @@ from services.video_worker.intro import PreparedIntro
 from services.video_worker.pipeline import OUTPUT_MODE, decode_intro_audio
 from services.video_worker.video_out import samples_at
 from shared.atomic import atomic_path
+from shared.recordings.timeline import first_capture
 from shared.video_format import OutputFormat, carry_rotation, display_rotation
 
 log = logging.getLogger(__name__)

@@ -47,6 +47,7 @@ from services.video_worker.tail import TailReader
 from shared.atomic import fsync_dir
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec
+from shared.recordings.layout import segment_index, segment_name
 from shared.video_format import OutputFormat
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,8 @@ def segment_closed(ctx: WorkerContext, booking_id: str, path: Path, now: float |
 
 
 def _successor_exists(path: Path) -> bool:
-    stem = path.stem  # seg-NNNNN
-    try:
-        idx = int(stem.split("-", 1)[1])
-    except (IndexError, ValueError):
-        return False
-    return (path.parent / f"seg-{idx + 1:05d}.mp4").exists()
+    idx = segment_index(path)
+    return idx is not None and (path.parent / segment_name(idx + 1)).exists()
 
 
 def process_part(ctx: WorkerContext, part: Part) -> None:

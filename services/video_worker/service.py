@@ -21,10 +21,11 @@ from services.video_worker.context import WorkerContext
 from services.video_worker.finish_step import finish_job
 from services.video_worker.highlights.loop import HighlightLoop
 from services.video_worker.intake import Intake
-from services.video_worker.jobs import TABLE_FILE, JobState, JobTable, LostLease
+from services.video_worker.jobs import JobState, JobTable, LostLease
 from services.video_worker.part_step import process_part
 from services.video_worker.upload_step import upload_job
 from shared.bus import MqttBus
+from shared.job_states import TABLE_FILE
 from shared.payloads import HighlightClip, MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
 from shared.settings import Settings
 from shared.store import Store

@@ -13,16 +13,17 @@ import av
 import pytest
 
 from services.recorder.camera import CapturedFrame
-from services.recorder.layout import BookingDir
 from services.recorder.writer import FRAGMENTED, EncodeSpec, SegmentWriter
 from services.video_worker.context import WorkerContext
 from services.video_worker.highlights.clip import booking_logos
 from services.video_worker.highlights.loop import HighlightLoop
-from services.video_worker.jobs import TABLE_FILE, JobTable
+from services.video_worker.jobs import JobTable
 from shared import capture_stamp
 from shared.bus import MqttBus
+from shared.job_states import TABLE_FILE
 from shared.models import BookingIn, UserSettings
 from shared.payloads import HighlightClip, ScheduledBooking
+from shared.recordings.layout import BookingDir
 from shared.store import LocalStore
 from shared.timeutil import utc_now
 from tests.media import make_logo_png

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from services.recorder.highlights import HighlightDesk
-from services.recorder.layout import BookingDir
 from shared.bus import MqttBus
 from shared.payloads import HighlightClip, HighlightRefused, HighlightRequest, ScheduledBooking, ScheduleSnapshot
+from shared.recordings.layout import BookingDir
 from shared.timeutil import utc_now
 
 T0 = (utc_now() - timedelta(seconds=100)).replace(microsecond=0)

@@ -17,9 +17,10 @@ import pytest
 
 from services.status.service import StatusService
 from services.video_worker import intake as intake_module
-from services.video_worker.jobs import TABLE_FILE, JobState, JobTable
+from services.video_worker.jobs import JobState, JobTable
 from services.video_worker.service import build
 from shared.bus import MqttBus
+from shared.job_states import TABLE_FILE
 from shared.models import BookingIn, BookingStatus
 from shared.payloads import RecordingFinished, RecordingSegment
 from shared.store import LocalStore

@@ -16,7 +16,6 @@ import av
 import numpy as np
 import pytest
 
-from services.recorder.join import join_segments
 from services.video_worker.intro import PreparedIntro
 from services.video_worker.intro_cache import IntroCache
 from services.video_worker.join import JoinMismatch, join_parts
@@ -31,6 +30,7 @@ from services.video_worker.pipeline import (
 )
 from services.video_worker.source import MediaSource, SourceError
 from services.video_worker.tail import TailReader
+from shared.recordings.segments import join_segments
 from shared.video_format import OutputFormat
 from tests.media import INTRO_TONE_HZ, audio_mono, make_intro, make_logo_png, probe
 from tests.video_worker.segments import frame_numbers, numbered_frame, record_segments

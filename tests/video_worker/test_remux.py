@@ -294,8 +294,8 @@ def test_a_segment_the_recorder_deletes_right_after_closing_is_still_remuxed(set
     import shutil
     import time
 
-    from services.recorder.join import join_segments
     from shared.payloads import RecordingFinished
+    from shared.recordings.segments import join_segments
 
     store = LocalStore(settings.data_dir)
     _media(store, tmp_path, logo=False)
@@ -348,9 +348,10 @@ def test_the_whole_recording_fallback_reads_the_finished_folder_and_never_draws_
         settings, tmp_path, run_worker, listen, fmt):
     """The recording is its finished segment folder (no joined file): the fallback joins it for its own encode,
     and leaves the logos capture already blended alone (a half-transparent logo shows a second blend)."""
-    from services.recorder.join import describe_segments
-    from services.recorder.layout import FinishedMeta
-    from services.video_worker.jobs import TABLE_FILE, JobTable
+    from services.video_worker.jobs import JobTable
+    from shared.job_states import TABLE_FILE
+    from shared.recordings.layout import FinishedMeta
+    from shared.recordings.segments import describe_segments
 
     store = LocalStore(settings.data_dir)
     half = make_logo_png(tmp_path / "half.png", size=(64, 32), rgba=(255, 255, 255, 128), transparent_border=0)

@@ -23,7 +23,6 @@ import pytest
 
 from services.cli import main
 from services.recorder.camera import CapturedFrame, CapturedPacket
-from services.recorder.join import join_segments
 from services.recorder.rotate import rotated
 from services.recorder.sources import FileCamera
 from services.recorder.writer import EncodeSpec, SegmentWriter
@@ -38,6 +37,7 @@ from services.video_worker.pipeline import (
     recording_format,
 )
 from services.video_worker.source import MediaSource
+from shared.recordings.segments import join_segments
 from shared.video_format import OutputFormat
 from tests.media import make_logo_png
 

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import av
 
-from services.recorder.layout import BookingDir
-from services.recorder.timeline import FIRST_CAPTURE_KEY, first_capture
 from services.video_worker.context import WorkerContext
 from services.video_worker.facts import booking_end
 from services.video_worker.highlights.cut import MOVFLAGS, CutResult, Cutter, NothingToCut
@@ -40,6 +38,8 @@ from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import Video, highlight_video_id, storage_path_for_highlight
 from shared.overlay import LogoSpec
 from shared.payloads import HighlightCreated, HighlightFailed
+from shared.recordings.layout import BookingDir
+from shared.recordings.timeline import FIRST_CAPTURE_KEY, first_capture
 from shared.timeutil import isoformat_z, utc_now
 from shared.video_format import OutputFormat
 

@@ -7,13 +7,14 @@ fetch what is new, drop what is no longer named, and forget the intros prepared 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import ValidationError
 
-from services.video_worker.intro_cache import IntroCache, file_sha256
 from shared.logo_layout import logo_slots, place_logos
 from shared.models import LogoPlacement
 from shared.overlay import LogoSpec
@@ -21,6 +22,20 @@ from shared.store import Store, StoreError
 from shared.store.base import check_object_path, verify_media
 
 log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class PreparedIntros(Protocol):
+    """What the cache tells when a file is dropped: the worker's prepared intros (the recorder has none)."""
+
+    def invalidate(self, sha: str) -> int: ...
 
 
 @dataclass
@@ -35,7 +50,7 @@ class UserMedia:
 
 
 class MediaCache:
-    def __init__(self, store: Store, cache_dir: Path, intros: IntroCache | None = None) -> None:
+    def __init__(self, store: Store, cache_dir: Path, intros: PreparedIntros | None = None) -> None:
         self.store = store
         self.cache_dir = cache_dir
         self.intros = intros

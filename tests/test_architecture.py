@@ -1,0 +1,77 @@
+"""The package boundaries a newcomer relies on, checked on the source (ast), not by convention.
+
+Services talk over MQTT and through the on-disk contract in shared/ (shared/recordings/, shared/job_states.py),
+never by importing each other: a service can then be changed, run or scaled alone. Only the wiring modules
+(services/cli.py, services/supervisor.py) may name several services.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ROOT / "services"
+SERVICE_NAMES = sorted(p.name for p in SERVICES.iterdir() if (p / "__init__.py").is_file())
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, module: str | None = None) -> list[tuple[int, str]]:
+    """(line, dotted module) for every import in the file (dotted name `module`, by default from its path),
+    relative ones resolved, `from pkg import mod` also as `pkg.mod` (it may name a module)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    module = module or _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _violations(files: list[Path], banned: list[str]) -> list[str]:
+    bad = []
+    for path in files:
+        for line, module in imported_modules(path):
+            if any(module == b or module.startswith(b + ".") for b in banned):
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return bad
+
+
+def test_the_services_are_found() -> None:
+    assert {"api", "recorder", "status", "video_worker"} <= set(SERVICE_NAMES)
+
+
+def test_no_service_imports_another_service() -> None:
+    bad = []
+    for name in SERVICE_NAMES:
+        others = [f"services.{other}" for other in SERVICE_NAMES if other != name]
+        bad += _violations(sorted((SERVICES / name).rglob("*.py")), others)
+    assert bad == [], "a service imports another service's package (share it through shared/):\n" + "\n".join(bad)
+
+
+def test_shared_imports_no_service() -> None:
+    bad = _violations(sorted((ROOT / "shared").rglob("*.py")), ["services"])
+    assert bad == [], "shared/ imports a service:\n" + "\n".join(bad)
+
+
+def test_the_checker_sees_every_import_form(tmp_path: Path) -> None:
+    """The check above is only as good as its parser: every way of naming a module is seen."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import services.status.service\nfrom services.api import main\nfrom ..video_worker import jobs\n"
+                     "def f():\n    from services import status\n")
+    modules = {m for _, m in imported_modules(probe, "services.recorder.probe")}
+    assert {"services.status.service", "services.api.main", "services.video_worker.jobs",
+            "services.status"} <= modules
