@@ -7,7 +7,6 @@ fetch what is new, drop what is no longer named, and forget the intros prepared 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from shared.file_hash import file_sha256
 from shared.logo_layout import logo_slots, place_logos
 from shared.models import LogoPlacement
 from shared.overlay import LogoSpec
@@ -22,14 +22,6 @@ from shared.store import Store, StoreError
 from shared.store.base import check_object_path, verify_media
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class PreparedIntros(Protocol):

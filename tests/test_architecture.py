@@ -8,6 +8,8 @@ never by importing each other: a service can then be changed, run or scaled alon
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,3 +77,36 @@ def test_the_checker_sees_every_import_form(tmp_path: Path) -> None:
     modules = {m for _, m in imported_modules(probe, "services.recorder.probe")}
     assert {"services.status.service", "services.api.main", "services.video_worker.jobs",
             "services.status"} <= modules
+
+
+MEDIA = SERVICES / "video_worker" / "media"
+JOB_SIDE = ["shared.store", "shared.bus", "shared.job_states", "shared.outbox", "shared.sync", "paho"]
+"""What the media package must not reach: the job table, the store, the bus (directly or through shared/)."""
+
+
+def test_the_worker_media_package_knows_no_jobs_store_or_bus() -> None:
+    """services/video_worker/media/ is PyAV work only; the job side calls it, never the other way round (the
+    failpoints in services/video_worker/testhooks.py are the one sibling it may use)."""
+    worker_side = [f"services.video_worker.{p.stem}" for p in (SERVICES / "video_worker").iterdir()
+                   if p.stem not in ("media", "testhooks", "__init__", "__pycache__")]
+    bad = _violations(sorted(MEDIA.rglob("*.py")), worker_side + JOB_SIDE)
+    assert bad == [], "the media package imports the job side:\n" + "\n".join(bad)
+
+
+def test_ezrec_process_needs_only_the_media_package() -> None:
+    """`ezrec process` (services/cli.py cmd_process) imports the media package and shared/ only, and loading
+    them loads no job table, store or bus (checked in a fresh interpreter: transitive imports count)."""
+    tree = ast.parse((SERVICES / "cli.py").read_text())
+    cmd = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "cmd_process")
+    modules = sorted({n.module for n in ast.walk(cmd) if isinstance(n, ast.ImportFrom) and n.module}
+                     | {a.name for n in ast.walk(cmd) if isinstance(n, ast.Import) for a in n.names})
+    assert modules, "cmd_process imports nothing: the check below would prove nothing"
+    assert all(m.startswith(("services.video_worker.media.", "shared.")) for m in modules), modules
+    code = ("import sys, importlib\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            f"bad = sorted(m for m in sys.modules if m.startswith({tuple(JOB_SIDE)!r})"
+            " or (m.startswith('services.video_worker.') and not m.startswith('services.video_worker.media')"
+            " and m != 'services.video_worker.testhooks'))\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"`ezrec process` loads {out.stdout.strip()}"

@@ -14,7 +14,7 @@ import pytest
 from services.video_worker import jobs as jobs_module
 from services.video_worker.service import build
 from shared.bus import MqttBus
-from shared.media_cache import file_sha256
+from shared.file_hash import file_sha256
 from shared.models import BookingIn, BookingStatus, LogoPlacement, UserSettings
 from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment
 from shared.recordings.segments import join_segments
@@ -305,7 +305,7 @@ def test_the_users_logo_placements_are_drawn_where_the_settings_say(settings, tm
 
 
 def test_media_updates_fetch_prepare_and_invalidate(settings, tmp_path, run_worker):
-    from services.video_worker.pipeline import EncodeSettings
+    from services.video_worker.media.pipeline import EncodeSettings
     from shared.video_format import OutputFormat
 
     store = LocalStore(settings.data_dir)

@@ -15,13 +15,12 @@ from pathlib import Path
 from services.video_worker.assemble import Decision, assess, recording_over
 from services.video_worker.context import WorkerContext
 from services.video_worker.facts import booking_end, recording_frames
-from services.video_worker.intro import PreparedIntro
 from services.video_worker.jobs import Job, JobState, Part, PartState
-from services.video_worker.join import JoinAborted, JoinMismatch, JoinResult, join_parts
-from services.video_worker.memory import release_memory
-from services.video_worker.part_step import JOIN_LEAD_SEGMENTS, booking_logos
-from services.video_worker.pipeline import RecordingUnreadable, prepared_intro, process_video
-from services.video_worker.remux import (
+from services.video_worker.media.intro import PreparedIntro
+from services.video_worker.media.join import JoinAborted, JoinMismatch, JoinResult, join_parts
+from services.video_worker.media.memory import release_memory
+from services.video_worker.media.pipeline import RecordingUnreadable, prepared_intro, process_video
+from services.video_worker.media.remux import (
     REMUX,
     TRANSCODE,
     HeaderUnreadable,
@@ -30,7 +29,8 @@ from services.video_worker.remux import (
     logos_to_draw,
     read_header,
 )
-from services.video_worker.source import describe_video
+from services.video_worker.media.source import describe_video
+from services.video_worker.part_step import JOIN_LEAD_SEGMENTS, booking_logos
 from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed

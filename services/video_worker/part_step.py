@@ -21,15 +21,15 @@ from services.video_worker.assemble import recording_over
 from services.video_worker.context import WorkerContext
 from services.video_worker.facts import booking_end, booking_user, capture_start
 from services.video_worker.jobs import JobState, Part, PartState
-from services.video_worker.memory import release_memory
-from services.video_worker.pipeline import (
+from services.video_worker.media.memory import release_memory
+from services.video_worker.media.pipeline import (
     RecordingUnreadable,
     encode_part,
     prepared_intro,
     prepared_logos,
     recording_format,
 )
-from services.video_worker.remux import (
+from services.video_worker.media.remux import (
     REMUX,
     TRANSCODE,
     HeaderUnreadable,
@@ -42,8 +42,8 @@ from services.video_worker.remux import (
     read_header,
     remux_blocker,
 )
-from services.video_worker.source import MediaSource, SourceError, count_video_packets
-from services.video_worker.tail import TailReader
+from services.video_worker.media.source import MediaSource, SourceError, count_video_packets
+from services.video_worker.media.tail import TailReader
 from shared.atomic import fsync_dir
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec

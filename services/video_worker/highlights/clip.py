@@ -28,11 +28,11 @@ from services.video_worker.context import WorkerContext
 from services.video_worker.facts import booking_end
 from services.video_worker.highlights.cut import MOVFLAGS, CutResult, Cutter, NothingToCut
 from services.video_worker.highlights.table import MAX_ATTEMPTS, ClipRow, ClipTable
+from services.video_worker.media.pipeline import prepared_logos, recording_format
+from services.video_worker.media.source import MediaSource
+from services.video_worker.media.tail import TailReader
+from services.video_worker.media.video_out import VideoOutput, encode_recording
 from services.video_worker.part_step import segment_closed
-from services.video_worker.pipeline import prepared_logos, recording_format
-from services.video_worker.source import MediaSource
-from services.video_worker.tail import TailReader
-from services.video_worker.video_out import VideoOutput, encode_recording
 from shared import capture_stamp
 from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import Video, highlight_video_id, storage_path_for_highlight

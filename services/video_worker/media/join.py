@@ -26,11 +26,11 @@ from pathlib import Path
 import av
 
 from services.video_worker import testhooks
-from services.video_worker.audio_copy import AudioCopier, SilenceUnavailable
-from services.video_worker.encode import AudioTrack
-from services.video_worker.intro import PreparedIntro
-from services.video_worker.pipeline import OUTPUT_MODE, decode_intro_audio
-from services.video_worker.video_out import samples_at
+from services.video_worker.media.audio_copy import AudioCopier, SilenceUnavailable
+from services.video_worker.media.encode import AudioTrack
+from services.video_worker.media.intro import PreparedIntro
+from services.video_worker.media.pipeline import OUTPUT_MODE, decode_intro_audio
+from services.video_worker.media.video_out import samples_at
 from shared.atomic import atomic_path
 from shared.recordings.timeline import first_capture
 from shared.video_format import OutputFormat, carry_rotation, display_rotation

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.video_worker.intro import PreparedIntro, prepare_intro
+from services.video_worker.media.intro import PreparedIntro, prepare_intro
 from shared.atomic import remove_stale_temps, write_text_atomic
-from shared.media_cache import file_sha256
+from shared.file_hash import file_sha256
 from shared.video_format import OutputFormat
 
 log = logging.getLogger(__name__)

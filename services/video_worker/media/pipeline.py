@@ -22,12 +22,12 @@ from pathlib import Path
 
 import av
 
-from services.video_worker.audio_copy import AudioCopier, SilenceUnavailable
-from services.video_worker.encode import AudioTrack
-from services.video_worker.intro import AAC_RATES, IntroUnusable, PreparedIntro
-from services.video_worker.intro_cache import IntroCache
-from services.video_worker.source import MediaSource, SourceError
-from services.video_worker.video_out import (
+from services.video_worker.media.audio_copy import AudioCopier, SilenceUnavailable
+from services.video_worker.media.encode import AudioTrack
+from services.video_worker.media.intro import AAC_RATES, IntroUnusable, PreparedIntro
+from services.video_worker.media.intro_cache import IntroCache
+from services.video_worker.media.source import MediaSource, SourceError
+from services.video_worker.media.video_out import (
     ProgressFn,
     RecordingStats,
     VideoOutput,
