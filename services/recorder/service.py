@@ -20,7 +20,7 @@ import av
 
 from services.recorder.camera import Camera, CameraError, CameraStalled, Captured, CapturedPacket, open_camera
 from services.recorder.disk import MB, DiskGuard, FreeSpaceProbe
-from services.recorder.faults import CAMERA_KINDS, Backoff, FaultReporter
+from services.recorder.faults import CAMERA_KINDS, RETRY_S, FaultReporter
 from services.recorder.feed import CameraFeed
 from services.recorder.highlight_button import Closeable, start_button
 from services.recorder.highlights import HighlightDesk
@@ -29,6 +29,7 @@ from services.recorder.logos import CaptureLogos, Geometry
 from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
 from services.recorder.source import ScheduleSource
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
+from shared.backoff import StepBackoff
 from shared.bus import MqttBus
 from shared.media_cache import MediaCache
 from shared.models import BookingStatus
@@ -104,7 +105,7 @@ class Recorder:
         self._finalizing: set[str] = set()
         self._lock = threading.Lock()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-io")
-        self._backoff = Backoff()
+        self._backoff = StepBackoff(RETRY_S)
         self.highlights: HighlightDesk | None = None
         self.button: Closeable | None = None
         self.logos = logos or CaptureLogos(MediaCache(store, settings.media_dir))

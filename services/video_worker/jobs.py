@@ -14,7 +14,6 @@ plans  one per booking: the output format and user media frozen at its first seg
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
 import threading
 import time
@@ -25,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from shared.backoff import exponential_s
 from shared.durable_db import open_durable_db
 from shared.job_states import JobState
 
@@ -88,7 +88,7 @@ class Part:
 
 def backoff_s(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
     """Exponential with full jitter, so many devices coming back online do not retry in step."""
-    return random.uniform(0, min(cap, base * 2 ** min(attempts, 16)))
+    return exponential_s(attempts, base, cap, jitter=(0.0, 1.0), max_doublings=16)
 
 
 _SCHEMA = """
