@@ -1,6 +1,6 @@
 """The worker's job table as other services read it: its file name and the states a booking's job goes through.
 
-The worker owns the table (services/video_worker/jobs.py writes it); the status service only reads it, through
+The worker owns the table (services/video_worker/job_table.py writes it); the status service only reads it, through
 job_states, so both name the file and the states from here.
 """
 

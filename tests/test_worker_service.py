@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.video_worker import jobs as jobs_module
+from services.video_worker import job_table as jobs_module
 from services.video_worker.service import build
 from shared.bus import MqttBus
 from shared.file_hash import file_sha256
@@ -305,7 +305,7 @@ def test_the_users_logo_placements_are_drawn_where_the_settings_say(settings, tm
 
 
 def test_media_updates_fetch_prepare_and_invalidate(settings, tmp_path, run_worker):
-    from services.video_worker.media.pipeline import EncodeSettings
+    from services.video_worker.media.process import EncodeSettings
     from shared.video_format import OutputFormat
 
     store = LocalStore(settings.data_dir)

@@ -23,11 +23,11 @@ from services.recorder.disk import MB, DiskGuard, FreeSpaceProbe
 from services.recorder.faults import CAMERA_KINDS, RETRY_S, FaultReporter
 from services.recorder.feed import CameraFeed
 from services.recorder.highlight_button import Closeable, start_button
-from services.recorder.highlights import HighlightDesk
-from services.recorder.intake import LooseSchedule
+from services.recorder.highlight_presses import HighlightDesk
 from services.recorder.logos import CaptureLogos, Geometry
-from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
-from services.recorder.source import ScheduleSource
+from services.recorder.schedule_intake import LooseSchedule
+from services.recorder.schedule_plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
+from services.recorder.schedule_source import ScheduleSource
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
 from shared.backoff import StepBackoff
 from shared.bus import MqttBus

@@ -15,7 +15,7 @@ from services.status import alerts
 from services.status.availability import OFFLINE, UNKNOWN, Availability
 from services.status.discovery import discovery_configs, present_fields
 from services.status.metrics import Probes, device_model, system_metrics
-from services.status.pipeline import PipelineTracker, count_queue
+from services.status.pipeline_tracker import PipelineTracker, count_queue
 from services.status.reachability import cloud_reachable
 from shared.bus import MqttBus
 from shared.job_states import TABLE_FILE

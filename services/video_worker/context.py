@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.video_worker.jobs import JobTable
+from services.video_worker.job_table import JobTable
 from services.video_worker.media.intro_cache import IntroCache
-from services.video_worker.media.pipeline import EncodeSettings
+from services.video_worker.media.process import EncodeSettings
 from shared.bus import MqttBus
 from shared.media_cache import MediaCache
 from shared.payloads import VideoFailed, VideoProgress

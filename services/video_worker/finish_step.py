@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from services.video_worker.assemble import Decision, assess, recording_over
+from services.video_worker.booking_facts import booking_end, recording_frames
 from services.video_worker.context import WorkerContext
-from services.video_worker.facts import booking_end, recording_frames
-from services.video_worker.jobs import Job, JobState, Part, PartState
+from services.video_worker.job_table import Job, JobState, Part, PartState
+from services.video_worker.media.decode import describe_video
 from services.video_worker.media.intro import PreparedIntro
-from services.video_worker.media.join import JoinAborted, JoinMismatch, JoinResult, join_parts
 from services.video_worker.media.memory import release_memory
-from services.video_worker.media.pipeline import RecordingUnreadable, prepared_intro, process_video
-from services.video_worker.media.remux import (
+from services.video_worker.media.process import RecordingUnreadable, prepared_intro, process_video
+from services.video_worker.media.remux_check import (
     REMUX,
     TRANSCODE,
     HeaderUnreadable,
@@ -29,7 +29,7 @@ from services.video_worker.media.remux import (
     logos_to_draw,
     read_header,
 )
-from services.video_worker.media.source import describe_video
+from services.video_worker.media.remux_join import JoinAborted, JoinMismatch, JoinResult, join_parts
 from services.video_worker.part_step import JOIN_LEAD_SEGMENTS, booking_logos
 from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus

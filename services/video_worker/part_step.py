@@ -1,6 +1,6 @@
 """One recorder segment -> one processed piece (logos + the single encode), while the booking is still running.
 
-A segment still being written is followed live (tail.py). The booking's output format and media are
+A segment still being written is followed live (media/tail_reader.py). The booking's output format and media are
 fixed at its first processed segment (its plan), so every piece of one booking joins by copy.
 When the last segment is done and the booking is over, the booking's job is created at once, without
 waiting for the recorder to join its segments.
@@ -18,18 +18,19 @@ from pathlib import Path
 
 from services.video_worker import testhooks
 from services.video_worker.assemble import recording_over
+from services.video_worker.booking_facts import booking_end, booking_user, capture_start
 from services.video_worker.context import WorkerContext
-from services.video_worker.facts import booking_end, booking_user, capture_start
-from services.video_worker.jobs import JobState, Part, PartState
+from services.video_worker.job_table import JobState, Part, PartState
+from services.video_worker.media.decode import MediaSource, SourceError, count_video_packets
 from services.video_worker.media.memory import release_memory
-from services.video_worker.media.pipeline import (
+from services.video_worker.media.process import (
     RecordingUnreadable,
     encode_part,
     prepared_intro,
     prepared_logos,
     recording_format,
 )
-from services.video_worker.media.remux import (
+from services.video_worker.media.remux_check import (
     REMUX,
     TRANSCODE,
     HeaderUnreadable,
@@ -42,8 +43,7 @@ from services.video_worker.media.remux import (
     read_header,
     remux_blocker,
 )
-from services.video_worker.media.source import MediaSource, SourceError, count_video_packets
-from services.video_worker.media.tail import TailReader
+from services.video_worker.media.tail_reader import TailReader
 from shared.atomic import fsync_dir
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from services.video_worker.context import WorkerContext
 from services.video_worker.finish_step import finish_job
 from services.video_worker.highlights.loop import HighlightLoop
-from services.video_worker.intake import Intake
-from services.video_worker.jobs import Job, JobState, JobTable, LostLease
+from services.video_worker.job_intake import Intake
+from services.video_worker.job_table import Job, JobState, JobTable, LostLease
 from services.video_worker.part_step import process_part
 from services.video_worker.upload_step import upload_job
 from shared.bus import MqttBus

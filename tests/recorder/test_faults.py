@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from services.recorder import testhooks
 from services.recorder.camera import Camera, CameraError, CapturedFrame
-from services.recorder.sources import SyntheticCamera
+from services.recorder.pyav_cameras import SyntheticCamera
 from shared.models import BookingStatus
 from shared.timeutil import utc_now
 from tests.recorder.conftest import decoded_frames, frame_times, recording, whole_second

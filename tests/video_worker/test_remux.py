@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from services.video_worker.media.remux import Reason, parameter_sets
+from services.video_worker.media.remux_check import Reason, parameter_sets
 from services.video_worker.service import build
 from shared.bus import MqttBus
 from shared.capture_stamp import NO_LOGOS
@@ -160,7 +160,7 @@ def test_stamped_segments_become_the_video_by_remux(settings, tmp_path, run_work
     _dir, segments = _booking(settings, store, "r1", fmt=fmt, logos=[LogoSpec(path=logo, corner="top-right")])
     inodes = {s.path.stat().st_ino for s in segments}
     parts_seen: list[int] = []
-    original = __import__("services.video_worker.media.remux", fromlist=["link_piece"]).link_piece
+    original = __import__("services.video_worker.media.remux_check", fromlist=["link_piece"]).link_piece
 
     def spy(segment, target):
         original(segment, target)
@@ -348,7 +348,7 @@ def test_the_whole_recording_fallback_reads_the_finished_folder_and_never_draws_
         settings, tmp_path, run_worker, listen, fmt):
     """The recording is its finished segment folder (no joined file): the fallback joins it for its own encode,
     and leaves the logos capture already blended alone (a half-transparent logo shows a second blend)."""
-    from services.video_worker.jobs import JobTable
+    from services.video_worker.job_table import JobTable
     from shared.job_states import TABLE_FILE
     from shared.recordings.layout import FinishedMeta
     from shared.recordings.segments import describe_segments

@@ -23,12 +23,12 @@ import pytest
 
 from services.cli import main
 from services.recorder.camera import CapturedFrame, CapturedPacket
+from services.recorder.pyav_cameras import FileCamera
 from services.recorder.rotate import rotated
-from services.recorder.sources import FileCamera
 from services.recorder.writer import EncodeSpec, SegmentWriter
+from services.video_worker.media.decode import MediaSource
 from services.video_worker.media.intro_cache import IntroCache
-from services.video_worker.media.join import JoinMismatch, join_parts
-from services.video_worker.media.pipeline import (
+from services.video_worker.media.process import (
     EncodeSettings,
     LogoSpec,
     encode_part,
@@ -36,7 +36,7 @@ from services.video_worker.media.pipeline import (
     process_video,
     recording_format,
 )
-from services.video_worker.media.source import MediaSource
+from services.video_worker.media.remux_join import JoinMismatch, join_parts
 from shared.recordings.segments import join_segments
 from shared.video_format import OutputFormat
 from tests.media import make_logo_png

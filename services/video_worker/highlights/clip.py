@@ -5,7 +5,7 @@ Copy when the frames already look as the full video will: the recorder blended t
 does not blend, a remuxed camera, logos changed since) the cut is transcoded once with the logos, in the booking's
 output format, exactly as the worker's finishing path draws them (shared/overlay.py, shared/video_format.py).
 
-The segment being written is read as it grows (tail.py) and the cut stops at the first frame after the clip's
+The segment being written is read as it grows (tail_reader.py) and the cut stops at the first frame after the clip's
 end, so a clip is ready about a GOP after its end, not a segment after it. If the recorder joins and removes the
 segments meanwhile, the joined recording is cut instead.
 """
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import av
 
+from services.video_worker.booking_facts import booking_end
 from services.video_worker.context import WorkerContext
-from services.video_worker.facts import booking_end
 from services.video_worker.highlights.cut import MOVFLAGS, CutResult, Cutter, NothingToCut
 from services.video_worker.highlights.table import MAX_ATTEMPTS, ClipRow, ClipTable
-from services.video_worker.media.pipeline import prepared_logos, recording_format
-from services.video_worker.media.source import MediaSource
-from services.video_worker.media.tail import TailReader
+from services.video_worker.media.decode import MediaSource
+from services.video_worker.media.process import prepared_logos, recording_format
+from services.video_worker.media.tail_reader import TailReader
 from services.video_worker.media.video_out import VideoOutput, encode_recording
 from services.video_worker.part_step import segment_closed
 from shared import capture_stamp

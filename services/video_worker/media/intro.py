@@ -24,8 +24,8 @@ from pathlib import Path
 import av
 import av.filter
 
-from services.video_worker.media.encode import AAC_FRAME, AudioTrack
-from services.video_worker.media.source import MediaSource, SourceError
+from services.video_worker.media.audio_track import AAC_FRAME, AudioTrack
+from services.video_worker.media.decode import MediaSource, SourceError
 from services.video_worker.media.video_out import VideoOutput, guarded, place_audio, samples_at
 from shared.atomic import atomic_path
 from shared.video_format import OutputFormat, display_rotation

@@ -18,8 +18,8 @@ import av
 from av.bitstream import BitStreamFilterContext
 
 from services.video_worker import testhooks
-from services.video_worker.media.encode import AudioTrack
-from services.video_worker.media.source import MediaSource
+from services.video_worker.media.audio_track import AudioTrack
+from services.video_worker.media.decode import MediaSource
 from shared.overlay import FramePool, PreparedLogo, blend_logos
 from shared.video_format import OutputFormat, add_format_stream, is_full_range, to_limited_range
 

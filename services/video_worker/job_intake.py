@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.video_worker.booking_facts import recorder_meta
 from services.video_worker.context import WorkerContext
-from services.video_worker.facts import recorder_meta
-from services.video_worker.jobs import JobState
+from services.video_worker.job_table import JobState
 from services.video_worker.part_step import maybe_job, segment_closed
 from services.video_worker.upload_step import cleanup, redo_whole, settle_raw
 from shared.atomic import remove_stale_temps

@@ -59,7 +59,7 @@ class Job:
     cleaned: bool
     warnings: list[str] = field(default_factory=list)
     route: str | None = None  # how the video was made: "remux" (segments as they are) or "transcode"
-    route_reasons: list[str] = field(default_factory=list)  # why not remux (remux.Reason values)
+    route_reasons: list[str] = field(default_factory=list)  # why not remux (remux_check.Reason values)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Part:
     owner: str | None
     lease_until: float
     route: str | None = None  # "remux": the segment itself is the piece; "transcode": decoded and encoded
-    route_reason: str | None = None  # why it was transcoded (remux.Reason value)
+    route_reason: str | None = None  # why it was transcoded (remux_check.Reason value)
 
 
 def backoff_s(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:

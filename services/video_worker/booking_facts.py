@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 
 from services.video_worker.context import WorkerContext
-from services.video_worker.media.source import count_video_packets
+from services.video_worker.media.decode import count_video_packets
 from shared.recordings.layout import BookingDir, BookingMeta, UnsafeId
 from shared.recordings.timeline import first_capture
 
