@@ -110,3 +110,27 @@ def test_ezrec_process_needs_only_the_media_package() -> None:
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"`ezrec process` loads {out.stdout.strip()}"
+
+
+LAYOUT_SPELLINGS = ("seg-", "part-", "held-", "whole-input", ".booking.json", ".finished.json", ".logos.json",
+                    ".tally.json")
+"""Names of the recordings layout (shared/recordings/layout.py): written anywhere else, they would drift apart."""
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """Every string literal in the file but docstrings (those may describe the layout)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_the_recordings_layout_is_spelled_in_one_module() -> None:
+    layout = ROOT / "shared" / "recordings" / "layout.py"
+    files = [p for p in sorted([*SERVICES.rglob("*.py"), *(ROOT / "shared").rglob("*.py")]) if p != layout]
+    bad = [f"{path.relative_to(ROOT)}:{line} {text!r}" for path in files for line, text in _string_literals(path)
+           if any(name in text for name in LAYOUT_SPELLINGS)]
+    assert bad == [], "a recordings path spelled outside shared/recordings/layout.py:\n" + "\n".join(bad)
+    assert all(name in layout.read_text() for name in LAYOUT_SPELLINGS)

@@ -58,12 +58,9 @@ def segment_file(booking_id: str, index: int) -> str:
 
 
 def segment_index(path: Path) -> int | None:
-    """The index in a `seg-NNNNN.mp4` name; None for any other name."""
-    stem = path.stem  # seg-NNNNN
-    try:
-        return int(stem.split("-", 1)[1])
-    except (IndexError, ValueError):
-        return None
+    """The index in a `seg-NNNNN.mp4` name; None for any other name (a joined recording, a temp file)."""
+    match = _SEGMENT_NAME.match(path.name)
+    return int(match.group(1)) if match else None
 
 
 def video_name(booking_id: str) -> str:
@@ -215,12 +212,12 @@ class BookingDir:
 
     def segments_through(self, index: int) -> list[Path]:
         """The segments up to and including `index` (those after it may still be being written)."""
-        return [p for p in self.segments() if int(_SEGMENT_NAME.match(p.name).group(1)) <= index]  # type: ignore[union-attr]
+        return [p for p in self.segments() if (segment_index(p) or 0) <= index]
 
     def next_segment(self) -> tuple[int, Path]:
         """Indices continue after whatever an earlier (possibly killed) run left behind."""
         existing = self.segments()
-        index = int(_SEGMENT_NAME.match(existing[-1].name).group(1)) + 1 if existing else 0  # type: ignore[union-attr]
+        index = (segment_index(existing[-1]) or 0) + 1 if existing else 0
         return index, self.path / segment_name(index)
 
     def relative(self, path: Path) -> str:

@@ -38,7 +38,7 @@ from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import Video, highlight_video_id, storage_path_for_highlight
 from shared.overlay import LogoSpec
 from shared.payloads import HighlightCreated, HighlightFailed
-from shared.recordings.layout import BookingDir
+from shared.recordings.layout import BookingDir, segment_index
 from shared.recordings.timeline import FIRST_CAPTURE_KEY, first_capture
 from shared.timeutil import isoformat_z, utc_now
 from shared.video_format import OutputFormat
@@ -146,7 +146,8 @@ class _Reading:
     def _feed(self, path: Path, closed: bool) -> None:
         reader = None
         if not closed:
-            index = int(path.stem.split("-")[1]) if path.stem.startswith("seg-") else -1
+            index = segment_index(path)
+            index = -1 if index is None else index
             reader = TailReader(path, lambda: self._renew() or self._closed(index, path), stall_s=STALL_S,
                                 stop=self.ctx.stop)
         try:
