@@ -7,7 +7,7 @@ CONSTRAINTS := $(wildcard requirements/constraints.txt)
 SEED ?= 1
 BOOKINGS ?= 20
 
-.PHONY: venv run test soak test-containers clean-images lint e2e bench passwords clean
+.PHONY: venv run test soak test-containers clean-images lint docs e2e bench passwords clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ clean-images:
 
 lint: venv
 	$(BIN)/ruff check .
+
+## docs: regenerate README's settings table and booking rules from the code (tests fail while they are stale)
+docs: venv
+	$(BIN)/python scripts/readme_sections.py --write
 
 ## bench: performance figures as JSON (not part of `make test`)
 bench: venv

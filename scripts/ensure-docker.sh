@@ -5,8 +5,8 @@
 #     (systemd if it runs, else in the background, logging to $DOCKERD_LOG);
 #  3. each base image (the Dockerfile's PYTHON_IMAGE, the compose file's eclipse-mosquitto) that is not
 #     present is pulled; where the registry cannot be reached, the container lab builds local stand-ins
-#     under the same names: $EZREC_CONTAINER_LAB, else ../shared/container-lab beside this checkout (its
-#     README says what differs from the official images: tests only, never for a court).
+#     under the same names: $EZREC_CONTAINER_LAB, else ../shared/container-lab beside this checkout (they
+#     differ from the official images: for tests only, never for a court).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dockerd_log="${DOCKERD_LOG:-/var/log/dockerd.log}"
@@ -50,7 +50,7 @@ if [ ! -x "$lab/setup.sh" ]; then
   looked for \$EZREC_CONTAINER_LAB${EZREC_CONTAINER_LAB:+ ($EZREC_CONTAINER_LAB)} and $root/../shared/container-lab/setup.sh.
   Pull the images on a machine with registry access (docker save | docker load), or point EZREC_CONTAINER_LAB at the lab."
 fi
-say "cannot pull ${missing[*]}: building local stand-ins with $lab/setup.sh (tests only; see its README)"
+say "cannot pull ${missing[*]}: building local stand-ins with $lab/setup.sh (tests only)"
 "$lab/setup.sh"
 for image in "${missing[@]}"; do
   docker image inspect "$image" >/dev/null 2>&1 || die "$lab/setup.sh did not provide $image"

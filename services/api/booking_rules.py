@@ -1,10 +1,6 @@
-"""What may happen to a booking, by where it is in its life. Pure functions, so the rules are testable alone.
-
-- upcoming (confirmed, start in the future): PUT any valid times; DELETE removes it (204).
-- in_progress (confirmed, start <= now < end): PUT may move end_time only, not into the past;
-  DELETE ends it now (200): the recorder stops and keeps what it recorded.
-- ended (confirmed, end passed: being finalised; or `missed`): PUT and DELETE are refused (409).
-- recorded (completed, video_processed, video_uploaded): PUT and DELETE are refused (409).
+"""What a valid booking is and what may happen to it, by where it is in its life: the rules in words (TIMES,
+VALIDITY, PHASES below: the one place they are written; the API's OpenAPI description and README's "API" section
+are built from them, `make docs`) and as pure functions, so they are testable alone.
 """
 
 from __future__ import annotations
@@ -12,7 +8,26 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.models import Booking, BookingStatus
+from shared.models import SAFE_ID_PATTERN, Booking, BookingStatus
+from shared.timeutil import EARLIEST, LATEST
+
+TIMES = (
+    "**Times** (bodies and query parameters alike) must be ISO 8601 text with an offset (`2026-11-25T18:00:00Z`, "
+    "`2026-11-25T19:00:00+01:00`; seconds and up to 6 decimals optional), "
+    f"from {EARLIEST:%Y-%m-%d} and before {LATEST:%Y-%m-%d}; a bare number (unix time), a date alone or a time "
+    "without an offset is refused with a 422 whose `loc` names the field. Inside, every time is UTC."
+)
+
+VALIDITY = (
+    "**A valid booking**: `id`, `user_id` (and `camera_id`, if given) match `" + SAFE_ID_PATTERN.strip("^$")
+    + "`; `end_time` after `start_time` (reported on `end_time`); at most `MAX_BOOKING_MINUTES` long, not "
+    "over; not already ended; no overlap with another booking on the same camera (a 409 naming it: "
+    "`detail.conflicting_id`). A list is created all or nothing, and one id twice in it is a 422. Creating is "
+    "idempotent: the same id with the same details again is a 200 with the stored booking, with different details "
+    "a 409. An id already stored is not judged by the time rules again, so a retry after a timeout still gets its "
+    "200 once the booking has started, ended or been recorded (or `MAX_BOOKING_MINUTES` has shrunk); new ids in "
+    "the same request get every check."
+)
 
 
 class Phase(StrEnum):
@@ -20,6 +35,36 @@ class Phase(StrEnum):
     in_progress = "in_progress"
     ended = "ended"
     recorded = "recorded"
+
+
+PHASE_RULES: dict[Phase, tuple[str, str, str]] = {
+    # phase: (which bookings, what PUT /bookings/{id} accepts, what DELETE /bookings/{id} does). A "409" at the
+    # start of a cell is checked against check_change / cancel_action by tests/api/test_booking_rules_doc.py.
+    Phase.upcoming: ("confirmed, not started", "any valid times", "removed (204)"),
+    Phase.in_progress: (
+        "confirmed and recording now (start <= now < end)",
+        "`end_time` only, not into the past; the recorder stops at the new end",
+        "ended now (200 with the booking, `end_time` = now): the recorder stops, keeps what it recorded, marks it "
+        "`completed`, and the video is made as usual"),
+    Phase.ended: (
+        "confirmed, its end has passed (being finalised), or `missed` (the slot passed with nothing recorded: "
+        "`status_reason` says why)", "409", "409"),
+    Phase.recorded: ("`completed`, `video_processed`, `video_uploaded`", "409",
+                     "409: the recording and its video are kept"),
+}
+
+PHASES = "\n".join([
+    "**Changing or cancelling a booking** depends on where it is in its life (now = the device's clock); every "
+    "change meets the rules of a valid booking, and rewrites `DATA_DIR/bookings.json` and the retained schedule "
+    "snapshot on `ezrec/<camera_id>/bookings`:",
+    "",
+    "| phase | booking | `PUT /bookings/{id}` (new `start_time`, `end_time`) | `DELETE /bookings/{id}` |",
+    "|---|---|---|---|",
+    *(f"| {p.value.replace('_', ' ')} | {who} | {put} | {delete} |" for p, (who, put, delete) in PHASE_RULES.items()),
+])
+
+RULES = "\n\n".join([TIMES, VALIDITY, PHASES])
+"""Everything above, as README's "API" section and the bookings endpoints' descriptions show it."""
 
 
 class RuleViolation(Exception):

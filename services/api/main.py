@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from services.api.auth import Authenticator
+from services.api.booking_rules import TIMES
 from services.api.deps import UNAUTHORIZED, AppState
 from services.api.device import DeviceWatch
 from services.api.events import EventHub
@@ -67,9 +68,7 @@ browser elements that cannot send headers.
 
 **Paths** are exact: with a trailing slash they answer 404, never a redirect.
 
-**Times** are ISO 8601 text with an offset (`Z` or `+01:00`), from 2000-01-01 and before 2100-01-01; a timestamp
-without an offset, a bare number (unix time) or a date alone is refused with a 422 whose `loc` names the field.
-"""
+""" + TIMES + "\n"  # one source: services/api/booking_rules.py, also README's
 
 TAGS = [
     {"name": "bookings", "description": "The schedule the recorder follows"},

@@ -2,7 +2,7 @@
 
 A camera yields either decoded frames (the recorder encodes them: synthetic/lavfi, V4L2) or
 already-encoded packets (the recorder remuxes them, no re-encode: RTSP/HTTP IP cameras, a file,
-Picamera2's hardware encoder). Each item carries its capture time as aware UTC.
+Picamera2's hardware encoder on a Pi 4). Each item carries its capture time as aware UTC.
 
 CAMERA_SOURCE:
   synthetic                lavfi testsrc2 paced at real time (the default off the Pi)
@@ -10,7 +10,9 @@ CAMERA_SOURCE:
   /dev/videoN | v4l2:<dev> a V4L2 device, decoded and encoded here
   rtsp://… http(s)://…     an IP camera's H.264/H.265 stream, remuxed
   file:<path>              a recording replayed as a live source (looped, paced), remuxed
-  picamera2                the Raspberry Pi camera (Pi only)
+  picamera2                the Raspberry Pi camera (Pi only): raw frames encoded here on a Pi 5 (picam_frames.py),
+                           Picamera2's hardware encoder remuxed on a Pi 4 (picam.py); `picamera2:frames` /
+                           `picamera2:encoder` force either
 """
 
 from __future__ import annotations

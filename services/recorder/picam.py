@@ -1,7 +1,9 @@
-"""The Raspberry Pi camera through Picamera2 (Pi only; the import is guarded).
+"""The Raspberry Pi camera through Picamera2's own encoder (Pi only; the import is guarded): the Pi 4's path.
 
-Picamera2's H264Encoder (the Pi 4's hardware encoder; a libav software encoder on the Pi 5)
-hands each encoded frame to an Output. Like picamera2's own PyavOutput, this output wraps the
+Picamera2's H264Encoder (the Pi 4's hardware encoder) hands each encoded frame to an Output. A Pi 5 has
+no hardware encoder (Picamera2's would be libx264 in software): there the recorder takes raw frames and
+encodes them once itself (picam_frames.py), so this path is the Pi 4's (or `CAMERA_SOURCE=picamera2:encoder`).
+Like picamera2's own PyavOutput, this output wraps the
 bytes in an av.Packet stamped with the sensor timestamp, and the segment writer muxes it with
 PyAV: no re-encode, no ffmpeg subprocess, precise timestamps.
 

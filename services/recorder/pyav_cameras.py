@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import av
 
-from services.recorder import testhooks
 from services.recorder.camera import Camera, CameraError, CapturedFrame, CapturedPacket, EncodedFormat
+from shared import failpoints
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,29 @@ def open_source(source: str, width: int, height: int, fps: int, stall_s: float, 
             return FileCamera(Path(source.removeprefix("file:")))
         if urlsplit(source).scheme in NETWORK_SCHEMES:
             return NetworkCamera(source, fps, stall_s)
-        if source == "picamera2":
-            from services.recorder.picam import Picamera2Camera
-
-            return Picamera2Camera(width, height, fps, bitrate, rotation)
+        if source in PICAMERA2_SOURCES:
+            return _picamera2(source, width, height, fps, bitrate, rotation)
     except (av.FFmpegError, OSError) as exc:
         raise CameraError(f"cannot open camera {_redact(source)}: {_scrub(exc, source)}") from None
     raise CameraError(f"unknown CAMERA_SOURCE {source!r}: use synthetic, lavfi:<graph>, /dev/videoN, "
-                      "rtsp://…, http(s)://…, file:<path> or picamera2")
+                      "rtsp://…, http(s)://…, file:<path> or picamera2[:frames|:encoder]")
+
+
+PICAMERA2_SOURCES = ("picamera2", "picamera2:frames", "picamera2:encoder")
+
+
+def _picamera2(source: str, width: int, height: int, fps: int, bitrate: int, rotation: int) -> Camera:
+    """`picamera2`: Picamera2's hardware encoder on a Pi 4, raw frames encoded here on a Pi 5 (no hardware
+    encoder: the recorder's one encode then replaces Picamera2's software one); `:frames` / `:encoder` force
+    either."""
+    from services.recorder.picam_frames import Picamera2Frames, hardware_encoder_available
+
+    mode = source.partition(":")[2] or ("encoder" if hardware_encoder_available() else "frames")
+    if mode == "frames":
+        return Picamera2Frames(width, height, fps, rotation)
+    from services.recorder.picam import Picamera2Camera
+
+    return Picamera2Camera(width, height, fps, bitrate, rotation)
 
 
 def _scrub(exc: BaseException, source: str) -> str:
@@ -118,13 +133,13 @@ class SyntheticCamera:
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = round(float(rate)) if rate else fps
         self.dropped = 0
-        self._freeze = testhooks.camera_freeze_file()
+        self._freeze = failpoints.camera_freeze_file()
 
     def frames(self) -> Iterator[CapturedFrame]:
         period = 1.0 / self.fps
         tick = math.ceil(time.time() * self.fps)
         for frame in self._container.decode(self._stream):
-            testhooks.hold_while_frozen(self._freeze)
+            failpoints.hold_while_frozen(self._freeze)
             due = tick / self.fps
             delay = due - time.time()
             if delay > 0:

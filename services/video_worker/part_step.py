@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.video_worker import testhooks
 from services.video_worker.assemble import recording_over
 from services.video_worker.booking_facts import booking_end, booking_user, capture_start
 from services.video_worker.context import WorkerContext
@@ -44,6 +43,7 @@ from services.video_worker.media.remux_check import (
     remux_blocker,
 )
 from services.video_worker.media.tail_reader import TailReader
+from shared import failpoints as testhooks
 from shared.atomic import fsync_dir
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import shutil
 
-from services.video_worker import testhooks
 from services.video_worker.booking_facts import recording_frames
 from services.video_worker.context import WorkerContext
 from services.video_worker.job_table import Job, JobState
 from services.video_worker.media.decode import describe_video
+from shared import failpoints as testhooks
 from shared.models import BookingStatus, Video, storage_path_for_video, video_id_for
 from shared.payloads import VideoUploaded
 from shared.timeutil import utc_now

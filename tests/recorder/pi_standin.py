@@ -12,10 +12,16 @@ Before encoding a frame it calls `pre_callback(request)` as Picamera2 does (its 
 encoder), where `MappedArray(request, "main")` maps the YUV420 buffer the encoder then reads, shaped as
 picamera2's helpers shape it: (height * 3/2, stride), with a stride padded past the width as libcamera's is;
 `request.get_metadata()["SensorTimestamp"]` is the sensor time in ns.
+
+`start()` without an encoder runs the same camera loop (Picamera2's event loop calls `pre_callback` for every
+completed request whether or not an encoder is attached), which is how a recorder takes raw frames.
+`picamera2.platform.get_platform()` answers `Platform.VC4` (a Pi 4, hardware encoder) unless a test sets
+`PiState.platform` to `Platform.PISP` (a Pi 5: no hardware encoder).
 """
 
 from __future__ import annotations
 
+import enum
 import sys
 import threading
 import time
@@ -96,10 +102,18 @@ class H264Encoder:
         self.output: Output | None = None
 
 
+class Platform(enum.Enum):
+    """picamera2.platform.Platform's members."""
+
+    VC4 = "vc4"
+    PISP = "pisp"
+
+
 @dataclass
 class PiState:
     """What the test arranges (an open failure) and observes (what picam.py asked the camera for)."""
 
+    platform: Platform = Platform.VC4
     init_error: Exception | None = None
     configure_error: Exception | None = None  # raised by configure(), after the camera was opened
     opened: list[Picamera2] = field(default_factory=list)
@@ -151,18 +165,33 @@ class Picamera2:
                                         daemon=True)
         self._thread.start()
 
-    def _encode(self, encoder: H264Encoder, output: Output) -> None:
+    def start(self, config: Any = None, show_preview: bool = False) -> None:
+        """The camera running with no encoder: every request goes through `pre_callback` only."""
+        if self.config is None:
+            raise RuntimeError("Camera must be configured before starting")
+        self._thread = threading.Thread(target=self._encode, args=(None, None), name="pi-camera", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.stopped = True
+
+    def _encode(self, encoder: H264Encoder | None, output: Output | None) -> None:
         assert self.config is not None
         width, height = self.config["main"]["size"]
         fps = float(self.config["controls"]["FrameRate"])
-        ctx = av.CodecContext.create("libx264", "w")
-        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-        ctx.time_base, ctx.framerate = Fraction(1, round(fps)), Fraction(round(fps))
-        ctx.gop_size, ctx.max_b_frames = encoder.iperiod or 60, 0
-        if encoder.bitrate:
-            ctx.bit_rate = encoder.bitrate
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": "scenecut=0"}
-        ctx.open()
+        ctx = None
+        if encoder is not None:
+            ctx = av.CodecContext.create("libx264", "w")
+            ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+            ctx.time_base, ctx.framerate = Fraction(1, round(fps)), Fraction(round(fps))
+            ctx.gop_size, ctx.max_b_frames = encoder.iperiod or 60, 0
+            if encoder.bitrate:
+                ctx.bit_rate = encoder.bitrate
+            ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": "scenecut=0"}
+            ctx.open()
         sensor0 = time.monotonic_ns()
         first_us: int | None = None
         n = 0
@@ -177,10 +206,13 @@ class Picamera2:
             buffer = _buffer(_picture(width, height, n), width, height, stride)
             if self.pre_callback is not None:
                 self.pre_callback(CompletedRequest({"main": buffer}, due_ns))
-            frame = av.VideoFrame.from_ndarray(_unpad(buffer, width, height, stride), format="yuv420p")
-            frame.pts = n
             if n in self.keep_frames:
                 self.encoded_frames.append(_unpad(buffer, width, height, stride)[:height].copy())
+            if ctx is None or output is None:  # no encoder: the callback was the frame's only reader
+                n += 1
+                continue
+            frame = av.VideoFrame.from_ndarray(_unpad(buffer, width, height, stride), format="yuv420p")
+            frame.pts = n
             for packet in ctx.encode(frame):
                 data = bytes(packet)
                 assert data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")), "Annex-B start code"
@@ -255,8 +287,11 @@ def install(monkeypatch: pytest.MonkeyPatch) -> PiState:
     encoders.H264Encoder = H264Encoder  # type: ignore[attr-defined]
     outputs = types.ModuleType("picamera2.outputs")
     outputs.Output = Output  # type: ignore[attr-defined]
-    picamera2.encoders, picamera2.outputs = encoders, outputs  # type: ignore[attr-defined]
+    platform = types.ModuleType("picamera2.platform")
+    platform.Platform = Platform  # type: ignore[attr-defined]
+    platform.get_platform = lambda: state.platform  # type: ignore[attr-defined]
+    picamera2.encoders, picamera2.outputs, picamera2.platform = encoders, outputs, platform  # type: ignore[attr-defined]
     for name, module in (("libcamera", libcamera), ("picamera2", picamera2), ("picamera2.encoders", encoders),
-                         ("picamera2.outputs", outputs)):
+                         ("picamera2.outputs", outputs), ("picamera2.platform", platform)):
         monkeypatch.setitem(sys.modules, name, module)
     return state

@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from services.recorder import testhooks
 from services.recorder.camera import Camera, CameraError, CapturedFrame
 from services.recorder.pyav_cameras import SyntheticCamera
+from shared import failpoints
 from shared.models import BookingStatus
 from shared.timeutil import utc_now
 from tests.recorder.conftest import decoded_frames, frame_times, recording, whole_second
@@ -122,7 +122,7 @@ def test_a_frozen_synthetic_camera_raises_camera_stall_and_keeps_the_footage_aro
     no frame comes, the recorder reports camera_stall for the booking and retries; once it is gone the footage
     resumes, and the booking's one video holds the frames before and after the freeze, none during it."""
     freeze = tmp_path / "camera.frozen"
-    monkeypatch.setenv(testhooks.FREEZE_ENV, str(freeze))
+    monkeypatch.setenv(failpoints.FREEZE_ENV, str(freeze))
     start = whole_second(1.0)
     end = start + timedelta(seconds=6)
     freeze_at, thaw_at = start + timedelta(seconds=1.5), start + timedelta(seconds=3.5)

@@ -15,7 +15,7 @@ cancel_before: DELETE before its start (204, nothing recorded); end_early: DELET
 now, the footage so far kept); shorten: PUT a nearer end while recording."""
 CameraKind = Literal["rtsp", "synthetic"]
 """rtsp: a real RTSP server, remuxed (frozen by SIGSTOP, restarted by kill -9); synthetic: the recorder's own
-test pattern, encoded at capture (frozen through its test hook, services/recorder/testhooks.py; it has no server
+test pattern, encoded at capture (frozen through its test hook, shared/failpoints.py; it has no server
 to restart, so camera_restart is skipped)."""
 
 USERS = {"u-intro": ("intro", "logo"), "u-logo": ("logo",), "u-plain": ()}

@@ -127,7 +127,7 @@ class RtspCamera:
 
 class SyntheticSource:
     """The recorder's own synthetic camera (CAMERA_SOURCE=synthetic, encoded at capture), frozen through its test
-    hook: while the freeze file exists it delivers no frame (services/recorder/testhooks.py). No server: it
+    hook: while the freeze file exists it delivers no frame (shared/failpoints.py). No server: it
     cannot be killed and restarted, so the soak skips camera_restart on it."""
 
     url = "synthetic"

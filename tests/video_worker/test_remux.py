@@ -388,3 +388,25 @@ def test_the_whole_recording_fallback_reads_the_finished_folder_and_never_draws_
     assert np.abs(blocks(finished) - blocks(captured)).max() < 8, "the logo is blended once, at capture"
     assert not booking_dir.path.exists(), "the segment folder goes once the video is uploaded"
     assert not list(settings.processed_dir.rglob("whole-input.mp4")), "the fallback's joined copy is removed"
+
+
+def test_a_camera_that_drew_the_logos_itself_never_gets_them_drawn_twice(tmp_path):
+    """Picamera2's segments carry the logo stamp but no format stamp (its own encoder): the fallback transcode
+    they take must not blend the booking's logos over the ones the camera's pre_callback already drew."""
+    from fractions import Fraction
+
+    from services.video_worker.media.remux_check import SegmentHeader, logos_to_draw, remux_blocker
+    from shared.capture_stamp import logo_fingerprint
+
+    logo = make_logo_png(tmp_path / "logo.png")
+    specs = [LogoSpec(path=logo, corner="top-right")]
+    booking = logo_fingerprint(specs)
+    drawn_by_camera = SegmentHeader(format_json=None, logos=booking, extradata=b"", time_base=Fraction(1, 1000),
+                                    has_audio=False)
+    assert remux_blocker(drawn_by_camera, None, booking, None, None)[0] == Reason.remuxed_source  # type: ignore[arg-type,index]
+    assert logos_to_draw(drawn_by_camera, specs, booking) == []
+    other = SegmentHeader(format_json=None, logos="0123456789abcdef", extradata=b"", time_base=Fraction(1, 1000),
+                          has_audio=False)
+    assert logos_to_draw(other, specs, booking) == specs  # the camera drew other logos: the booking's go on top
+    copied = SegmentHeader(format_json=None, logos=None, extradata=b"", time_base=Fraction(1, 1000), has_audio=False)
+    assert logos_to_draw(copied, specs, booking) == specs  # an IP camera's packets: nothing was drawn

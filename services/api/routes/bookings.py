@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from services.api.booking_rules import (
+    PHASES,
+    VALIDITY,
     Phase,
     RuleViolation,
     cancel_action,
@@ -25,25 +27,8 @@ from shared.timeutil import StrictUtcDatetime, utc_now
 
 router = APIRouter(prefix="/bookings", tags=["bookings"], responses=UNAUTHORIZED)
 
-RULES = """
-**What may change, by the booking's phase** (now = the device's clock):
-
-- *upcoming* (confirmed, not started): PUT accepts any valid times; DELETE removes it (**204**).
-- *in progress* (confirmed, start <= now < end): PUT may change `end_time` only, not into the past, and the
-  recorder stops at the new end; DELETE ends it now (**200** with the booking, `end_time` = now): the
-  recorder stops, keeps what it recorded and the video is made as usual.
-- *ended* (confirmed, end passed: being finalised; or `missed`: the slot passed with nothing recorded, see
-  `status_reason`): PUT and DELETE answer **409**.
-- *recorded* (`completed`, `video_processed`, `video_uploaded`): PUT and DELETE answer **409**;
-  the recording and its video are kept.
-
-Every change keeps the creation rules: aware ISO 8601 times, end after start, at most MAX_BOOKING_MINUTES,
-no overlap with another booking on the same camera (409 naming it). The retained schedule snapshot on
-`ezrec/<camera_id>/bookings` and `DATA_DIR/bookings.json` are rewritten after every change.
-"""
-
 BookingId = Annotated[str, Path(pattern=SAFE_ID_PATTERN, examples=["court1-2026-11-25-1800"],
-                                description="The booking's id, as given at creation ([A-Za-z0-9_-]{1,64})")]
+                                description=f"The booking's id, as given at creation ({SAFE_ID_PATTERN.strip('^$')})")]
 
 _EXAMPLE = {
     "id": "court1-2026-11-25-1800",
@@ -102,16 +87,12 @@ def _check_new(items: list[BookingIn], single: bool, max_minutes: int, stored: C
     status_code=status.HTTP_201_CREATED,
     dependencies=[Authorized],
     summary="Create one booking or a list (all or nothing)",
-    description="Idempotent: sending the same id with the same details again answers 200 with the stored "
-    "booking, even once it has started, ended or been recorded (a retry after a timeout is safe); the same id "
-    "with different details is a 409. The time rules (not too long, not ended) apply to new ids only. Times "
-    "must carry an offset (`Z` or `+01:00`).",
+    description=VALIDITY,
     responses={
         200: {"model": Booking | list[Booking], "description": "Every booking already existed, identical"},
         409: {**_CONFLICT, "description": "Same id with different details, or overlap with another booking"},
         **BODY_ERRORS,
-        422: {"description": "Naive timestamp, end not after start, bad id; for a new id also too long or "
-              "ends in the past"},
+        422: {"description": "A rule of a valid booking broken (above); `loc` names the field"},
     },
 )
 def create_bookings(
@@ -183,12 +164,12 @@ def get_booking(state: State, principal: Reader, booking_id: BookingId) -> Booki
     response_model=Booking,
     dependencies=[Authorized],
     summary="Change a booking's start and end",
-    description=RULES,
+    description=PHASES,
     responses={**_NOT_FOUND,
                409: {**_CONFLICT, "description": "Overlap (names the other booking), or the booking's phase "
                      "forbids the change (names this booking)"},
                **BODY_ERRORS,
-               422: {"description": "Naive timestamp, end not after start, too long, ends in the past"}},
+               422: {"description": "A rule of a valid booking broken; `loc` names the field"}},
 )
 def update_booking(state: State, booking_id: BookingId, body: BookingTimes) -> Booking:
     booking = state.store.get_booking(booking_id)
@@ -216,7 +197,7 @@ def update_booking(state: State, booking_id: BookingId, body: BookingTimes) -> B
     response_class=Response,
     dependencies=[Authorized],
     summary="Cancel a booking (or end one that is recording)",
-    description=RULES,
+    description=PHASES,
     responses={200: {"model": Booking, "description": "It was recording: ended now, the recording so far is kept"},
                204: {"description": "It had not started: removed"},
                **_NOT_FOUND,

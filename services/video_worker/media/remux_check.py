@@ -5,7 +5,8 @@ before its one encode and its format is stamped on it (shared/capture_stamp.py).
 (hard-linked, so not one byte is copied) when all of these hold; otherwise it is transcoded, and the
 reason is recorded on the part, the job and the events:
 
-  remuxed_source         no stamp: the recorder copied a camera's packets (RTSP/HTTP/file), no logo on them
+  remuxed_source         no format stamp: the recorder copied a camera's packets (RTSP/HTTP/file: no logo on
+                         them; Picamera2: logos drawn by its pre_callback, stamped, never drawn twice)
   logo_changed           the booking's logos (its plan) are not the ones blended at capture
   parameter_sets_differ  its format is not the booking's, or its SPS/PPS or time base are not the intro's
   damaged_segment        its header or packets do not read cleanly (a crash mid-write, a bad card)
@@ -163,8 +164,9 @@ def parameter_sets(extradata: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, ..
 
 def logos_to_draw(header: SegmentHeader | None, specs: list[LogoSpec], booking_logos: str) -> list[LogoSpec]:
     """What a transcode of this segment must draw: nothing when capture already blended the booking's logos
-    (a damaged segment or other parameter sets), else the booking's."""
-    if header is not None and header.stamped and header.logos == booking_logos:
+    (a damaged segment, other parameter sets, or a camera that drew them before its own encoder: Picamera2's
+    segments carry the logo stamp without a format stamp), else the booking's."""
+    if header is not None and header.logos is not None and header.logos == booking_logos:
         return []
     return specs
 

@@ -17,9 +17,9 @@ from typing import TypeVar
 import av
 from av.bitstream import BitStreamFilterContext
 
-from services.video_worker import testhooks
 from services.video_worker.media.audio_track import AudioTrack
 from services.video_worker.media.decode import MediaSource
+from shared import failpoints
 from shared.overlay import FramePool, PreparedLogo, blend_logos
 from shared.video_format import OutputFormat, add_format_stream, is_full_range, to_limited_range
 
@@ -83,7 +83,7 @@ class VideoOutput:
         self.container.mux(self.stream.encode(frame))
         self.next_pts += 1
         self._after_frame()
-        testhooks.frame_encoded()
+        failpoints.frame_encoded()
 
     def copy_from(self, path: Path) -> int:
         """Append a file encoded with this format by packet copy; returns its frame count.
