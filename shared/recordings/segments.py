@@ -147,6 +147,7 @@ def _resume(tally: Path | None, segments: list[Path]) -> tuple[_Walk, list[Path]
         return _Walk(), segments
     try:
         saved = SegmentTally.model_validate_json(tally.read_bytes())
+        walk = saved.walk()
     except FileNotFoundError:
         return _Walk(), segments
     except (OSError, ValidationError, ValueError, ZeroDivisionError) as exc:
@@ -161,7 +162,7 @@ def _resume(tally: Path | None, segments: list[Path]) -> tuple[_Walk, list[Path]
     if not same:
         log.warning("segment tally %s does not match the segments on disk; counting every segment", tally)
         return _Walk(), segments
-    return saved.walk(), segments[done:]
+    return walk, segments[done:]
 
 
 def _result(segments: list[Path], origin: datetime, walk: _Walk, path: Path) -> JoinResult:
