@@ -39,8 +39,8 @@ import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from services.recorder.timeline import capture_times  # noqa: E402
 from shared.models import BookingIn  # noqa: E402
+from shared.recordings.timeline import capture_times  # noqa: E402
 from shared.schedule_cache import write_snapshot  # noqa: E402
 from shared.store import LocalStore  # noqa: E402
 from shared.timeutil import utc_now  # noqa: E402

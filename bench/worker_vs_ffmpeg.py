@@ -140,8 +140,8 @@ def encode_only(rec: Path, out: Path, seconds: int) -> None:
     import av
 
     sys.path.insert(0, str(ROOT))
-    from services.video_worker.source import MediaSource
-    from services.video_worker.video_out import VideoOutput
+    from services.video_worker.media.decode import MediaSource
+    from services.video_worker.media.video_out import VideoOutput
     from shared.video_encode import EncodeSettings
     from shared.video_format import derive_format
 

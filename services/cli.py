@@ -135,8 +135,8 @@ def _is_number(text: str) -> bool:
 def cmd_process(args: argparse.Namespace) -> int:
     """One-shot: refuses an output that is one of its inputs, and fails (nothing written) on an intro or
     logo it cannot use, unless --allow-missing-media asks for the video without it."""
-    from services.video_worker.intro_cache import IntroCache
-    from services.video_worker.pipeline import EncodeSettings, RecordingUnreadable, process_video
+    from services.video_worker.media.intro_cache import IntroCache
+    from services.video_worker.media.process import EncodeSettings, RecordingUnreadable, process_video
     from shared.atomic import fsync_dir
     from shared.logo_layout import place_logos
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
+from shared.file_hash import file_sha256
 from shared.overlay import LogoSpec
 
 FORMAT_KEY = "ezrec_format"
@@ -24,20 +24,12 @@ LOGOS_KEY = "ezrec_logos"
 NO_LOGOS = "none"
 
 
-def _content_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def logo_fingerprint(logos: Sequence[LogoSpec]) -> str:
     """Content and placement of the logos, in drawing order; a renamed but identical file keeps it."""
     if not logos:
         return NO_LOGOS
     parts = [
-        {"sha256": _content_sha256(spec.path), "corner": spec.corner,
+        {"sha256": file_sha256(spec.path), "corner": spec.corner,
          "width_fraction": round(spec.width_fraction, 6), "margin_fraction": round(spec.margin_fraction, 6)}
         for spec in logos
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.video_worker.jobs import JobState, PartState
+from services.video_worker.job_table import JobState, PartState
 from tests.test_docs_topics import code_topics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from services.api.schemas import BookingsIn
-from services.recorder.intake import LooseSchedule, judge, judge_booking
+from services.recorder.schedule_intake import LooseSchedule, judge, judge_booking
 from shared import payloads
 from shared.models import BookingIn
 

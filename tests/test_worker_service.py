@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from services.recorder.join import join_segments
-from services.video_worker import jobs as jobs_module
-from services.video_worker.intro_cache import file_sha256
+from services.video_worker import job_table as jobs_module
 from services.video_worker.service import build
 from shared.bus import MqttBus
+from shared.file_hash import file_sha256
 from shared.models import BookingIn, BookingStatus, LogoPlacement, UserSettings
 from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment
+from shared.recordings.segments import join_segments
 from shared.store import LocalStore
 from shared.timeutil import utc_now
 from shared.topics import MEDIA_UPDATED
@@ -305,7 +305,7 @@ def test_the_users_logo_placements_are_drawn_where_the_settings_say(settings, tm
 
 
 def test_media_updates_fetch_prepare_and_invalidate(settings, tmp_path, run_worker):
-    from services.video_worker.pipeline import EncodeSettings
+    from services.video_worker.media.process import EncodeSettings
     from shared.video_format import OutputFormat
 
     store = LocalStore(settings.data_dir)
@@ -363,9 +363,9 @@ def test_changed_settings_apply_to_the_next_booking_even_without_an_event(settin
 def test_video_is_joined_along_with_the_last_segments(settings, run_worker, caplog):
     """Near its end, a booking's join streams: it copies each segment as soon as it is processed."""
     from services.recorder.camera import CapturedFrame
-    from services.recorder.layout import BookingDir
     from services.recorder.writer import EncodeSpec, SegmentWriter
     from shared.payloads import RecordingSegment, ScheduledBooking
+    from shared.recordings.layout import BookingDir
     from tests.video_worker.segments import numbered_frame
 
     store = LocalStore(settings.data_dir)

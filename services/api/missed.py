@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.models import Booking, BookingStatus
 from shared.payloads import RecorderFault, RecordingStarted
+from shared.recordings.layout import joined_recording
 from shared.runtime import heartbeat_path
 from shared.settings import Settings
 from shared.store import Store
@@ -175,7 +176,7 @@ class MissedSweeper:
 
     def recorded_here(self, booking_id: str) -> bool:
         raw = self.settings.raw_dir
-        return (raw / f"{booking_id}.mp4").exists() or (raw / booking_id).is_dir()
+        return joined_recording(raw, booking_id).exists() or (raw / booking_id).is_dir()
 
     def sweep(self) -> list[Booking]:
         cutoff = self.clock() - self.grace

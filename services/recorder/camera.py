@@ -82,10 +82,10 @@ class Camera(Protocol):
 
 def open_camera(settings: Settings) -> Camera:
     """The configured source, with rotation applied (pixels for encoded sources, metadata for remux)."""
-    from services.recorder import sources
+    from services.recorder import pyav_cameras
     from services.recorder.rotate import rotated
 
-    camera = sources.open_source(settings.camera_source, settings.camera_width, settings.camera_height,
-                                 settings.camera_fps, settings.camera_stall_s, settings.camera_bitrate,
-                                 settings.camera_rotation)
+    camera = pyav_cameras.open_source(settings.camera_source, settings.camera_width, settings.camera_height,
+                                      settings.camera_fps, settings.camera_stall_s, settings.camera_bitrate,
+                                      settings.camera_rotation)
     return rotated(camera, settings.camera_rotation)

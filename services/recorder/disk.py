@@ -15,8 +15,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from services.recorder.layout import SAFE_ID
 from shared.models import BookingStatus
+from shared.recordings.layout import SAFE_ID, VIDEO_SUFFIX
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class DiskGuard:
             for entry in folder.iterdir():
                 if entry.is_dir():
                     booking_id = entry.name if with_dirs else ""
-                elif entry.suffix == ".mp4":
+                elif entry.suffix == VIDEO_SUFFIX:
                     booking_id = entry.stem
                 else:
                     continue

@@ -16,20 +16,7 @@ log = logging.getLogger(__name__)
 
 CAMERA_KINDS = ("camera_open", "camera_stall", "camera_error")
 RETRY_S = (0.5, 1, 2, 5, 10, 30)
-
-
-class Backoff:
-    def __init__(self, steps: tuple[float, ...] = RETRY_S) -> None:
-        self.steps = steps
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = self.steps[min(self.failures, len(self.steps) - 1)]
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
+"""The camera's waits between attempts (shared.backoff.StepBackoff)."""
 
 
 class FaultReporter:

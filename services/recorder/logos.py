@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.recorder.layout import BookingDir
-from services.video_worker.media import MediaCache
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
+from shared.media_cache import MediaCache
 from shared.overlay import LogoSpec, PreparedLogo, load_logos
 from shared.payloads import MediaUpdated, ScheduledBooking
+from shared.recordings.layout import BookingDir
 
 log = logging.getLogger(__name__)
 

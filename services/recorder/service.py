@@ -20,25 +20,18 @@ import av
 
 from services.recorder.camera import Camera, CameraError, CameraStalled, Captured, CapturedPacket, open_camera
 from services.recorder.disk import MB, DiskGuard, FreeSpaceProbe
-from services.recorder.faults import CAMERA_KINDS, Backoff, FaultReporter
+from services.recorder.faults import CAMERA_KINDS, RETRY_S, FaultReporter
 from services.recorder.feed import CameraFeed
 from services.recorder.highlight_button import Closeable, start_button
-from services.recorder.highlights import HighlightDesk
-from services.recorder.intake import LooseSchedule
-from services.recorder.join import (
-    JoinResult,
-    NothingRecorded,
-    count_closed,
-    describe_recording,
-    describe_segments,
-)
-from services.recorder.layout import BookingDir, BookingMeta, FinishedMeta, booking_dirs, stale_join_temps
+from services.recorder.highlight_presses import HighlightDesk
 from services.recorder.logos import CaptureLogos, Geometry
-from services.recorder.plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
-from services.recorder.source import ScheduleSource
+from services.recorder.schedule_intake import LooseSchedule
+from services.recorder.schedule_plan import active_at, camera_due, keep_camera, recordable, seconds_until_due
+from services.recorder.schedule_source import ScheduleSource
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
-from services.video_worker.media import MediaCache
+from shared.backoff import StepBackoff
 from shared.bus import MqttBus
+from shared.media_cache import MediaCache
 from shared.models import BookingStatus
 from shared.overlay import PreparedLogo
 from shared.payloads import (
@@ -48,6 +41,21 @@ from shared.payloads import (
     RecordingSegment,
     RecordingStarted,
     ScheduledBooking,
+)
+from shared.recordings.layout import (
+    BookingDir,
+    BookingMeta,
+    FinishedMeta,
+    booking_dirs,
+    joined_recording,
+    stale_join_temps,
+)
+from shared.recordings.segments import (
+    JoinResult,
+    NothingRecorded,
+    count_closed,
+    describe_recording,
+    describe_segments,
 )
 from shared.settings import Settings
 from shared.store import Store
@@ -97,7 +105,7 @@ class Recorder:
         self._finalizing: set[str] = set()
         self._lock = threading.Lock()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-io")
-        self._backoff = Backoff()
+        self._backoff = StepBackoff(RETRY_S)
         self.highlights: HighlightDesk | None = None
         self.button: Closeable | None = None
         self.logos = logos or CaptureLogos(MediaCache(store, settings.media_dir))
@@ -109,7 +117,7 @@ class Recorder:
     # ---- planning --------------------------------------------------------------------------------
 
     def _is_done(self, booking_id: str) -> bool:
-        if booking_id in self._done or (self.settings.raw_dir / f"{booking_id}.mp4").exists() \
+        if booking_id in self._done or joined_recording(self.settings.raw_dir, booking_id).exists() \
                 or BookingDir(self.settings.raw_dir, booking_id).finished_path.exists():
             return True
         try:

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 import av
 from av.video.frame import PictureType
 
-from services.recorder import timeline
 from services.recorder.camera import Captured, CapturedFrame, CapturedPacket, EncodedFormat
 from services.recorder.logos import NONE, BookingLogos, Geometry, PreparedSet
 from shared import capture_stamp
 from shared.atomic import fsync_dir
 from shared.overlay import blend_logos
+from shared.recordings import timeline
 from shared.video_encode import EncodeSettings
 from shared.video_format import OutputFormat, add_format_stream, derive_format
 

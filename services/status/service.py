@@ -15,10 +15,10 @@ from services.status import alerts
 from services.status.availability import OFFLINE, UNKNOWN, Availability
 from services.status.discovery import discovery_configs, present_fields
 from services.status.metrics import Probes, device_model, system_metrics
-from services.status.pipeline import PipelineTracker, count_queue
+from services.status.pipeline_tracker import PipelineTracker, count_queue
 from services.status.reachability import cloud_reachable
-from services.video_worker.jobs import TABLE_FILE
 from shared.bus import MqttBus
+from shared.job_states import TABLE_FILE
 from shared.models import SAFE_ID_PATTERN, SystemStatusRow
 from shared.payloads import RecordingFinished, RecordingStarted, StatusSnapshot
 from shared.settings import Settings

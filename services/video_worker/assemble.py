@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .jobs import Job, Part, PartState
+from services.video_worker.job_table import Job, Part, PartState
 
 END_TOLERANCE_FRAMES = 1.5
 """The last frame of a booking is captured one frame before its end; this much slack for timing jitter."""

@@ -11,16 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.recorder.layout import FINISHED_NAME
+from services.video_worker.job_table import JobTable
+from services.video_worker.media.intro_cache import IntroCache
+from services.video_worker.media.process import EncodeSettings
 from shared.bus import MqttBus
+from shared.media_cache import MediaCache
 from shared.payloads import VideoFailed, VideoProgress
+from shared.recordings.layout import (
+    finished_recording,
+    held_path,
+    joined_recording,
+    output_path,
+    part_path,
+    parts_dir,
+)
 from shared.settings import Settings
 from shared.store import Store
-
-from .intro_cache import IntroCache
-from .jobs import JobTable
-from .media import MediaCache
-from .pipeline import EncodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,31 +87,24 @@ class WorkerContext:
     def raw_path(self, booking_id: str, raw_file: str | None = None) -> Path:
         """The booking's recording: its finished segment folder (`<id>`), or a joined `<id>.mp4` (recorders
         before issue 12); the default is the joined file's name."""
-        return self.settings.raw_dir / (raw_file or f"{booking_id}.mp4")
+        return self.settings.raw_dir / raw_file if raw_file else joined_recording(self.settings.raw_dir, booking_id)
 
     def recording_on_disk(self, booking_id: str, raw_file: str | None = None) -> Path | None:
-        """The booking's finished recording, if there: a joined file, or a segment folder the recorder
-        marked finished (RAW/<id>/.finished.json: the recording is over, its segments are all there)."""
-        names = [raw_file] if raw_file else [f"{booking_id}.mp4", booking_id]
-        for name in names:
-            path = self.settings.raw_dir / name
-            if path.is_file() or (path.is_dir() and (path / FINISHED_NAME).is_file()):
-                return path
-        return None
+        """The booking's finished recording, if there (see layout.finished_recording)."""
+        return finished_recording(self.settings.raw_dir, booking_id, raw_file)
 
     def output_path(self, booking_id: str) -> Path:
-        return self.settings.processed_dir / f"{booking_id}.mp4"
+        return output_path(self.settings.processed_dir, booking_id)
 
     def parts_dir(self, booking_id: str) -> Path:
-        return self.settings.processed_dir / booking_id
+        return parts_dir(self.settings.processed_dir, booking_id)
 
     def part_path(self, booking_id: str, idx: int) -> Path:
-        return self.parts_dir(booking_id) / f"part-{idx:05d}.mp4"
+        return part_path(self.settings.processed_dir, booking_id, idx)
 
     def held_path(self, booking_id: str, idx: int) -> Path:
-        """A hard link to a segment the remux path will use, taken while the recorder still writes it: the
-        recorder deletes its segments moments after the booking's end, the link keeps them for the join."""
-        return self.parts_dir(booking_id) / f"held-{idx:05d}.mp4"
+        """A hard link keeping a recorder segment for the remux join (see layout.held_path)."""
+        return held_path(self.settings.processed_dir, booking_id, idx)
 
     def segment_file(self, booking_id: str, idx: int, file: str) -> Path | None:
         """Where a segment can be read: the recorder's file, else the worker's held link; None if neither."""

@@ -12,24 +12,31 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.recorder.join import NothingRecorded, join_segments
-from services.recorder.layout import BookingDir
+from services.video_worker.assemble import Decision, assess, recording_over
+from services.video_worker.booking_facts import booking_end, recording_frames
+from services.video_worker.context import WorkerContext
+from services.video_worker.job_table import Job, JobState, Part, PartState
+from services.video_worker.media.decode import describe_video
+from services.video_worker.media.intro import PreparedIntro
+from services.video_worker.media.memory import release_memory
+from services.video_worker.media.process import RecordingUnreadable, prepared_intro, process_video
+from services.video_worker.media.remux_check import (
+    REMUX,
+    TRANSCODE,
+    HeaderUnreadable,
+    Reason,
+    SegmentHeader,
+    logos_to_draw,
+    read_header,
+)
+from services.video_worker.media.remux_join import JoinAborted, JoinMismatch, JoinResult, join_parts
+from services.video_worker.part_step import JOIN_LEAD_SEGMENTS, booking_logos
 from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed
+from shared.recordings.layout import WHOLE_INPUT_NAME, BookingDir
+from shared.recordings.segments import NothingRecorded, join_segments
 from shared.video_format import OutputFormat
-
-from .assemble import Decision, assess, recording_over
-from .context import WorkerContext
-from .facts import booking_end, recording_frames
-from .intro import PreparedIntro
-from .jobs import Job, JobState, Part, PartState
-from .join import JoinAborted, JoinMismatch, JoinResult, join_parts
-from .memory import release_memory
-from .part_step import JOIN_LEAD_SEGMENTS, booking_logos
-from .pipeline import RecordingUnreadable, prepared_intro, process_video
-from .remux import REMUX, TRANSCODE, HeaderUnreadable, Reason, SegmentHeader, logos_to_draw, read_header
-from .source import describe_video
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +275,7 @@ def _joined_input(ctx: WorkerContext, job: Job) -> tuple[Path, SegmentHeader | N
     origin = meta.origin if meta else booking.start_time if booking else header.first_capture if header else None
     if origin is None:
         raise RecordingUnreadable(f"{booking_dir.path.name}: no time origin for its segments")
-    target = ctx.parts_dir(job.booking_id) / "whole-input.mp4"
+    target = ctx.parts_dir(job.booking_id) / WHOLE_INPUT_NAME
     ctx.drop_temps(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

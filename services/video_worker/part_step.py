@@ -1,6 +1,6 @@
 """One recorder segment -> one processed piece (logos + the single encode), while the booking is still running.
 
-A segment still being written is followed live (tail.py). The booking's output format and media are
+A segment still being written is followed live (media/tail_reader.py). The booking's output format and media are
 fixed at its first processed segment (its plan), so every piece of one booking joins by copy.
 When the last segment is done and the booking is over, the booking's job is created at once, without
 waiting for the recorder to join its segments.
@@ -16,19 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import failpoints as testhooks
-from shared.atomic import fsync_dir
-from shared.capture_stamp import NO_LOGOS, logo_fingerprint
-from shared.overlay import LogoSpec
-from shared.video_format import OutputFormat
-
-from .assemble import recording_over
-from .context import WorkerContext
-from .facts import booking_end, booking_user, capture_start
-from .jobs import JobState, Part, PartState
-from .memory import release_memory
-from .pipeline import RecordingUnreadable, encode_part, prepared_intro, prepared_logos, recording_format
-from .remux import (
+from services.video_worker.assemble import recording_over
+from services.video_worker.booking_facts import booking_end, booking_user, capture_start
+from services.video_worker.context import WorkerContext
+from services.video_worker.job_table import JobState, Part, PartState
+from services.video_worker.media.decode import MediaSource, SourceError, count_video_packets
+from services.video_worker.media.memory import release_memory
+from services.video_worker.media.process import (
+    RecordingUnreadable,
+    encode_part,
+    prepared_intro,
+    prepared_logos,
+    recording_format,
+)
+from services.video_worker.media.remux_check import (
     REMUX,
     TRANSCODE,
     HeaderUnreadable,
@@ -41,8 +42,13 @@ from .remux import (
     read_header,
     remux_blocker,
 )
-from .source import MediaSource, SourceError, count_video_packets
-from .tail import TailReader
+from services.video_worker.media.tail_reader import TailReader
+from shared import failpoints as testhooks
+from shared.atomic import fsync_dir
+from shared.capture_stamp import NO_LOGOS, logo_fingerprint
+from shared.overlay import LogoSpec
+from shared.recordings.layout import segment_index, segment_name
+from shared.video_format import OutputFormat
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +84,8 @@ def segment_closed(ctx: WorkerContext, booking_id: str, path: Path, now: float |
 
 
 def _successor_exists(path: Path) -> bool:
-    stem = path.stem  # seg-NNNNN
-    try:
-        idx = int(stem.split("-", 1)[1])
-    except (IndexError, ValueError):
-        return False
-    return (path.parent / f"seg-{idx + 1:05d}.mp4").exists()
+    idx = segment_index(path)
+    return idx is not None and (path.parent / segment_name(idx + 1)).exists()
 
 
 def process_part(ctx: WorkerContext, part: Part) -> None:

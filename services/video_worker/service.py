@@ -17,19 +17,19 @@ import threading
 import time
 from collections.abc import Callable
 
+from services.video_worker.context import WorkerContext
+from services.video_worker.finish_step import finish_job
+from services.video_worker.highlights.loop import HighlightLoop
+from services.video_worker.job_intake import Intake
+from services.video_worker.job_table import Job, JobState, JobTable, LostLease
+from services.video_worker.part_step import process_part
+from services.video_worker.upload_step import upload_job
 from shared.bus import MqttBus
+from shared.job_states import TABLE_FILE
 from shared.payloads import HighlightClip, MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
 from shared.settings import Settings
 from shared.store import Store
 from shared.topics import MEDIA_UPDATED
-
-from .context import WorkerContext
-from .finish_step import finish_job
-from .highlights.loop import HighlightLoop
-from .intake import Intake
-from .jobs import TABLE_FILE, JobState, JobTable, LostLease
-from .part_step import process_part
-from .upload_step import upload_job
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ class VideoWorker:
         ctx = self.ctx
         ctx.stop = stop
         ctx.jobs.release_all(ctx.owners)  # rows a previous run of this worker held: free at once
-        helpers = [threading.Thread(target=self._job_loop, args=(stop,), name="worker-jobs", daemon=True),
-                   threading.Thread(target=self._upload_loop, args=(stop,), name="worker-upload", daemon=True),
+        state_loops = [("worker-jobs", "jobs", JobState.pending, ctx.finish_owner, ctx.finish_wake, finish_job),
+                       ("worker-upload", "uploads", JobState.processed, ctx.upload_owner, ctx.upload_wake, upload_job)]
+        helpers = [*(threading.Thread(target=self._state_loop, args=(stop, *args), name=name, daemon=True)
+                     for name, *args in state_loops),
                    self.highlights.thread(stop)]
         for thread in helpers:
             thread.start()
@@ -93,35 +95,23 @@ class VideoWorker:
                 wait = ERROR_PAUSE_S
             self._sleep(ctx.wake, wait, next_scan - time.time())
 
-    def _job_loop(self, stop: threading.Event) -> None:
-        ctx, owner = self.ctx, self.ctx.finish_owner
+    def _state_loop(self, stop: threading.Event, loop: str, state: JobState, owner: str, wake: threading.Event,
+                    step: Callable[[WorkerContext, Job], None]) -> None:
+        """The job loop (pending -> made) and the upload loop (processed -> uploaded): claim the next job in
+        `state`, run `step` on it, else sleep until one is due or `wake` is set."""
+        ctx = self.ctx
         while not stop.is_set():
             try:
-                job = ctx.jobs.claim(owner, [JobState.pending])
+                job = ctx.jobs.claim(owner, [state])
                 if job is not None:
-                    self._step("jobs", job.booking_id, lambda j=job: finish_job(ctx, j),
+                    self._step(loop, job.booking_id, lambda j=job: step(ctx, j),
                                lambda error, j=job: ctx.jobs.retry_later(j.booking_id, owner, error))
                     continue
-                wait = ctx.jobs.seconds_until_next([JobState.pending], time.time())
-            except Exception:
-                log.exception("job loop")
+                wait = ctx.jobs.seconds_until_next([state], time.time())
+            except Exception:  # the table itself failed (disk, lock timeout): pause, then carry on
+                log.exception("%s loop", "job" if loop == "jobs" else "upload")
                 wait = ERROR_PAUSE_S
-            self._sleep(ctx.finish_wake, wait, ctx.settings.video_worker_check_interval)
-
-    def _upload_loop(self, stop: threading.Event) -> None:
-        ctx, owner = self.ctx, self.ctx.upload_owner
-        while not stop.is_set():
-            try:
-                job = ctx.jobs.claim(owner, [JobState.processed])
-                if job is not None:
-                    self._step("uploads", job.booking_id, lambda j=job: upload_job(ctx, j),
-                               lambda error, j=job: ctx.jobs.retry_later(j.booking_id, owner, error))
-                    continue
-                wait = ctx.jobs.seconds_until_next([JobState.processed], time.time())
-            except Exception:
-                log.exception("upload loop")
-                wait = ERROR_PAUSE_S
-            self._sleep(ctx.upload_wake, wait, ctx.settings.video_worker_check_interval)
+            self._sleep(wake, wait, ctx.settings.video_worker_check_interval)
 
     @staticmethod
     def _sleep(event: threading.Event, due: float | None, cap: float) -> None:

@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import shutil
 
+from services.video_worker.booking_facts import recording_frames
+from services.video_worker.context import WorkerContext
+from services.video_worker.job_table import Job, JobState
+from services.video_worker.media.decode import describe_video
 from shared import failpoints as testhooks
 from shared.models import BookingStatus, Video, storage_path_for_video, video_id_for
 from shared.payloads import VideoUploaded
 from shared.timeutil import utc_now
-
-from .context import WorkerContext
-from .facts import recording_frames
-from .jobs import Job, JobState
-from .source import describe_video
 
 log = logging.getLogger(__name__)
 

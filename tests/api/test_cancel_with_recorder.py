@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import httpx
 
-from services.recorder.layout import BookingDir
+from shared.recordings.layout import BookingDir
 from shared.timeutil import isoformat_z, utc_now
 from tests.api.conftest import AUTH
 

@@ -340,7 +340,8 @@ def test_the_services_panel_restarts_a_service_and_asks_for_a_snapshot(
         logging.getLogger("services.video_worker.upload_step").warning(
             "upload of videos/player42/court1-2026-11-25-1800.mp4 failed; retrying in 30 s: a very long reason "
             "that goes on and on to see that a long message wraps on a phone instead of widening the page")
-        logging.getLogger("services.video_worker.encode").error("encoder h264_v4l2m2m failed: can't configure encoder")
+        logging.getLogger("services.video_worker.media.audio_track").error(
+            "encoder h264_v4l2m2m failed: can't configure encoder")
         page.goto(server.url + "/")
         page.fill("#token", TOKEN)
         page.click("#login button[type=submit]")

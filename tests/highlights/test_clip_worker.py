@@ -13,16 +13,17 @@ import av
 import pytest
 
 from services.recorder.camera import CapturedFrame
-from services.recorder.layout import BookingDir
 from services.recorder.writer import FRAGMENTED, EncodeSpec, SegmentWriter
 from services.video_worker.context import WorkerContext
 from services.video_worker.highlights.clip import booking_logos
 from services.video_worker.highlights.loop import HighlightLoop
-from services.video_worker.jobs import TABLE_FILE, JobTable
+from services.video_worker.job_table import JobTable
 from shared import capture_stamp
 from shared.bus import MqttBus
+from shared.job_states import TABLE_FILE
 from shared.models import BookingIn, UserSettings
 from shared.payloads import HighlightClip, ScheduledBooking
+from shared.recordings.layout import BookingDir
 from shared.store import LocalStore
 from shared.timeutil import utc_now
 from tests.media import make_logo_png
@@ -223,8 +224,8 @@ def test_a_clip_whose_recording_is_gone_fails_with_the_reason(settings, highligh
 def test_an_uploaded_bookings_segments_stay_until_its_clips_are_cut(settings, tmp_path, listen):
     """The booking's video can be uploaded (and its recording due for removal) while the highlight loop is still
     behind: the segments stay until the last clip is cut, then go at the next scan."""
-    from services.video_worker.intake import Intake
-    from services.video_worker.jobs import JobState
+    from services.video_worker.job_intake import Intake
+    from services.video_worker.job_table import JobState
     from services.video_worker.upload_step import cleanup
 
     store = LocalStore(settings.data_dir)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import av
 import numpy as np
 
-from services.recorder.timeline import capture_times
+from shared.recordings.timeline import capture_times
 from tests.highlights.conftest import AUTH, Court, sleep_until
 
 FPS = 15

@@ -1,4 +1,4 @@
-"""The recorder's judgement of presses (services/recorder/highlights.py), on the real broker: spans, extension,
+"""The recorder's judgement of presses (services/recorder/highlight_presses.py), on the real broker: spans, extension,
 the schedule's current end, clocks, refusals."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from services.recorder.highlights import HighlightDesk
-from services.recorder.layout import BookingDir
+from services.recorder.highlight_presses import HighlightDesk
 from shared.bus import MqttBus
 from shared.payloads import HighlightClip, HighlightRefused, HighlightRequest, ScheduledBooking, ScheduleSnapshot
+from shared.recordings.layout import BookingDir
 from shared.timeutil import utc_now
 
 T0 = (utc_now() - timedelta(seconds=100)).replace(microsecond=0)

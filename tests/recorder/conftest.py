@@ -18,13 +18,13 @@ import pytest
 
 from services.recorder.camera import Camera, CapturedFrame
 from services.recorder.disk import FreeSpaceProbe
-from services.recorder.join import join_segments
-from services.recorder.layout import FINISHED_NAME, BookingDir
 from services.recorder.service import Recorder, build
-from services.recorder.timeline import capture_times
 from services.recorder.writer import EncodeSpec, SegmentWriter
 from shared.bus import MqttBus
 from shared.models import BookingIn
+from shared.recordings.layout import FINISHED_NAME, BookingDir
+from shared.recordings.segments import join_segments
+from shared.recordings.timeline import capture_times
 from shared.schedule_cache import write_snapshot
 from shared.settings import Settings
 from shared.store import LocalStore

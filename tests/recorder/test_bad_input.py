@@ -9,9 +9,9 @@ from datetime import timedelta
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as mqtt_publish
 
-from services.recorder.intake import LooseSchedule, judge
+from services.recorder.schedule_intake import LooseSchedule, judge
+from services.recorder.schedule_source import ScheduleSource
 from services.recorder.service import build
-from services.recorder.source import ScheduleSource
 from shared.bus import MqttBus
 from shared.schedule_cache import SCHEMA
 from shared.store import LocalStore

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 
 from services.recorder.camera import CapturedPacket
-from services.recorder.sources import FileCamera
+from services.recorder.pyav_cameras import FileCamera
 from services.recorder.writer import EncodeSpec, SegmentWriter, capture_settings
 from shared import capture_stamp
 from shared.settings import Settings

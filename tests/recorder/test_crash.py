@@ -11,8 +11,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from services.recorder.layout import BookingDir
 from shared.models import BookingIn, BookingStatus
+from shared.recordings.layout import BookingDir
 from shared.schedule_cache import write_snapshot
 from shared.store import LocalStore
 from shared.timeutil import utc_now

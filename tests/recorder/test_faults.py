@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from services.recorder.camera import Camera, CameraError, CapturedFrame
-from services.recorder.sources import SyntheticCamera
+from services.recorder.pyav_cameras import SyntheticCamera
 from shared import failpoints
 from shared.models import BookingStatus
 from shared.timeutil import utc_now

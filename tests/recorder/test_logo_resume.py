@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.recorder.layout import BookingDir
 from services.recorder.logos import CaptureLogos
-from services.video_worker.media import MediaCache
+from shared.media_cache import MediaCache
 from shared.models import BookingStatus
 from shared.payloads import ScheduledBooking
+from shared.recordings.layout import BookingDir
 from shared.store import LocalStore
 from tests.media import make_logo_png
 from tests.recorder.test_logo_capture import _set_logos, _store_logo

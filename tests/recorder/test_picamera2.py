@@ -16,7 +16,7 @@ import av
 import pytest
 
 from services.recorder.camera import CameraError
-from services.recorder.sources import open_source
+from services.recorder.pyav_cameras import open_source
 from shared.models import BookingStatus
 from tests.recorder import pi_standin
 from tests.recorder.conftest import decoded_frames, frame_times, recording, wait_until, whole_second

@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.api.main import create_app
+from services.recorder.pyav_cameras import open_source
 from services.recorder.service import build as build_recorder
-from services.recorder.sources import open_source
 from services.video_worker.service import build as build_worker
 from shared import capture_stamp
 from shared.bus import MqttBus

@@ -6,8 +6,8 @@ import json
 import time
 from datetime import timedelta
 
-from services.recorder.intake import LooseSchedule
-from services.recorder.source import ScheduleSource
+from services.recorder.schedule_intake import LooseSchedule
+from services.recorder.schedule_source import ScheduleSource
 from shared.models import BookingStatus
 from tests.recorder.conftest import decoded_frames, finished, frame_times, whole_second
 

@@ -17,7 +17,7 @@ import pytest
 
 from services.recorder.camera import CameraStalled
 from services.recorder.feed import CameraFeed
-from services.recorder.sources import NetworkCamera
+from services.recorder.pyav_cameras import NetworkCamera
 from tests.soak.stack import RtspCamera
 
 STALL_S = 1.0

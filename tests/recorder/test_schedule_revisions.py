@@ -41,7 +41,7 @@ def _assert_whole_slot(env, booking_id: str, start, end) -> None:
 
 
 def test_a_forged_huge_revision_neither_ends_the_recording_nor_hides_later_snapshots(start_recorder, listen, caplog):
-    caplog.set_level(logging.INFO, logger="services.recorder.source")
+    caplog.set_level(logging.INFO, logger="services.recorder.schedule_source")
     env = start_recorder()
     events = listen(f"ezrec/{env.settings.camera_id}/recording/#")
     deadletters = listen("ezrec/deadletter")
@@ -73,7 +73,7 @@ def test_a_forged_huge_revision_neither_ends_the_recording_nor_hides_later_snaps
 def test_a_publisher_starting_again_below_the_held_revision_is_followed(start_recorder, listen, caplog):
     """The retained snapshot came from an API whose clock ran an hour ahead; its DATA_DIR is gone and the
     fresh API counts from today's clock, far below. The recorder must follow the fresh one."""
-    caplog.set_level(logging.INFO, logger="services.recorder.source")
+    caplog.set_level(logging.INFO, logger="services.recorder.schedule_source")
     env = start_recorder()
     events = listen(f"ezrec/{env.settings.camera_id}/recording/#")
     ahead = micros(utc_now() + timedelta(hours=1))
@@ -95,7 +95,7 @@ def test_a_publisher_starting_again_below_the_held_revision_is_followed(start_re
 def test_a_snapshot_without_the_booking_under_way_does_not_end_it(start_recorder, listen, caplog):
     """A store that lost the booking (wiped, restored from backup, a second API) publishes a newer schedule
     without it. The API itself ends a booking by moving its end (DELETE mid-slot), never by dropping it."""
-    caplog.set_level(logging.INFO, logger="services.recorder.source")
+    caplog.set_level(logging.INFO, logger="services.recorder.schedule_source")
     env = start_recorder()
     events = listen(f"ezrec/{env.settings.camera_id}/recording/#")
     s = whole_second(1.0)
@@ -119,7 +119,7 @@ def test_a_snapshot_without_the_booking_under_way_does_not_end_it(start_recorder
 
 
 def test_every_ignored_snapshot_is_logged_with_its_reason(start_recorder, caplog):
-    caplog.set_level(logging.INFO, logger="services.recorder.source")
+    caplog.set_level(logging.INFO, logger="services.recorder.schedule_source")
     env = start_recorder()
     start = whole_second(60)
     env.book(("b", start, start + timedelta(seconds=2)))

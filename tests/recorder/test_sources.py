@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from services.recorder.camera import CameraError, CapturedFrame
+from services.recorder.pyav_cameras import FileCamera, open_source
 from services.recorder.rotate import rotated
-from services.recorder.sources import FileCamera, open_source
 from tests.recorder.conftest import decoded_frames, frame_times, recording, whole_second
 
 FPS = 15

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.recorder.intake import LooseSchedule, judge, judge_booking
-from services.recorder.plan import active_at, camera_due, recordable, seconds_until_due
+from services.recorder.schedule_intake import LooseSchedule, judge, judge_booking
+from services.recorder.schedule_plan import active_at, camera_due, recordable, seconds_until_due
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WARMUP = timedelta(seconds=3)

@@ -26,7 +26,7 @@ from a stall is reopened with backoff: footage lost beyond the fault itself, at 
 TOLERANCE_S = KEYFRAME_S + 2 / FPS
 """An IP camera's packets are remuxed, never re-encoded, so a recording can only begin on a keyframe (the recorder
 keeps the group of pictures before the start), and their capture times are estimated from the stream's clock
-(services/recorder/sources.py StreamClock): a booking no fault touched is exact to one keyframe interval."""
+(services/recorder/pyav_cameras.py StreamClock): a booking no fault touched is exact to one keyframe interval."""
 SYNTHETIC_TOLERANCE_S = 2 / FPS
 """The synthetic camera's frames are encoded at capture, on the epoch-aligned frame grid: exact to two frames."""
 MOVED_END_S = 1.0

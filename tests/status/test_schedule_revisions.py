@@ -41,7 +41,7 @@ def _around(service: StatusService) -> tuple[str | None, str | None]:
 
 
 def test_a_forged_huge_revision_does_not_freeze_the_reported_bookings(settings, plain_probes, caplog):
-    caplog.set_level(logging.INFO, logger="services.status.pipeline")
+    caplog.set_level(logging.INFO, logger="services.status.pipeline_tracker")
     with running(settings, plain_probes) as service:
         _publish(settings, micros(utc_now()), [_booking("now1", -5, 25), _booking("next1", 60, 90)])
         eventually(lambda: _around(service) == ("now1", "next1"))
@@ -55,7 +55,7 @@ def test_a_forged_huge_revision_does_not_freeze_the_reported_bookings(settings, 
 
 
 def test_a_publisher_starting_again_below_the_held_revision_is_followed(settings, plain_probes, caplog):
-    caplog.set_level(logging.INFO, logger="services.status.pipeline")
+    caplog.set_level(logging.INFO, logger="services.status.pipeline_tracker")
     with running(settings, plain_probes) as service:
         _publish(settings, micros(utc_now() + timedelta(hours=1)), [_booking("old", 60, 90)])
         eventually(lambda: _around(service) == (None, "old"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from services.video_worker.media import MediaCache
+from shared.media_cache import MediaCache
 from shared.models import LogoPlacement, UserSettings, storage_path_for_media
 from shared.sync import CloudSync
 from shared.timeutil import utc_now

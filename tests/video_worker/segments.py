@@ -17,13 +17,13 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
-from services.recorder import timeline
 from services.recorder.camera import CapturedFrame
-from services.recorder.layout import BookingDir
 from services.recorder.writer import FRAGMENTED, EncodeSpec, SegmentWriter
 from shared import capture_stamp
 from shared.overlay import LogoSpec, blend_logos, load_logos
 from shared.payloads import RecordingSegment, ScheduledBooking
+from shared.recordings import timeline
+from shared.recordings.layout import BookingDir
 from shared.video_encode import EncodeSettings
 from shared.video_format import OutputFormat, add_format_stream, derive_format
 

@@ -17,10 +17,10 @@ import av
 import numpy as np
 import pytest
 
-from services.video_worker.intro_cache import IntroCache
-from services.video_worker.join import join_parts
-from services.video_worker.pipeline import EncodeSettings, encode_part, process_video, recording_format
-from services.video_worker.source import MediaSource
+from services.video_worker.media.decode import MediaSource
+from services.video_worker.media.intro_cache import IntroCache
+from services.video_worker.media.process import EncodeSettings, encode_part, process_video, recording_format
+from services.video_worker.media.remux_join import join_parts
 
 FAST = EncodeSettings(preset="ultrafast")
 FPS = 15

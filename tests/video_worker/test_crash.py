@@ -40,7 +40,7 @@ def workers(tmp_path: Path, running_broker, camera_id):
 def _booking(data: Path, tmp_path: Path, camera_id: str, booking_id: str, *, joined: bool,
              logo: bool = True) -> tuple[LocalStore, Path]:
     """A finished booking with user media: as segments (worker's fast path) or as a joined recording only."""
-    from services.recorder.join import join_segments
+    from shared.recordings.segments import join_segments
 
     store = LocalStore(data)
     start = (utc_now() - timedelta(seconds=TOTAL / FPS + 2)).replace(microsecond=0)

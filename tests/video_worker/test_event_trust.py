@@ -16,10 +16,11 @@ from datetime import timedelta
 import pytest
 
 from services.status.service import StatusService
-from services.video_worker import intake as intake_module
-from services.video_worker.jobs import TABLE_FILE, JobState, JobTable
+from services.video_worker import job_intake as intake_module
+from services.video_worker.job_table import JobState, JobTable
 from services.video_worker.service import build
 from shared.bus import MqttBus
+from shared.job_states import TABLE_FILE
 from shared.models import BookingIn, BookingStatus
 from shared.payloads import RecordingFinished, RecordingSegment
 from shared.store import LocalStore
@@ -79,7 +80,7 @@ def _finished_event(settings, booking_id: str, user: str, frames: int = 30) -> R
 
 def test_a_forged_finished_event_cannot_file_a_recording_under_another_user(settings, worker_env, listen, caplog):
     """alice's booking, recorded; an event names player1. The video is alice's."""
-    caplog.set_level(logging.WARNING, logger="services.video_worker.intake")
+    caplog.set_level(logging.WARNING, logger="services.video_worker.job_intake")
     store, worker, bus, start = worker_env
     _booking(settings, store, "b1", "alice")
     store.advance_booking_status("b1", BookingStatus.completed)
@@ -116,7 +117,7 @@ def test_a_forged_finished_event_mid_booking_does_not_decide_the_owner(settings,
 
 def test_events_for_unknown_bookings_are_ignored_after_a_bounded_wait(settings, worker_env, listen, caplog):
     """500 forged ids used to leave 500 pending jobs retried every 2 s, and jobs_waiting read 0."""
-    caplog.set_level(logging.WARNING, logger="services.video_worker.intake")
+    caplog.set_level(logging.WARNING, logger="services.video_worker.job_intake")
     store, worker, bus, start = worker_env
     deadletters = listen("ezrec/deadletter")
     start()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.video_worker import jobs as jobs_module
-from services.video_worker.jobs import JobState, JobTable, LostLease, PartState
+from services.video_worker import job_table as jobs_module
+from services.video_worker.job_table import JobState, JobTable, LostLease, PartState
 
 
 def test_a_claimed_job_is_nobody_elses_until_its_lease_runs_out(tmp_path: Path) -> None:

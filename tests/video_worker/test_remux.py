@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from services.video_worker.remux import Reason, parameter_sets
+from services.video_worker.media.remux_check import Reason, parameter_sets
 from services.video_worker.service import build
 from shared.bus import MqttBus
 from shared.capture_stamp import NO_LOGOS
@@ -160,7 +160,7 @@ def test_stamped_segments_become_the_video_by_remux(settings, tmp_path, run_work
     _dir, segments = _booking(settings, store, "r1", fmt=fmt, logos=[LogoSpec(path=logo, corner="top-right")])
     inodes = {s.path.stat().st_ino for s in segments}
     parts_seen: list[int] = []
-    original = __import__("services.video_worker.remux", fromlist=["link_piece"]).link_piece
+    original = __import__("services.video_worker.media.remux_check", fromlist=["link_piece"]).link_piece
 
     def spy(segment, target):
         original(segment, target)
@@ -294,8 +294,8 @@ def test_a_segment_the_recorder_deletes_right_after_closing_is_still_remuxed(set
     import shutil
     import time
 
-    from services.recorder.join import join_segments
     from shared.payloads import RecordingFinished
+    from shared.recordings.segments import join_segments
 
     store = LocalStore(settings.data_dir)
     _media(store, tmp_path, logo=False)
@@ -348,9 +348,10 @@ def test_the_whole_recording_fallback_reads_the_finished_folder_and_never_draws_
         settings, tmp_path, run_worker, listen, fmt):
     """The recording is its finished segment folder (no joined file): the fallback joins it for its own encode,
     and leaves the logos capture already blended alone (a half-transparent logo shows a second blend)."""
-    from services.recorder.join import describe_segments
-    from services.recorder.layout import FinishedMeta
-    from services.video_worker.jobs import TABLE_FILE, JobTable
+    from services.video_worker.job_table import JobTable
+    from shared.job_states import TABLE_FILE
+    from shared.recordings.layout import FinishedMeta
+    from shared.recordings.segments import describe_segments
 
     store = LocalStore(settings.data_dir)
     half = make_logo_png(tmp_path / "half.png", size=(64, 32), rgba=(255, 255, 255, 128), transparent_border=0)
@@ -394,7 +395,7 @@ def test_a_camera_that_drew_the_logos_itself_never_gets_them_drawn_twice(tmp_pat
     they take must not blend the booking's logos over the ones the camera's pre_callback already drew."""
     from fractions import Fraction
 
-    from services.video_worker.remux import SegmentHeader, logos_to_draw, remux_blocker
+    from services.video_worker.media.remux_check import SegmentHeader, logos_to_draw, remux_blocker
     from shared.capture_stamp import logo_fingerprint
 
     logo = make_logo_png(tmp_path / "logo.png")

@@ -23,13 +23,12 @@ import pytest
 
 from services.cli import main
 from services.recorder.camera import CapturedFrame, CapturedPacket
-from services.recorder.join import join_segments
+from services.recorder.pyav_cameras import FileCamera
 from services.recorder.rotate import rotated
-from services.recorder.sources import FileCamera
 from services.recorder.writer import EncodeSpec, SegmentWriter
-from services.video_worker.intro_cache import IntroCache
-from services.video_worker.join import JoinMismatch, join_parts
-from services.video_worker.pipeline import (
+from services.video_worker.media.decode import MediaSource
+from services.video_worker.media.intro_cache import IntroCache
+from services.video_worker.media.process import (
     EncodeSettings,
     LogoSpec,
     encode_part,
@@ -37,7 +36,8 @@ from services.video_worker.pipeline import (
     process_video,
     recording_format,
 )
-from services.video_worker.source import MediaSource
+from services.video_worker.media.remux_join import JoinMismatch, join_parts
+from shared.recordings.segments import join_segments
 from shared.video_format import OutputFormat
 from tests.media import make_logo_png
 

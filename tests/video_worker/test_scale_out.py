@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from services.recorder.join import join_segments
 from shared.bus import MqttBus
 from shared.models import BookingIn, BookingStatus, UserSettings
 from shared.payloads import RecordingFinished
+from shared.recordings.segments import join_segments
 from shared.store import LocalStore
 from shared.timeutil import utc_now
 from tests.media import make_intro, probe

@@ -5,7 +5,7 @@ Copy when the frames already look as the full video will: the recorder blended t
 does not blend, a remuxed camera, logos changed since) the cut is transcoded once with the logos, in the booking's
 output format, exactly as the worker's finishing path draws them (shared/overlay.py, shared/video_format.py).
 
-The segment being written is read as it grows (tail.py) and the cut stops at the first frame after the clip's
+The segment being written is read as it grows (tail_reader.py) and the cut stops at the first frame after the clip's
 end, so a clip is ready about a GOP after its end, not a segment after it. If the recorder joins and removes the
 segments meanwhile, the joined recording is cut instead.
 """
@@ -24,25 +24,24 @@ from pathlib import Path
 
 import av
 
-from services.recorder.layout import BookingDir
-from services.recorder.timeline import FIRST_CAPTURE_KEY, first_capture
+from services.video_worker.booking_facts import booking_end
+from services.video_worker.context import WorkerContext
+from services.video_worker.highlights.cut import MOVFLAGS, CutResult, Cutter, NothingToCut
+from services.video_worker.highlights.table import MAX_ATTEMPTS, ClipRow, ClipTable
+from services.video_worker.media.decode import MediaSource
+from services.video_worker.media.process import prepared_logos, recording_format
+from services.video_worker.media.tail_reader import TailReader
+from services.video_worker.media.video_out import VideoOutput, encode_recording
+from services.video_worker.part_step import segment_closed
 from shared import capture_stamp
 from shared.atomic import atomic_path, remove_stale_temps
 from shared.models import Video, highlight_video_id, storage_path_for_highlight
 from shared.overlay import LogoSpec
 from shared.payloads import HighlightCreated, HighlightFailed
+from shared.recordings.layout import BookingDir, segment_index
+from shared.recordings.timeline import FIRST_CAPTURE_KEY, first_capture
 from shared.timeutil import isoformat_z, utc_now
 from shared.video_format import OutputFormat
-
-from ..context import WorkerContext
-from ..facts import booking_end
-from ..part_step import segment_closed
-from ..pipeline import prepared_logos, recording_format
-from ..source import MediaSource
-from ..tail import TailReader
-from ..video_out import VideoOutput, encode_recording
-from .cut import MOVFLAGS, CutResult, Cutter, NothingToCut
-from .table import MAX_ATTEMPTS, ClipRow, ClipTable
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,8 @@ class _Reading:
     def _feed(self, path: Path, closed: bool) -> None:
         reader = None
         if not closed:
-            index = int(path.stem.split("-")[1]) if path.stem.startswith("seg-") else -1
+            index = segment_index(path)
+            index = -1 if index is None else index
             reader = TailReader(path, lambda: self._renew() or self._closed(index, path), stall_s=STALL_S,
                                 stop=self.ctx.stop)
         try:

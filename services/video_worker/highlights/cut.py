@@ -2,9 +2,9 @@
 
 No decode, no encode: the recorder encodes a keyframe every second (services/recorder/writer.py, GOP = fps), so the
 clip begins at most a second before the asked start. Packets keep their capture times: each input file carries
-the capture time of its first frame (services/recorder/timeline.py), and the clip carries its own, so it is
+the capture time of its first frame (shared/recordings/timeline.py), and the clip carries its own, so it is
 self-describing like a segment. Inputs are fed in capture order; a file may still be growing (read through
-video_worker/tail.py) and the clip's end may move later while it is read (a press extended it).
+video_worker/media/tail_reader.py) and the clip's end may move later while it is read (a press extended it).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import av
 
-from services.recorder import timeline
 from shared import capture_stamp
 from shared.atomic import atomic_path
+from shared.recordings import timeline
 
 MOVFLAGS = f"+faststart+{timeline.MOVFLAG_METADATA}"
 

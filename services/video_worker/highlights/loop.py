@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 
+from services.video_worker.context import WorkerContext
+from services.video_worker.highlights.clip import remove_leftovers, run_one
+from services.video_worker.highlights.table import TABLE_FILE, ClipTable
 from shared.payloads import HighlightClip
-
-from ..context import WorkerContext
-from .clip import remove_leftovers, run_one
-from .table import TABLE_FILE, ClipTable
 
 log = logging.getLogger(__name__)
 

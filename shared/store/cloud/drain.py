@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 
+from shared.backoff import exponential_s
 from shared.store.cloud.errors import CloudRejected, CloudUnavailable
 from shared.store.cloud.outbox import CloudOp, CloudOutbox, holds_after_refusal
 
@@ -43,8 +43,7 @@ class Drainer:
     def backoff_s(self) -> float:
         if self.failures == 0:
             return 0.0
-        delay = min(self.retry_max_s, self.retry_min_s * 2 ** (self.failures - 1))
-        return delay * random.uniform(0.8, 1.0)
+        return exponential_s(self.failures - 1, self.retry_min_s, self.retry_max_s, jitter=(0.8, 1.0))
 
     def note_unavailable(self) -> None:
         self.failures += 1

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import av
 
-from services.video_worker.intro import prepare_intro
-from services.video_worker.source import MediaSource
+from services.video_worker.media.decode import MediaSource
+from services.video_worker.media.intro import prepare_intro
 from shared.video_encode import EncodeSettings
 from shared.video_format import derive_format
 from tests.media import make_intro, make_recording

@@ -20,8 +20,8 @@ from pathlib import Path
 import av
 from pydantic import BaseModel, ValidationError
 
-from services.recorder import timeline
 from shared.atomic import atomic_path, write_text_atomic
+from shared.recordings import timeline
 
 log = logging.getLogger(__name__)
 

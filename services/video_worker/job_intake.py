@@ -19,16 +19,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.recorder.layout import FINISHED_NAME, SEGMENT_GLOB, BookingDir
+from services.video_worker.booking_facts import recorder_meta
+from services.video_worker.context import WorkerContext
+from services.video_worker.job_table import JobState
+from services.video_worker.part_step import maybe_job, segment_closed
+from services.video_worker.upload_step import cleanup, redo_whole, settle_raw
 from shared.atomic import remove_stale_temps
 from shared.payloads import DeadLetter, MediaUpdated, RecordingFinished, RecordingSegment, RecordingStarted
+from shared.recordings.layout import FINISHED_NAME, SEGMENT_GLOB, VIDEO_SUFFIX, BookingDir, segment_file, video_name
 from shared.topics import DEADLETTER
-
-from .context import WorkerContext
-from .facts import recorder_meta
-from .jobs import JobState
-from .part_step import maybe_job, segment_closed
-from .upload_step import cleanup, redo_whole, settle_raw
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +62,9 @@ class Intake:
     def on_recording_finished(self, _topic: str, event: RecordingFinished) -> None:
         if not self._ours(event.camera_id):
             return
-        if event.file not in (event.booking_id, f"{event.booking_id}.mp4"):  # the recorder's layout, nothing else
-            raise ValueError(f"recording {event.file!r} is neither {event.booking_id} nor {event.booking_id}.mp4")
+        if event.file not in (event.booking_id, video_name(event.booking_id)):  # the recorder's layout, nothing else
+            joined = video_name(event.booking_id)
+            raise ValueError(f"recording {event.file!r} is neither {event.booking_id} nor {joined}")
         log.info("recording/finished for booking %s (%d frames)", event.booking_id, event.frames)
         self._offer(event)
 
@@ -89,7 +89,7 @@ class Intake:
         if not self._ours(event.camera_id):
             return
         idx = event.index
-        if event.file != f"{event.booking_id}/seg-{idx:05d}.mp4":  # see services/recorder/layout.py
+        if event.file != segment_file(event.booking_id, idx):
             raise ValueError(f"segment file {event.file!r} does not match booking {event.booking_id}, index {idx}")
         self._offer(event)
 
@@ -241,7 +241,7 @@ class Intake:
                         self.discover(entry.name)
                     if (entry / FINISHED_NAME).is_file():  # the recorder's end of booking, event or not
                         self._recording(entry)
-                elif entry.suffix == ".mp4":
+                elif entry.suffix == VIDEO_SUFFIX:
                     self._recording(entry)
         for job in ctx.jobs.uncleaned_done():
             cleanup(ctx, job)

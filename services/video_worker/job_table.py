@@ -14,7 +14,6 @@ plans  one per booking: the output format and user media frozen at its first seg
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
 import threading
 import time
@@ -25,17 +24,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from shared.backoff import exponential_s
 from shared.durable_db import open_durable_db
-
-TABLE_FILE = "worker-jobs.db"
-"""In DATA_DIR/state: one table for every worker on the device (and read by the status service)."""
-
-
-class JobState(StrEnum):
-    pending = "pending"  # the video waits to be made
-    processed = "processed"  # output written; waits to be uploaded
-    done = "done"  # uploaded and the videos row written
-    failed = "failed"  # the recording itself is unreadable: kept for a human
+from shared.job_states import JobState
 
 
 class PartState(StrEnum):
@@ -68,7 +59,7 @@ class Job:
     cleaned: bool
     warnings: list[str] = field(default_factory=list)
     route: str | None = None  # how the video was made: "remux" (segments as they are) or "transcode"
-    route_reasons: list[str] = field(default_factory=list)  # why not remux (remux.Reason values)
+    route_reasons: list[str] = field(default_factory=list)  # why not remux (remux_check.Reason values)
 
 
 @dataclass(frozen=True)
@@ -92,12 +83,12 @@ class Part:
     owner: str | None
     lease_until: float
     route: str | None = None  # "remux": the segment itself is the piece; "transcode": decoded and encoded
-    route_reason: str | None = None  # why it was transcoded (remux.Reason value)
+    route_reason: str | None = None  # why it was transcoded (remux_check.Reason value)
 
 
 def backoff_s(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
     """Exponential with full jitter, so many devices coming back online do not retry in step."""
-    return random.uniform(0, min(cap, base * 2 ** min(attempts, 16)))
+    return exponential_s(attempts, base, cap, jitter=(0.0, 1.0), max_doublings=16)
 
 
 _SCHEMA = """
@@ -424,22 +415,6 @@ class JobTable:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def job_states(path: Path) -> dict[str, JobState] | None:
-    """Every booking's job state, read without writing (the status service is another process).
-    None when there is no table to read (no worker has run on this DATA_DIR) or it cannot be read now."""
-    if not path.is_file():
-        return None
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = db.execute("SELECT booking_id, state FROM jobs").fetchall()
-        finally:
-            db.close()
-        return {booking_id: JobState(state) for booking_id, state in rows}
-    except (sqlite3.Error, ValueError):
-        return None
 
 
 def _job(row: tuple) -> Job:

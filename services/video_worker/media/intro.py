@@ -24,12 +24,11 @@ from pathlib import Path
 import av
 import av.filter
 
+from services.video_worker.media.audio_track import AAC_FRAME, AudioTrack
+from services.video_worker.media.decode import MediaSource, SourceError
+from services.video_worker.media.video_out import VideoOutput, guarded, place_audio, samples_at
 from shared.atomic import atomic_path
 from shared.video_format import OutputFormat, display_rotation
-
-from .encode import AAC_FRAME, AudioTrack
-from .source import MediaSource, SourceError
-from .video_out import VideoOutput, guarded, place_audio, samples_at
 
 log = logging.getLogger(__name__)
 

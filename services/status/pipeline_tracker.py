@@ -17,9 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from services.recorder.layout import FINISHED_NAME
-from services.video_worker.jobs import JobState, job_states
 from shared.atomic import write_text_atomic
+from shared.job_states import JobState, job_states
 from shared.models import BookingStatus
 from shared.payloads import (
     BookingRef,
@@ -32,6 +31,7 @@ from shared.payloads import (
     ServiceError,
     VideoFailed,
 )
+from shared.recordings.layout import FINISHED_NAME, VIDEO_SUFFIX
 from shared.schedule_cache import CacheFormatError, read_cache
 from shared.schedule_revision import judge_revision
 from shared.timeutil import UtcDatetime, utc_now
@@ -115,8 +115,8 @@ def count_queue(raw_dir: Path, processed_dir: Path, jobs_db: Path | None = None)
                         continue
                     with os.scandir(entry.path) as parts:
                         segments += sum(1 for p in parts if _visible(p) and p.is_file())
-                elif entry.name.endswith(".mp4"):
-                    recordings.add(entry.name[: -len(".mp4")])
+                elif entry.name.endswith(VIDEO_SUFFIX):
+                    recordings.add(entry.name[: -len(VIDEO_SUFFIX)])
     except FileNotFoundError:
         pass
     states = job_states(jobs_db) if jobs_db is not None else None
@@ -127,7 +127,7 @@ def count_queue(raw_dir: Path, processed_dir: Path, jobs_db: Path | None = None)
         jobs = len(waiting | {booking for booking in recordings if booking not in states})
     try:
         with os.scandir(processed_dir) as it:
-            uploads = sum(1 for e in it if _visible(e) and e.is_file() and e.name.endswith(".mp4"))
+            uploads = sum(1 for e in it if _visible(e) and e.is_file() and e.name.endswith(VIDEO_SUFFIX))
     except FileNotFoundError:
         pass
     return QueueCounts(jobs_waiting=jobs, segments_waiting=segments, uploads_pending=uploads)

@@ -30,11 +30,10 @@ from shared.payloads import (
     ScheduledBooking,
     ScheduleSnapshot,
 )
+from shared.recordings.layout import BookingDir, BookingMeta
 from shared.settings import Settings
 from shared.timeutil import utc_now
 from shared.topics import DEADLETTER
-
-from .layout import BookingDir, BookingMeta
 
 log = logging.getLogger(__name__)
 

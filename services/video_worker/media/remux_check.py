@@ -28,9 +28,9 @@ from pathlib import Path
 
 import av
 
-from services.recorder.timeline import first_capture
 from shared import capture_stamp
 from shared.overlay import LogoSpec
+from shared.recordings.timeline import first_capture
 from shared.video_format import OutputFormat
 
 REMUX = "remux"

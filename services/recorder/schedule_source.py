@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from services.recorder.intake import PAYLOAD_TEXT_LIMIT, LooseSchedule, judge, read_cache_loose
+from services.recorder.schedule_intake import PAYLOAD_TEXT_LIMIT, LooseSchedule, judge, read_cache_loose
 from shared.models import BookingStatus
 from shared.payloads import ScheduledBooking, ScheduleSnapshot
 from shared.schedule_cache import CacheFormatError

@@ -3,7 +3,7 @@ with logos, encoded once.
 
 Two entry points share one encoder set-up (shared/video_format.py) so their outputs join by remux:
 - process_video: a whole recording into a finished MP4 (the one-shot command, and the worker's fallback);
-- encode_part: one recorder segment into a video-only piece (the worker's fast path, joined by join.py).
+- encode_part: one recorder segment into a video-only piece (the worker's fast path, joined by remux_join.py).
 
 Everything streams frame by frame, so memory stays flat whatever the recording length. Optional
 elements (intro, logos) degrade to warnings; only a recording that yields no video frame is an error.
@@ -22,17 +22,23 @@ from pathlib import Path
 
 import av
 
+from services.video_worker.media.audio_copy import AudioCopier, SilenceUnavailable
+from services.video_worker.media.audio_track import AudioTrack
+from services.video_worker.media.decode import MediaSource, SourceError
+from services.video_worker.media.intro import AAC_RATES, IntroUnusable, PreparedIntro
+from services.video_worker.media.intro_cache import IntroCache
+from services.video_worker.media.video_out import (
+    ProgressFn,
+    RecordingStats,
+    VideoOutput,
+    encode_recording,
+    place_audio,
+    samples_at,
+)
 from shared.atomic import atomic_path
 from shared.overlay import LogoSpec, PreparedLogo, load_logos
 from shared.video_encode import EncodeSettings
 from shared.video_format import OutputFormat, derive_format
-
-from .audio_copy import AudioCopier, SilenceUnavailable
-from .encode import AudioTrack
-from .intro import AAC_RATES, IntroUnusable, PreparedIntro
-from .intro_cache import IntroCache
-from .source import MediaSource, SourceError
-from .video_out import ProgressFn, RecordingStats, VideoOutput, encode_recording, place_audio, samples_at
 
 __all__ = [
     "EncodeSettings",

@@ -17,12 +17,11 @@ from typing import TypeVar
 import av
 from av.bitstream import BitStreamFilterContext
 
+from services.video_worker.media.audio_track import AudioTrack
+from services.video_worker.media.decode import MediaSource
 from shared import failpoints
 from shared.overlay import FramePool, PreparedLogo, blend_logos
 from shared.video_format import OutputFormat, add_format_stream, is_full_range, to_limited_range
-
-from .encode import AudioTrack
-from .source import MediaSource
 
 ProgressFn = Callable[[float, float], None]
 T = TypeVar("T")

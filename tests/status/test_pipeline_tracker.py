@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from services.status.pipeline import PipelineTracker, bookings_around, count_queue
+from services.status.pipeline_tracker import PipelineTracker, bookings_around, count_queue
 from shared.models import Booking, BookingStatus
 from shared.payloads import (
     DeadLetter,

@@ -25,16 +25,15 @@ from pathlib import Path
 
 import av
 
-from services.recorder.timeline import first_capture
+from services.video_worker.media.audio_copy import AudioCopier, SilenceUnavailable
+from services.video_worker.media.audio_track import AudioTrack
+from services.video_worker.media.intro import PreparedIntro
+from services.video_worker.media.process import OUTPUT_MODE, decode_intro_audio
+from services.video_worker.media.video_out import samples_at
 from shared import failpoints as testhooks
 from shared.atomic import atomic_path
+from shared.recordings.timeline import first_capture
 from shared.video_format import OutputFormat, carry_rotation, display_rotation
-
-from .audio_copy import AudioCopier, SilenceUnavailable
-from .encode import AudioTrack
-from .intro import PreparedIntro
-from .pipeline import OUTPUT_MODE, decode_intro_audio
-from .video_out import samples_at
 
 log = logging.getLogger(__name__)
 

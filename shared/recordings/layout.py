@@ -4,12 +4,18 @@ RAW_RECORDINGS_DIR/<booking_id>/seg-NNNNN.mp4   closed or in-progress segments (
 RAW_RECORDINGS_DIR/<booking_id>/.booking.json   who the segments belong to and their time origin
 RAW_RECORDINGS_DIR/<booking_id>/.finished.json  the recording is over: its facts (frames, capture times, size)
 RAW_RECORDINGS_DIR/<booking_id>/.logos.json     the logo files drawn at capture, fixed at the booking's start
-RAW_RECORDINGS_DIR/<booking_id>/.tally.json     the closed segments counted so far (join.count_closed)
+RAW_RECORDINGS_DIR/<booking_id>/.tally.json     the closed segments counted so far (segments.count_closed)
 RAW_RECORDINGS_DIR/<booking_id>.mp4             a joined recording (written by recorders before issue 12:
                                                 still read)
 
+PROCESSED_DIR/<booking_id>.mp4                  a finished video waiting for its upload (the worker's output)
+PROCESSED_DIR/<booking_id>/part-NNNNN.mp4       one processed piece per recorder segment
+PROCESSED_DIR/<booking_id>/held-NNNNN.mp4       a hard link keeping a recorder segment for the remux join
+PROCESSED_DIR/<booking_id>/whole-input.mp4      the segments joined into one file (the whole-recording fallback)
+
 The metadata file is hidden so queue counters that count segments skip it; it lets a restarted
 recorder resume into the same timeline and finalise a booking the schedule and store no longer know.
+Every service spells these paths through this module (the way shared/topics.py owns the MQTT topics).
 """
 
 from __future__ import annotations
@@ -37,6 +43,64 @@ LOGOS_NAME = ".logos.json"
 TALLY_NAME = ".tally.json"
 SEGMENT_GLOB = "seg-*.mp4"
 _SEGMENT_NAME = re.compile(r"^seg-(\d{5})\.mp4$")
+VIDEO_SUFFIX = ".mp4"
+"""A joined recording in RAW and a finished video in PROCESSED are `<booking_id>.mp4`."""
+WHOLE_INPUT_NAME = "whole-input.mp4"
+
+
+def segment_name(index: int) -> str:
+    return f"seg-{index:05d}.mp4"
+
+
+def segment_file(booking_id: str, index: int) -> str:
+    """A segment's name relative to RAW_RECORDINGS_DIR, as recording/segment events carry it."""
+    return f"{booking_id}/{segment_name(index)}"
+
+
+def segment_index(path: Path) -> int | None:
+    """The index in a `seg-NNNNN.mp4` name; None for any other name (a joined recording, a temp file)."""
+    match = _SEGMENT_NAME.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def video_name(booking_id: str) -> str:
+    """`<booking_id>.mp4`: a joined recording in RAW, a finished video in PROCESSED."""
+    return f"{booking_id}{VIDEO_SUFFIX}"
+
+
+def joined_recording(raw_dir: Path, booking_id: str) -> Path:
+    """A booking's recording joined into one file (recorders before issue 12 wrote it; still read)."""
+    return raw_dir / video_name(booking_id)
+
+
+def finished_recording(raw_dir: Path, booking_id: str, raw_file: str | None = None) -> Path | None:
+    """The booking's finished recording, if there: a joined file, or a segment folder the recorder
+    marked finished (RAW/<id>/.finished.json: the recording is over, its segments are all there)."""
+    names = [raw_file] if raw_file else [video_name(booking_id), booking_id]
+    for name in names:
+        path = raw_dir / name
+        if path.is_file() or (path.is_dir() and (path / FINISHED_NAME).is_file()):
+            return path
+    return None
+
+
+def output_path(processed_dir: Path, booking_id: str) -> Path:
+    """The booking's finished video, waiting for its upload."""
+    return processed_dir / video_name(booking_id)
+
+
+def parts_dir(processed_dir: Path, booking_id: str) -> Path:
+    return processed_dir / booking_id
+
+
+def part_path(processed_dir: Path, booking_id: str, index: int) -> Path:
+    return parts_dir(processed_dir, booking_id) / f"part-{index:05d}.mp4"
+
+
+def held_path(processed_dir: Path, booking_id: str, index: int) -> Path:
+    """A hard link to a segment the remux path will use, taken while the recorder still writes it: the
+    recorder deletes its segments moments after the booking's end, the link keeps them for the join."""
+    return parts_dir(processed_dir, booking_id) / f"held-{index:05d}.mp4"
 
 
 class UnsafeId(ValueError):
@@ -90,7 +154,7 @@ class BookingDir:
         self.booking_id = booking_id
         self.raw_dir = raw_dir
         self.path = raw_dir / booking_id
-        self.target = raw_dir / f"{booking_id}.mp4"
+        self.target = joined_recording(raw_dir, booking_id)
         self.meta_path = self.path / META_NAME
         self.finished_path = self.path / FINISHED_NAME
         self.logos_path = self.path / LOGOS_NAME
@@ -148,13 +212,13 @@ class BookingDir:
 
     def segments_through(self, index: int) -> list[Path]:
         """The segments up to and including `index` (those after it may still be being written)."""
-        return [p for p in self.segments() if int(_SEGMENT_NAME.match(p.name).group(1)) <= index]  # type: ignore[union-attr]
+        return [p for p in self.segments() if (segment_index(p) or 0) <= index]
 
     def next_segment(self) -> tuple[int, Path]:
         """Indices continue after whatever an earlier (possibly killed) run left behind."""
         existing = self.segments()
-        index = int(_SEGMENT_NAME.match(existing[-1].name).group(1)) + 1 if existing else 0  # type: ignore[union-attr]
-        return index, self.path / f"seg-{index:05d}.mp4"
+        index = (segment_index(existing[-1]) or 0) + 1 if existing else 0
+        return index, self.path / segment_name(index)
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.raw_dir).as_posix()

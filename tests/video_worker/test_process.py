@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from services.video_worker.pipeline import (
+from services.video_worker.media.process import (
     EncodeSettings,
     LogoSpec,
     ProcessResult,
@@ -510,7 +510,7 @@ def test_progress_reports_and_ends_at_100(tmp_path: Path, media: Media) -> None:
 _RSS_CHILD = """
 import resource, sys
 from pathlib import Path
-from services.video_worker.pipeline import EncodeSettings, LogoSpec, process_video
+from services.video_worker.media.process import EncodeSettings, LogoSpec, process_video
 process_video(Path(sys.argv[1]), Path(sys.argv[2]), intro=Path(sys.argv[3]), logos=[LogoSpec(Path(sys.argv[4]))],
               encode=EncodeSettings(preset="ultrafast", threads=1))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

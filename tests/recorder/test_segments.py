@@ -10,17 +10,17 @@ import av
 import pytest
 
 from services.recorder.camera import CapturedFrame
-from services.recorder.join import (
+from services.recorder.writer import EncodeSpec, SegmentWriter
+from shared.payloads import ScheduledBooking
+from shared.recordings.layout import BookingDir, UnsafeId, booking_dirs
+from shared.recordings.segments import (
     NothingRecorded,
     count_closed,
     describe_recording,
     describe_segments,
     join_segments,
 )
-from services.recorder.layout import BookingDir, UnsafeId, booking_dirs
-from services.recorder.timeline import capture_times
-from services.recorder.writer import EncodeSpec, SegmentWriter
-from shared.payloads import ScheduledBooking
+from shared.recordings.timeline import capture_times
 from tests.recorder.conftest import decoded_frames
 from tests.recorder.conftest import finished as is_finished
 
@@ -71,7 +71,7 @@ def test_segments_join_on_the_booking_timeline_despite_a_cut_fragment_and_an_emp
 def test_a_running_tally_counts_each_segment_once_and_agrees_with_a_full_count(tmp_path, monkeypatch):
     """Counted as each segment closes, the end-of-booking count reads only what the tally has not seen, and says
     what a walk over every segment says, overlaps and a torn fragment included."""
-    from services.recorder import join
+    from shared.recordings import segments as segments_module
 
     _segment(tmp_path / "seg-00000.mp4", 0, 2 * FPS)
     _segment(tmp_path / "seg-00001.mp4", 2 * FPS - 5, FPS)  # overlaps the first by 5 frames (a resumed capture)
@@ -83,13 +83,13 @@ def test_a_running_tally_counts_each_segment_once_and_agrees_with_a_full_count(t
     full = describe_segments(segments, T0)
 
     opened: list[str] = []
-    real_open = join.av.open
+    real_open = segments_module.av.open
 
     def counting_open(path, *args, **kwargs):
         opened.append(Path(path).name)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(join.av, "open", counting_open)
+    monkeypatch.setattr(segments_module.av, "open", counting_open)
     for i in range(len(segments) - 1):  # each as it closes
         count_closed(segments[: i + 1], T0, tally)
         count_closed(segments[: i + 1], T0, tally)  # again (a restart): nothing read twice

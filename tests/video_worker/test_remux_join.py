@@ -16,11 +16,10 @@ import av
 import numpy as np
 import pytest
 
-from services.recorder.join import join_segments
-from services.video_worker.intro import PreparedIntro
-from services.video_worker.intro_cache import IntroCache
-from services.video_worker.join import JoinMismatch, join_parts
-from services.video_worker.pipeline import (
+from services.video_worker.media.decode import MediaSource, SourceError
+from services.video_worker.media.intro import PreparedIntro
+from services.video_worker.media.intro_cache import IntroCache
+from services.video_worker.media.process import (
     EncodeSettings,
     LogoSpec,
     RecordingUnreadable,
@@ -29,8 +28,9 @@ from services.video_worker.pipeline import (
     process_video,
     recording_format,
 )
-from services.video_worker.source import MediaSource, SourceError
-from services.video_worker.tail import TailReader
+from services.video_worker.media.remux_join import JoinMismatch, join_parts
+from services.video_worker.media.tail_reader import TailReader
+from shared.recordings.segments import join_segments
 from shared.video_format import OutputFormat
 from tests.media import INTRO_TONE_HZ, audio_mono, make_intro, make_logo_png, probe
 from tests.video_worker.segments import frame_numbers, numbered_frame, record_segments

@@ -10,18 +10,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import ValidationError
 
+from shared.file_hash import file_sha256
 from shared.logo_layout import logo_slots, place_logos
 from shared.models import LogoPlacement
 from shared.overlay import LogoSpec
 from shared.store import Store, StoreError
 from shared.store.base import check_object_path, verify_media
 
-from .intro_cache import IntroCache, file_sha256
-
 log = logging.getLogger(__name__)
+
+
+class PreparedIntros(Protocol):
+    """What the cache tells when a file is dropped: the worker's prepared intros (the recorder has none)."""
+
+    def invalidate(self, sha: str) -> int: ...
 
 
 @dataclass
@@ -36,7 +42,7 @@ class UserMedia:
 
 
 class MediaCache:
-    def __init__(self, store: Store, cache_dir: Path, intros: IntroCache | None = None) -> None:
+    def __init__(self, store: Store, cache_dir: Path, intros: PreparedIntros | None = None) -> None:
         self.store = store
         self.cache_dir = cache_dir
         self.intros = intros

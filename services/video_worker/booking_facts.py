@@ -11,11 +11,10 @@ from pathlib import Path
 
 import av
 
-from services.recorder.layout import BookingDir, BookingMeta, UnsafeId
-from services.recorder.timeline import first_capture
-
-from .context import WorkerContext
-from .source import count_video_packets
+from services.video_worker.context import WorkerContext
+from services.video_worker.media.decode import count_video_packets
+from shared.recordings.layout import BookingDir, BookingMeta, UnsafeId
+from shared.recordings.timeline import first_capture
 
 
 def recorder_meta(ctx: WorkerContext, booking_id: str) -> BookingMeta | None:
@@ -43,7 +42,7 @@ def booking_end(ctx: WorkerContext, booking_id: str) -> float | None:
 
 
 def capture_start(container: av.container.InputContainer) -> datetime | None:
-    """Capture time of a recorder file's first frame, from its metadata (see services/recorder/timeline.py)."""
+    """Capture time of a recorder file's first frame, from its metadata (see shared/recordings/timeline.py)."""
     return first_capture(container)
 
 

@@ -7,29 +7,20 @@ looks valid; two workers preparing the same entry at once both write the same by
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from services.video_worker.media.intro import PreparedIntro, prepare_intro
 from shared.atomic import remove_stale_temps, write_text_atomic
+from shared.file_hash import file_sha256
 from shared.video_format import OutputFormat
-
-from .intro import PreparedIntro, prepare_intro
 
 log = logging.getLogger(__name__)
 
 STALE_TEMP_S = 3600.0
 LAST_FORMAT = "last-format.json"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class IntroCache:
