@@ -43,7 +43,7 @@ from services.video_worker.media.remux_check import (
     remux_blocker,
 )
 from services.video_worker.media.tail_reader import TailReader
-from shared import failpoints as testhooks
+from shared import failpoints
 from shared.atomic import fsync_dir
 from shared.capture_stamp import NO_LOGOS, logo_fingerprint
 from shared.overlay import LogoSpec
@@ -218,7 +218,7 @@ def _try_remux(ctx: WorkerContext, part: Part, path: Path, target: Path, closed:
         ctx.jobs.finish_part(booking_id, part.idx, owner, PartState.gone)
         ctx.wake_all()
         return None
-    testhooks.reached("remux_linked")
+    failpoints.reached("remux_linked")
     fps = float(fmt.rate)
     first = header.first_capture.timestamp() if header.first_capture else part.start_at
     end_at = first + check.last_s + 1 / fps if first is not None else part.end_at  # the last frame's end

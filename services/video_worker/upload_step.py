@@ -14,7 +14,7 @@ from services.video_worker.booking_facts import recording_frames
 from services.video_worker.context import WorkerContext
 from services.video_worker.job_table import Job, JobState
 from services.video_worker.media.decode import describe_video
-from shared import failpoints as testhooks
+from shared import failpoints
 from shared.models import BookingStatus, Video, storage_path_for_video, video_id_for
 from shared.payloads import VideoUploaded
 from shared.timeutil import utc_now
@@ -34,15 +34,15 @@ def upload_job(ctx: WorkerContext, job: Job) -> None:
     booking = ctx.store.get_booking(job.booking_id)
     camera_id = booking.camera_id if booking else ctx.settings.camera_id
     path = storage_path_for_video(job.user_id, job.booking_id)
-    testhooks.reached("before_upload")
+    failpoints.reached("before_upload")
     try:
         info = ctx.store.put_object("videos", path, output, "video/mp4")
-        testhooks.reached("after_object")
+        failpoints.reached("after_object")
         video = ctx.store.upsert_video(Video(
             id=video_id_for(job.booking_id), booking_id=job.booking_id, user_id=job.user_id, camera_id=camera_id,
             storage_path=path, size_bytes=info.size_bytes, duration_seconds=describe_video(output)[1],
             uploaded_at=utc_now()))
-        testhooks.reached("after_row")
+        failpoints.reached("after_row")
     except Exception as exc:
         delay = ctx.jobs.retry_later(job.booking_id, owner, f"{type(exc).__name__}: {exc}")
         log.warning("booking %s: upload failed (%s); retrying in %.0fs", job.booking_id, exc, delay)

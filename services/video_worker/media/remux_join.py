@@ -30,7 +30,7 @@ from services.video_worker.media.audio_track import AudioTrack
 from services.video_worker.media.intro import PreparedIntro
 from services.video_worker.media.process import OUTPUT_MODE, decode_intro_audio
 from services.video_worker.media.video_out import samples_at
-from shared import failpoints as testhooks
+from shared import failpoints
 from shared.atomic import atomic_path
 from shared.recordings.timeline import first_capture
 from shared.video_format import OutputFormat, carry_rotation, display_rotation
@@ -228,7 +228,7 @@ class _Joiner:
                 self.position = max(self.position, -(-(packet.pts + self.step) // self.step))
                 self._audio(is_intro)
                 if self.frames == 1:
-                    testhooks.reached("join")
+                    failpoints.reached("join")
         self.pieces += 1
         if is_intro:
             self.intro_frames = self.frames
