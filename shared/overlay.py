@@ -13,7 +13,7 @@ import logging
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -65,27 +65,23 @@ class Rect:
 
 @dataclass(frozen=True)
 class PreparedLogo:
-    """A logo ready to blend: per-plane integer weights for out = (bg * inv + pre) >> 8, bit-exact with
-    out = (bg * 256 * (1 - alpha) + 256 * alpha * value + 128) >> 8.
+    """A logo ready to blend: per-plane integer weights for out = (bg * inv + pre + 128) >> 8.
 
-    `inv` = 256 * (1 - alpha) and `pre` = 256 * alpha * value + 128 (premultiplied), both cropped to the
-    non-transparent bounding box, so fully transparent margins cost nothing. `inv` is stored as uint8
-    (a frame's blend is memory-bound: the weights are the most of its bytes): the one value that does not
-    fit, 256 (fully transparent), is stored as inv = 255, pre = 255, for which (bg * 255 + 255) >> 8 == bg
-    for every bg in 0..255, so transparent pixels stay bit-exact.
+    `inv` = 256 * (1 - alpha) and `pre` = 256 * alpha * value (premultiplied), both cropped to the
+    non-transparent bounding box, so fully transparent margins cost nothing and stay bit-exact.
     """
 
     name: str
     rect: Rect  # the whole laid-out box (luma coordinates), used for layout and tests
     x: int  # top-left of the cropped blend region, even
     y: int
-    inv_y: np.ndarray  # uint8
-    pre_y: np.ndarray  # uint16
-    inv_c: np.ndarray  # uint8
-    pre_u: np.ndarray  # uint16
-    pre_v: np.ndarray  # uint16
-    scratch_y: np.ndarray  # uint16, luma-sized; the logos of one set share one buffer (see share_scratch)
-    scratch_c: np.ndarray  # uint16, chroma-sized view into the same buffer
+    inv_y: np.ndarray
+    pre_y: np.ndarray
+    inv_c: np.ndarray
+    pre_u: np.ndarray
+    pre_v: np.ndarray
+    scratch_y: np.ndarray
+    scratch_c: np.ndarray
 
 
 # --------------------------------------------------------------------------------------------- PNG
@@ -255,53 +251,33 @@ def prepare_logo(
         r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     ys, xs = slice(2 * r0, 2 * r1), slice(2 * c0, 2 * c1)
     cs_r, cs_c = slice(r0, r1), slice(c0, c1)
-    inv_y8, pre_y16 = _narrow(inv_y[ys, xs], pre_y_i[ys, xs] + 128)
-    inv_c8, pre_u16 = _narrow(inv_c[cs_r, cs_c], pre_u_i[cs_r, cs_c] + 128)
-    _, pre_v16 = _narrow(inv_c[cs_r, cs_c], pre_v_i[cs_r, cs_c] + 128)
-    scratch = np.empty(inv_y8.size, np.uint16)
     return PreparedLogo(
         name=name,
         rect=rect,
         x=rect.x + 2 * c0,
         y=rect.y + 2 * r0,
-        inv_y=inv_y8,
-        pre_y=pre_y16,
-        inv_c=inv_c8,
-        pre_u=pre_u16,
-        pre_v=pre_v16,
-        scratch_y=scratch.reshape(inv_y8.shape),
-        scratch_c=scratch[: inv_c8.size].reshape(inv_c8.shape),
+        inv_y=np.ascontiguousarray(inv_y[ys, xs]),
+        pre_y=np.ascontiguousarray(pre_y_i[ys, xs] + 128),
+        inv_c=np.ascontiguousarray(inv_c[cs_r, cs_c]),
+        pre_u=np.ascontiguousarray(pre_u_i[cs_r, cs_c] + 128),
+        pre_v=np.ascontiguousarray(pre_v_i[cs_r, cs_c] + 128),
+        scratch_y=np.empty((2 * (r1 - r0), 2 * (c1 - c0)), np.uint16),
+        scratch_c=np.empty((r1 - r0, c1 - c0), np.uint16),
     )
 
 
-def _narrow(inv: np.ndarray, pre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """inv (0..256) as uint8: fully transparent (256, pre 128) becomes 255 / 255, the same identity blend."""
-    transparent = inv >= 256
-    inv8 = np.where(transparent, 255, inv).astype(np.uint8)
-    pre16 = np.where(transparent, 255, pre).astype(np.uint16)
-    return np.ascontiguousarray(inv8), np.ascontiguousarray(pre16)
-
-
-def share_scratch(logos: Sequence[PreparedLogo]) -> list[PreparedLogo]:
-    """The same logos with one scratch buffer between them (their blends run one after the other).
-
-    A frame's blend is memory-bound and runs between two encodes that evict the caches: one buffer
-    the size of the largest logo stays warm through the frame's twelve plane blends, where one per
-    logo would be fetched cold each time.
-    """
-    if not logos:
-        return []
-    scratch = np.empty(max(logo.inv_y.size for logo in logos), np.uint16)
-    return [
-        replace(logo, scratch_y=scratch[: logo.inv_y.size].reshape(logo.inv_y.shape),
-                scratch_c=scratch[: logo.inv_c.size].reshape(logo.inv_c.shape))
-        for logo in logos
-    ]
+def _blend_plane(
+    plane: av.video.plane.VideoPlane, x: int, y: int, inv: np.ndarray, pre: np.ndarray, tmp: np.ndarray
+) -> None:
+    h, w = inv.shape
+    if h == 0 or w == 0:
+        return
+    view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[y : y + h, x : x + w]
+    _blend_view(view, inv, pre, tmp)
 
 
 def _blend_view(view: np.ndarray, inv: np.ndarray, pre: np.ndarray, tmp: np.ndarray) -> None:
-    """out = (bg * inv + pre) >> 8 in place, in uint16 (never above 255 * 255 + 255 * 256 + 128)."""
-    np.multiply(view, inv, out=tmp, dtype=np.uint16)
+    np.multiply(view, inv, out=tmp)
     np.add(tmp, pre, out=tmp)
     np.right_shift(tmp, 8, out=tmp)
     np.copyto(view, tmp, casting="unsafe")
@@ -313,9 +289,8 @@ def blend_planes(y_plane: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray, 
         h, w = logo.inv_y.shape
         if h == 0 or w == 0:
             continue
-        x, y = logo.x, logo.y
-        _blend_view(y_plane[y : y + h, x : x + w], logo.inv_y, logo.pre_y, logo.scratch_y)
-        cx, cy = x >> 1, y >> 1
+        cx, cy = logo.x // 2, logo.y // 2
+        _blend_view(y_plane[logo.y : logo.y + h, logo.x : logo.x + w], logo.inv_y, logo.pre_y, logo.scratch_y)
         hc, wc = logo.inv_c.shape
         _blend_view(u_plane[cy : cy + hc, cx : cx + wc], logo.inv_c, logo.pre_u, logo.scratch_c)
         _blend_view(v_plane[cy : cy + hc, cx : cx + wc], logo.inv_c, logo.pre_v, logo.scratch_c)
@@ -348,12 +323,14 @@ class FramePool:
         return dst
 
 
-def blend_logos(frame: av.VideoFrame, logos: Sequence[PreparedLogo]) -> None:
+def blend_logos(frame: av.VideoFrame, logos: list[PreparedLogo]) -> None:
     """Blend in place into a frame the caller owns exclusively (see FramePool)."""
-    if not logos:
-        return
-    y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size) for p in frame.planes[:3])
-    blend_planes(y, u, v, logos)
+    planes = frame.planes
+    for logo in logos:
+        _blend_plane(planes[0], logo.x, logo.y, logo.inv_y, logo.pre_y, logo.scratch_y)
+        cx, cy = logo.x // 2, logo.y // 2
+        _blend_plane(planes[1], cx, cy, logo.inv_c, logo.pre_u, logo.scratch_c)
+        _blend_plane(planes[2], cx, cy, logo.inv_c, logo.pre_v, logo.scratch_c)
 
 
 def to_stored(rect: Rect, rgba: np.ndarray, clockwise: int, shown_w: int, shown_h: int) -> tuple[Rect, np.ndarray]:
@@ -410,7 +387,7 @@ def load_logos(
             prepared.append(prepare_logo(name, stored_rgba, stored_rect, bt709=bt709, full_range=full_range))
         except Exception as exc:
             _warn(warnings, f"logo {name} unusable: {type(exc).__name__}: {exc}; skipped")
-    return share_scratch(prepared)  # one set is blended by one thread, logo after logo
+    return prepared
 
 
 def _warn(warnings: list[str], message: str) -> None:
