@@ -16,13 +16,14 @@ For each capture setting (the defaults and alternatives) it reports:
   psnr_y / psnr_yuv     of the decoded recording against the source frames (yuv: 4:1:1 weighted mean of
                         per-plane MSEs), computed on the fly (sources are deterministic, so regenerated)
 
-plus, for the defaults, the same with the four logos of a booking blended (`logo_overhead`: goal
-< 5 % more CPU; measured in --repeat interleaved on/off pairs on frames the recorder owns, median and
-spread reported, with the machine's load averages, see logo_pairs), the ffmpeg CLI encoding the same source with the same x264 options (the peer, same
-run), and the capture held to a Pi-sized CPU quota (cgroup v1 cpu.cfs_quota_us, needs root): 0.25 of
-one core here is about one Raspberry Pi 5 core (libx264 veryfast at 1080p: ~56 fps per core here,
-~53 fps on a whole 4-core Pi 5). Under the quota the recorder is fed pre-generated frames as fast as it
-takes them: `fps` >= 30 means it keeps up with a 1080p30 camera on one Pi 5 core.
+plus, for the defaults, the same with the four logos of a booking blended (`logo_overhead`: goal < 5 %
+more CPU; measured in --repeat interleaved on/off pairs on frames the recorder owns, median and spread
+reported, with the machine's load averages, see logo_pairs), the ffmpeg CLI encoding the same source
+with the same x264 options (the peer, same run), and the capture held to a Pi-sized CPU quota (cgroup v1
+cpu.cfs_quota_us, needs root): 0.25 of one core here is about one Raspberry Pi 5 core (libx264 veryfast
+at 1080p: ~56 fps per core here, ~53 fps on a whole 4-core Pi 5). Under the quota the recorder is fed
+pre-generated frames as fast as it takes them: `fps` >= 30 means it keeps up with a 1080p30 camera on
+one Pi 5 core.
 
     python bench/capture_cost.py [--seconds 20] [--repeat 5] [--quota-seconds 10] [--no-quota]
 """
