@@ -7,6 +7,10 @@ soft alpha edges. Measured, in CPU time per frame over --frames frames of a 1080
   prepare_ms            once per booking: load, scale, convert to premultiplied Y/U/V (shared/overlay.py)
   blend_ms_per_frame    the recorder's path for frame sources: make_writable + blend_logos on a decoded frame
   picamera2_ms_per_frame  the Pi camera's pre_callback path: blend_planes into a padded YUV420 buffer
+  blend_ms_per_frame_beside_encoder  the same blend timed (thread CPU) on fresh source frames between
+                        libx264 ultrafast encodes, as in the recorder: the encoder's threads evict the
+                        caches between two frames, so this is 2-3x blend_ms_per_frame (the numpy blend's
+                        floor here is memory, not arithmetic)
   core_share_at_30fps   blend_ms_per_frame * 30 / 1000 (share of one core at 30 fps)
   ffmpeg_overlay_ms_per_frame  peer, same run: `ffmpeg -benchmark` user+sys time of the four-overlay graph
                         minus the same graph without overlays, per frame
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -74,6 +80,28 @@ def ffmpeg_seconds(args: list[str]) -> float:
     return float(m[1]) + float(m[2])
 
 
+def blend_beside_encoder(prepared: list, n: int) -> float:  # type: ignore[type-arg]
+    """Thread CPU ms per blend of fresh 1080p frames, each then encoded by libx264 ultrafast (to /dev/null)."""
+    out = av.open(os.devnull, "w", format="h264")
+    stream = out.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+    stream.options = {"preset": "ultrafast", "crf": "26"}
+    spent = 0.0
+    with av.open(f"testsrc2=size={W}x{H}:rate=30,format=yuv420p", format="lavfi") as src:
+        for i, frame in zip(range(n), src.decode(video=0), strict=False):
+            frame.make_writable()
+            t0 = time.thread_time()
+            blend_logos(frame, prepared)
+            spent += time.thread_time() - t0
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+    out.close()
+    return spent * 1000 / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=600)
@@ -96,6 +124,8 @@ def main() -> None:
         with av.open(f"testsrc2=size={W}x{H}:rate=30,format=yuv420p", format="lavfi") as src:
             frames = [f for _, f in zip(range(8), src.decode(video=0), strict=False)]
         blend_ms = cpu_ms_per(n, lambda i: (frames[i % 8].make_writable(), blend_logos(frames[i % 8], prepared)))
+
+        beside_ms = blend_beside_encoder(prepared, min(n, 300))
 
         stride = 1920 + 128  # a padded camera buffer, as libcamera hands it over
         buffer = np.zeros((H * 3 // 2, stride), np.uint8)
@@ -125,6 +155,7 @@ def main() -> None:
         "prepare_ms": round(prepare_ms, 2),
         "blend_ms_per_frame": round(blend_ms, 4),
         "picamera2_ms_per_frame": round(picam_ms, 4),
+        "blend_ms_per_frame_beside_encoder": round(beside_ms, 4),
         "core_share_at_30fps": round(blend_ms * 30 / 1000, 5),
         "ffmpeg_overlay_ms_per_frame": round(ffmpeg_ms, 4),
         "vs_ffmpeg": round(blend_ms / ffmpeg_ms, 3) if ffmpeg_ms else None,

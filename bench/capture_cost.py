@@ -16,14 +16,16 @@ For each capture setting (the defaults and alternatives) it reports:
   psnr_y / psnr_yuv     of the decoded recording against the source frames (yuv: 4:1:1 weighted mean of
                         per-plane MSEs), computed on the fly (sources are deterministic, so regenerated)
 
-plus, for the defaults, the same with the four logos of a booking blended (`logo_overhead`: goal
-< 5 % more CPU), the ffmpeg CLI encoding the same source with the same x264 options (the peer, same
-run), and the capture held to a Pi-sized CPU quota (cgroup v1 cpu.cfs_quota_us, needs root): 0.25 of
-one core here is about one Raspberry Pi 5 core (libx264 veryfast at 1080p: ~56 fps per core here,
-~53 fps on a whole 4-core Pi 5). Under the quota the recorder is fed pre-generated frames as fast as it
-takes them: `fps` >= 30 means it keeps up with a 1080p30 camera on one Pi 5 core.
+plus, for the defaults, the same with the four logos of a booking blended (`logo_overhead`: goal < 5 %
+more CPU; measured in --repeat interleaved on/off pairs on frames the recorder owns, median and spread
+reported, with the machine's load averages, see logo_pairs), the ffmpeg CLI encoding the same source
+with the same x264 options (the peer, same run), and the capture held to a Pi-sized CPU quota (cgroup v1
+cpu.cfs_quota_us, needs root): 0.25 of one core here is about one Raspberry Pi 5 core (libx264 veryfast
+at 1080p: ~56 fps per core here, ~53 fps on a whole 4-core Pi 5). Under the quota the recorder is fed
+pre-generated frames as fast as it takes them: `fps` >= 30 means it keeps up with a 1080p30 camera on
+one Pi 5 core.
 
-    python bench/capture_cost.py [--seconds 20] [--quota-seconds 10] [--no-quota]
+    python bench/capture_cost.py [--seconds 20] [--repeat 5] [--quota-seconds 10] [--no-quota]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,7 @@ from services.recorder.camera import CapturedFrame  # noqa: E402
 from services.recorder.logos import BookingLogos  # noqa: E402
 from services.recorder.writer import CAPTURE_ENCODE, EncodeSpec, SegmentWriter  # noqa: E402
 from shared.logo_layout import booking_logos  # noqa: E402
+from shared.overlay import FramePool  # noqa: E402
 from shared.video_encode import EncodeSettings  # noqa: E402
 
 W, H, FPS = 1920, 1080, 30
@@ -71,7 +75,8 @@ ALTERNATIVES = {
     "veryfast crf26 max8M": replace(CAPTURE_ENCODE, preset="veryfast"),
 }
 PI5_CORE = 0.25
-REPEAT = 2
+REPEAT = 5
+"""Logos-on/off pairs per source (--repeat): the difference is a few percent, a shared machine's noise more."""
 GOAL_LOGO_OVERHEAD = 0.05
 
 
@@ -96,13 +101,29 @@ def source_cpu(graph: str, count: int) -> float:
     return cpu() - t0
 
 
-def record(graph: str, count: int, out: Path, settings: EncodeSettings, logos: BookingLogos | None) -> float:
-    """CPU seconds to generate and record `count` frames into SEGMENT_S segments; returns that CPU."""
+def owned_frames(pool: list[av.VideoFrame], count: int) -> Iterator[av.VideoFrame]:
+    """`count` frames cycled from `pool`, each a copy into a recycled frame the recorder owns (writable, as a
+    V4L2 camera's converted frames are): the pool stays pristine, and generating them costs one memcpy."""
+    copies = FramePool(W, H, "yuv420p", size=4)
+    for i in range(count):
+        yield copies.copy(pool[i % len(pool)])
+
+
+def source_cpu_owned(pool: list[av.VideoFrame], count: int) -> float:
+    t0 = cpu()
+    for _ in owned_frames(pool, count):
+        pass
+    return cpu() - t0
+
+
+def record(graph: str, count: int, out: Path, settings: EncodeSettings, logos: BookingLogos | None,
+           source: Iterator[av.VideoFrame] | None = None) -> float:
+    """CPU seconds to generate (or take from `source`) and record `count` frames into SEGMENT_S segments."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = cpu()
     writer: SegmentWriter | None = None
     spec = EncodeSpec(W, H, FPS, settings, logos=logos)
-    for i, frame in enumerate(frames(graph, count)):
+    for i, frame in enumerate(frames(graph, count) if source is None else source):
         if i % (SEGMENT_S * FPS) == 0:
             if writer is not None:
                 writer.close()
@@ -260,6 +281,90 @@ def pi_quota(seconds: float) -> object:
             for preset in ("ultrafast", "superfast") for logos_on in (False, True)]
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, extremes and interquartile range of repeated measurements."""
+    q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
+            "max": round(max(values), 4), "iqr": round(q[2] - q[0], 4)}
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def copy_ms(graph: str, count: int) -> float:
+    """CPU ms per frame of make_writable on the source's frames: lavfi's are shared (not writable), so the
+    writer copies each whole frame before drawing on it; a camera's converted frames and Picamera2's
+    buffer are not copied."""
+    spent, n = 0.0, 0
+    for frame in frames(graph, min(count, 150)):
+        t0 = time.thread_time()
+        frame.make_writable()
+        spent += time.thread_time() - t0
+        n += 1
+    return spent * 1000 / max(1, n)
+
+
+def logo_pairs(graph: str, count: int, d: Path, name: str, logos: BookingLogos, repeat: int) -> dict[str, object]:
+    """Logos on and off, `repeat` interleaved pairs (alternating which goes first, so a neighbour's burst or
+    a CPU frequency drift falls on both sides alike); each pair gives one overhead ratio; medians and spread
+    are reported.
+
+    The frames are the source's first second, pre-generated and cycled (owned_frames): the live court
+    graph costs 2.5x the encode and varies by more than the logos' difference, which drowned it (pairs
+    from -11 % to +36 %); a memcpy per frame, measured before each pair and taken off both sides, does
+    not. Owned frames are also what the recorder gets from a real camera; lavfi's own frames are shared
+    and the writer copies each (`copy_ms_per_frame`, measured apart; `logo_overhead_shared_frames`)."""
+    recorded_s = count / FPS
+    pool = list(frames(graph, FPS))
+    with_runs: list[float] = []
+    without_runs: list[float] = []
+    blend_ms: list[float] = []
+    loads = [load()]
+    for k in range(repeat):
+        base = source_cpu_owned(pool, count)
+        order = (True, False) if k % 2 == 0 else (False, True)
+        for logos_on in order:
+            if logos_on:
+                with BlendClock() as blend:
+                    used = record(graph, count, d / f"{name}-logos{k}", CAPTURE_ENCODE, logos,
+                                  owned_frames(pool, count)) - base
+                blend_ms.append(blend.seconds * 1000 / max(1, blend.calls))
+                with_runs.append(used / recorded_s)
+            else:
+                used = record(graph, count, d / f"{name}-plain{k}", CAPTURE_ENCODE, None,
+                              owned_frames(pool, count)) - base
+                without_runs.append(used / recorded_s)
+        loads.append(load())
+    ratios = [w / wo - 1 for w, wo in zip(with_runs, without_runs, strict=True)]
+    with_med, without_med = statistics.median(with_runs), statistics.median(without_runs)
+    blend_med = statistics.median(blend_ms)
+    copy = copy_ms(graph, count)
+    encode_ms = without_med * 1000 / FPS  # recorder CPU per frame without logos
+    overhead = statistics.median(ratios)
+    return {
+        "cpu_s_per_recorded_s": round(with_med, 3),
+        "cpu_s_per_recorded_s_without": round(without_med, 3),
+        "runs": repeat,
+        "mb_per_hour": size_mb_per_hour(d / f"{name}-logos0", count),
+        "logo_overhead": round(overhead, 4),
+        "blend_ms_per_frame": round(blend_med, 3),
+        "blend_overhead": round(blend_med / encode_ms, 4),
+        "method": ("interleaved on/off pairs, order alternating, on the source's first second cycled as frames "
+                   "the recorder owns; logo_overhead = median of the pairs' ratios"),
+        "logo_overhead_pairs": [round(r, 4) for r in ratios],
+        "logo_overhead_spread": spread(ratios),
+        "logo_overhead_of_medians": round(with_med / without_med - 1, 4),
+        "cpu_s_per_recorded_s_runs": [round(x, 4) for x in with_runs],
+        "cpu_s_per_recorded_s_without_runs": [round(x, 4) for x in without_runs],
+        "blend_ms_per_frame_spread": spread(blend_ms),
+        "copy_ms_per_frame": round(copy, 3),
+        "copy_overhead": round(copy / encode_ms, 4),
+        "logo_overhead_shared_frames": round(overhead + copy / encode_ms, 4),
+        "load_avg_1_5_15": loads,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -269,6 +374,7 @@ def main() -> None:
     parser.add_argument("--child", type=float)
     parser.add_argument("--preset", default=CAPTURE_ENCODE.preset)
     parser.add_argument("--logos", action="store_true")
+    parser.add_argument("--repeat", type=int, default=REPEAT)
     args = parser.parse_args()
     if args.child is not None:
         child(args.child, args.logos, args.preset)
@@ -280,7 +386,8 @@ def main() -> None:
     recorded_s = count / FPS
     result: dict[str, object] = {"bench": "capture_cost", "resolution": f"{W}x{H}", "fps": FPS,
                                  "recorded_seconds": recorded_s, "segment_seconds": SEGMENT_S,
-                                 "cpus": os.cpu_count(), "sources": {}}
+                                 "cpus": os.cpu_count(), "load_avg_start": load(),
+                                 "date": datetime.now(UTC).isoformat(timespec="seconds"), "sources": {}}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         logos = make_logos(d)
@@ -297,25 +404,7 @@ def main() -> None:
                     "mb_per_hour": size_mb_per_hour(out, count), "psnr_y": y, "psnr_yuv": yuv,
                 }
             plain = rows["settings"]["default (ultrafast crf26 max8M)"]  # type: ignore[index]
-            # Logos on and off, interleaved and repeated, the least of each: the difference is small and a
-            # shared machine is noisy.
-            plain_runs, logo_runs = [plain["cpu_s_per_recorded_s"] * recorded_s], []
-            with BlendClock() as blend:
-                for k in range(REPEAT):
-                    logo_runs.append(record(graph, count, d / f"{name}-logos{k}", CAPTURE_ENCODE, logos) - base)
-                    if k:
-                        plain_runs.append(record(graph, count, d / f"{name}-plain{k}", CAPTURE_ENCODE, None) - base)
-            without = min(plain_runs) / recorded_s
-            with_logos = round(min(logo_runs) / recorded_s, 3)
-            rows["default_with_4_logos"] = {
-                "cpu_s_per_recorded_s": with_logos,
-                "cpu_s_per_recorded_s_without": round(without, 3),
-                "runs": REPEAT,
-                "mb_per_hour": size_mb_per_hour(d / f"{name}-logos0", count),
-                "logo_overhead": round(with_logos / without - 1, 4),
-                "blend_ms_per_frame": round(blend.seconds * 1000 / max(1, blend.calls), 3),
-                "blend_overhead": round(blend.seconds / REPEAT / recorded_s / without, 4),
-            }
+            rows["default_with_4_logos"] = logo_pairs(graph, count, d, name, logos, args.repeat)
             peer = ffmpeg_cpu(graph, count, CAPTURE_ENCODE, d / f"{name}-ffmpeg.mp4") - ffmpeg_source_cpu(graph, count)
             rows["ffmpeg_cli_default_settings"] = {
                 "cpu_s_per_recorded_s": round(peer / recorded_s, 3),
@@ -329,6 +418,7 @@ def main() -> None:
                                        for r in rows_all)
         result["goal_met_blend"] = all(r["default_with_4_logos"]["blend_overhead"] < GOAL_LOGO_OVERHEAD
                                        for r in rows_all)
+    result["load_avg_end"] = load()
     if not args.no_quota:
         result["pi_quota"] = pi_quota(args.quota_seconds)
     print(json.dumps(result, indent=2))

@@ -13,7 +13,7 @@ import logging
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -266,16 +266,6 @@ def prepare_logo(
     )
 
 
-def _blend_plane(
-    plane: av.video.plane.VideoPlane, x: int, y: int, inv: np.ndarray, pre: np.ndarray, tmp: np.ndarray
-) -> None:
-    h, w = inv.shape
-    if h == 0 or w == 0:
-        return
-    view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[y : y + h, x : x + w]
-    _blend_view(view, inv, pre, tmp)
-
-
 def _blend_view(view: np.ndarray, inv: np.ndarray, pre: np.ndarray, tmp: np.ndarray) -> None:
     np.multiply(view, inv, out=tmp)
     np.add(tmp, pre, out=tmp)
@@ -323,14 +313,22 @@ class FramePool:
         return dst
 
 
-def blend_logos(frame: av.VideoFrame, logos: list[PreparedLogo]) -> None:
+def blend_logos(frame: av.VideoFrame, logos: Sequence[PreparedLogo]) -> None:
     """Blend in place into a frame the caller owns exclusively (see FramePool)."""
-    planes = frame.planes
-    for logo in logos:
-        _blend_plane(planes[0], logo.x, logo.y, logo.inv_y, logo.pre_y, logo.scratch_y)
-        cx, cy = logo.x // 2, logo.y // 2
-        _blend_plane(planes[1], cx, cy, logo.inv_c, logo.pre_u, logo.scratch_c)
-        _blend_plane(planes[2], cx, cy, logo.inv_c, logo.pre_v, logo.scratch_c)
+    if not logos:
+        return
+    y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size) for p in frame.planes[:3])
+    blend_planes(y, u, v, logos)
+
+
+def share_scratch(logos: Sequence[PreparedLogo]) -> list[PreparedLogo]:
+    """The same logos with one scratch buffer between them (one set is blended by one thread, logo after
+    logo): a frame's blend then touches 0.17 MB of scratch instead of 0.44 MB (four logos at 1080p)."""
+    if not logos:
+        return []
+    scratch = np.empty(max(logo.inv_y.size for logo in logos), np.uint16)
+    return [replace(logo, scratch_y=scratch[: logo.inv_y.size].reshape(logo.inv_y.shape),
+                    scratch_c=scratch[: logo.inv_c.size].reshape(logo.inv_c.shape)) for logo in logos]
 
 
 def to_stored(rect: Rect, rgba: np.ndarray, clockwise: int, shown_w: int, shown_h: int) -> tuple[Rect, np.ndarray]:
@@ -387,7 +385,7 @@ def load_logos(
             prepared.append(prepare_logo(name, stored_rgba, stored_rect, bt709=bt709, full_range=full_range))
         except Exception as exc:
             _warn(warnings, f"logo {name} unusable: {type(exc).__name__}: {exc}; skipped")
-    return prepared
+    return share_scratch(prepared)
 
 
 def _warn(warnings: list[str], message: str) -> None:
