@@ -242,15 +242,19 @@ def test_corrupt_segment_is_skipped_with_a_warning(settings, run_worker, listen)
 def test_segments_lost_before_processing_fall_back_to_the_whole_recording(settings, run_worker):
     store = LocalStore(settings.data_dir)
     booking_dir, segments = _segment_booking(settings, store, "w1", [15, 15, 12])
-    raw = join_segments([s.path for s in segments], booking_dir.target, booking_dir.read_meta().origin).path
-    for seg in segments[1:]:  # a recorder before issue 12 joined them and removed them before the worker saw them
+    # A recorder before issue 12 joined the segments and removed them before the worker saw all of them: the
+    # joined file is made aside and appears in RAW only after the worker has taken the first segment (made in
+    # RAW from the start, the worker's start-up scan would take it whole before any segment).
+    aside = settings.data_dir / "aside" / booking_dir.target.name
+    aside.parent.mkdir()
+    join_segments([s.path for s in segments], aside, booking_dir.read_meta().origin)
+    for seg in segments[1:]:
         seg.path.unlink()
     worker, bus = run_worker(store)
     _publish_segments(bus, settings, "w1", segments[:1])  # the worker saw the first segment only
-    deadline = utc_now() + timedelta(seconds=20)
-    while utc_now() < deadline and not any(p.state == "done" for p in worker.jobs.parts("w1")):
-        threading.Event().wait(0.05)
+    assert _settle(lambda: any(p.state == "done" for p in worker.jobs.parts("w1")))
     shutil.rmtree(booking_dir.path)
+    raw = aside.replace(booking_dir.target)
     _finished(bus, settings, "w1", raw, 42)
     assert _wait_status(store, "w1", BookingStatus.video_uploaded) == BookingStatus.video_uploaded
     [video] = store.list_videos(booking_id="w1")

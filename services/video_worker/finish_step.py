@@ -34,7 +34,7 @@ from services.video_worker.part_step import JOIN_LEAD_SEGMENTS, booking_logos
 from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed
-from shared.recordings.layout import WHOLE_INPUT_NAME, BookingDir
+from shared.recordings.layout import WHOLE_INPUT_NAME, BookingDir, segment_file
 from shared.recordings.segments import NothingRecorded, join_segments
 from shared.video_format import OutputFormat
 
@@ -211,7 +211,18 @@ def _next_part(ctx: WorkerContext, booking_id: str, idx: int, fps: float) -> Par
                 return None  # the recorder joined exactly these (it stopped early)
             if end is not None and time.time() > end + STREAM_GRACE_S:
                 raise _StreamAbort(f"segment {idx} still missing {STREAM_GRACE_S:.0f}s after the end")
+            if job is not None and _gone_for_good(ctx, job, idx):
+                raise _StreamAbort(f"segment {idx} is not on disk and the recording is finished")
         time.sleep(STREAM_POLL_S)
+
+
+def _gone_for_good(ctx: WorkerContext, job: Job, idx: int) -> bool:
+    """No event can bring this segment any more: the recording is finished (a segment folder is marked finished
+    only once all its segments are closed; a joined file replaced them) and the segment's file is not there.
+    Waiting out the grace period would only delay the whole-recording fallback."""
+    if ctx.recording_on_disk(job.booking_id, job.raw_file) is None:
+        return False
+    return ctx.segment_file(job.booking_id, idx, segment_file(job.booking_id, idx)) is None
 
 
 def _whole(ctx: WorkerContext, job: Job, output: Path, plan: dict | None, started: float) -> None:
