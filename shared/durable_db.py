@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 WAL_RETRY_S = 0.05
@@ -39,3 +42,18 @@ def open_durable_db(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     enable_wal(db, timeout_s)
     db.execute("PRAGMA synchronous=FULL")
     return db
+
+
+@contextmanager
+def write_tx(db: sqlite3.Connection, lock: threading.Lock | None = None) -> Iterator[sqlite3.Connection]:
+    """A write transaction taken up front (BEGIN IMMEDIATE): what it reads cannot change before it writes, even
+    with other processes on the file; committed on leaving, rolled back on any exception. `lock` serialises the
+    threads sharing the connection."""
+    with lock if lock is not None else nullcontext():
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

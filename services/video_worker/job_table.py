@@ -13,19 +13,19 @@ plans  one per booking: the output format and user media frozen at its first seg
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from shared.backoff import exponential_s
-from shared.durable_db import open_durable_db
+from shared.durable_db import open_durable_db, write_tx
 from shared.job_states import JobState
 
 
@@ -147,17 +147,9 @@ class JobTable:
                 if name not in have:
                     db.execute(f"ALTER TABLE parts ADD COLUMN {name} {decl}")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (BEGIN IMMEDIATE): a claim reads and writes without a race."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A claim reads and writes without a race (shared.durable_db.write_tx)."""
+        return write_tx(self._db, self._lock)
 
     def _read(self, sql: str, args: Iterable[Any] | dict[str, Any] = ()) -> list[tuple]:
         with self._lock:

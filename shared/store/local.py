@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.atomic import atomic_path, remove_stale_temps
-from shared.durable_db import enable_wal
+from shared.durable_db import enable_wal, write_tx
 from shared.models import (
     STATUS_REASON_LIMIT,
     Booking,
@@ -114,17 +113,9 @@ class LocalStore(Store):
             self._local.conn = conn
         return conn
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE: several processes write this file, so take the write lock up front."""
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Several processes write this file: the write lock is taken up front (shared.durable_db.write_tx)."""
+        return write_tx(self._conn())
 
     def _migrate(self) -> None:
         """A database made before `missed` existed: its bookings CHECK refuses the status and it has no

@@ -7,17 +7,16 @@ claimed under a lease, so a worker killed mid-clip leaves it to the next claim, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.durable_db import enable_wal
+from shared.durable_db import enable_wal, write_tx
 from shared.payloads import HighlightClip
 
 TABLE_FILE = "highlights.sqlite3"
@@ -75,16 +74,8 @@ class ClipTable:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_tx(self._db, self._lock)
 
     def add(self, clip: HighlightClip) -> bool:
         """Idempotent; a later end reopens a clip already made. True when there is something (new) to do."""

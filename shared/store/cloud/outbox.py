@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.durable_db import open_durable_db
+from shared.durable_db import open_durable_db, write_tx
 from shared.store.cloud.tus import TusState
 
 
@@ -227,19 +227,13 @@ class CloudOutbox:
         """An operator's decision that a refused operation will never be applied: moved to `dropped` (kept as the
         record), so the operations it held go on. None when `op_id` is not a refused operation."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(f"SELECT {_RECORD_COLUMNS} FROM ops WHERE id = ? AND failed_at IS NOT NULL",
-                                       (op_id,)).fetchone()
-                if row is not None:
-                    self._db.execute(f"INSERT OR REPLACE INTO dropped ({_RECORD_COLUMNS}, dropped_at)"
-                                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, now))
-                    self._db.execute("DELETE FROM ops WHERE id = ?", (op_id,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with write_tx(self._db, self._lock) as db:
+            row = db.execute(f"SELECT {_RECORD_COLUMNS} FROM ops WHERE id = ? AND failed_at IS NOT NULL",
+                             (op_id,)).fetchone()
+            if row is not None:
+                db.execute(f"INSERT OR REPLACE INTO dropped ({_RECORD_COLUMNS}, dropped_at)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, now))
+                db.execute("DELETE FROM ops WHERE id = ?", (op_id,))
         return None if row is None else self._record(row, now)
 
     def dropped(self, limit: int = 20) -> list[OpRecord]:
@@ -334,19 +328,12 @@ class CloudOutbox:
     def acquire_lease(self, holder: str, ttl_s: float, name: str = "drain") -> bool:
         """Take or renew; succeeds when free, expired, or already ours."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", (name,)).fetchone()
-                if row is not None and row[0] != holder and row[1] > now and _alive(row[0]):
-                    self._db.execute("COMMIT")
-                    return False
-                self._db.execute("INSERT OR REPLACE INTO lease VALUES (?, ?, ?)", (name, holder, now + ttl_s))
-                self._db.execute("COMMIT")
-                return True
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with write_tx(self._db, self._lock) as db:
+            row = db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > now and _alive(row[0]):
+                return False
+            db.execute("INSERT OR REPLACE INTO lease VALUES (?, ?, ?)", (name, holder, now + ttl_s))
+            return True
 
     def release_lease(self, holder: str, name: str = "drain") -> None:
         with self._lock:
