@@ -23,7 +23,7 @@ import queue
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import av
 import numpy as np
@@ -33,6 +33,8 @@ from services.recorder.logos import Geometry
 from shared.overlay import PreparedLogo, blend_planes
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class SensorClock:
@@ -59,6 +61,50 @@ class SensorClock:
         return datetime.fromtimestamp(sensor_s + self._offset, UTC)
 
 
+class Handoff(Generic[T]):
+    """Items put by picamera2's threads, which must never block, taken in order by the recorder."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: queue.Queue[T] = queue.Queue(maxsize=maxsize)
+        self.closed = False
+
+    def offer(self, item: T) -> bool:
+        """False when the recorder is behind and the item was dropped."""
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
+
+    def items(self) -> Iterator[T]:
+        while not self.closed:
+            try:
+                yield self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+
+
+def start_camera(picamera2: Any, transform: Any, size: tuple[int, int], fps: int, pre_callback: Callable[[Any], None],
+                 start: Callable[[Any], None]) -> Any:
+    """The camera opened with a YUV420 main stream of `size` at `fps`, `pre_callback` set, then `start(camera)`.
+    A camera that fails on the way is released before the CameraError, so the recorder's retry finds it free."""
+    cam = None
+    try:
+        cam = picamera2()
+        cam.configure(cam.create_video_configuration(main={"size": size, "format": "YUV420"},
+                                                     controls={"FrameRate": float(fps)}, transform=transform))
+        cam.pre_callback = pre_callback
+        start(cam)
+        return cam
+    except Exception as exc:  # libcamera raises plain RuntimeErrors for a busy or missing camera
+        if cam is not None:
+            try:
+                cam.close()
+            except Exception:
+                log.debug("closing the half-opened Pi camera failed", exc_info=True)
+        raise CameraError(f"Pi camera unavailable: {exc}") from exc
+
+
 class Picamera2Camera:
     rotation_applied = True
 
@@ -76,8 +122,7 @@ class Picamera2Camera:
         display = 0 if rotation in (0, 180) else rotation  # the ISP flips, it cannot turn by 90
         self.encoded = EncodedFormat(template=None, codec_name="h264", width=width, height=height, fps=fps,
                                      display_rotation=display)
-        self._queue: queue.Queue[CapturedPacket] = queue.Queue(maxsize=fps * 4)
-        self._closed = False
+        self._handoff: Handoff[CapturedPacket] = Handoff(maxsize=fps * 4)
         self._clock = SensorClock()
         self._gap = False  # a frame was dropped: the next one queued says so, so the remux restarts cleanly
         # Logos are drawn on upright pixels only: a 90/270 turn is a display matrix on top of the stream.
@@ -100,25 +145,9 @@ class Picamera2Camera:
                 if not audio:
                     target._on_frame(bytes(packet) if packet is not None else bytes(frame), keyframe, timestamp)
 
-        self._cam = None
-        try:
-            self._cam = Picamera2()
-            config = self._cam.create_video_configuration(
-                main={"size": (width, height), "format": "YUV420"},
-                controls={"FrameRate": float(fps)},
-                transform=Transform(hflip=flip, vflip=flip),
-            )
-            self._cam.configure(config)
-            self._cam.pre_callback = self._draw
-            encoder = H264Encoder(bitrate=bitrate or None, repeat=True, iperiod=fps)
-            self._cam.start_recording(encoder, _QueueOutput())
-        except Exception as exc:  # libcamera raises plain RuntimeErrors for a busy or missing camera
-            if self._cam is not None:  # opened, then configure/start failed: release it before the retry
-                try:
-                    self._cam.close()
-                except Exception:
-                    log.debug("closing the half-opened Pi camera failed", exc_info=True)
-            raise CameraError(f"Pi camera unavailable: {exc}") from exc
+        encoder = H264Encoder(bitrate=bitrate or None, repeat=True, iperiod=fps)
+        self._cam = start_camera(Picamera2, Transform(hflip=flip, vflip=flip), (width, height), fps, self._draw,
+                                 lambda cam: cam.start_recording(encoder, _QueueOutput()))
 
     def _draw(self, request: Any) -> None:
         """pre_callback (camera thread): blend the owning booking's logos into the main stream before encoding."""
@@ -143,23 +172,15 @@ class Picamera2Camera:
         at = self._clock.at(None if timestamp_us is None else timestamp_us / 1e6)
         packet = av.Packet(data)
         packet.is_keyframe = keyframe
-        try:
-            self._queue.put_nowait(CapturedPacket(packet, at, keyframe, after_gap=self._gap))
-        except queue.Full:
-            self._gap = True
+        self._gap = not self._handoff.offer(CapturedPacket(packet, at, keyframe, after_gap=self._gap))
+        if self._gap:
             log.warning("Pi camera frame dropped: the recorder is behind")
-        else:
-            self._gap = False
 
     def frames(self) -> Iterator[CapturedPacket]:
-        while not self._closed:
-            try:
-                yield self._queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
+        return self._handoff.items()
 
     def close(self) -> None:
-        self._closed = True
+        self._handoff.closed = True
         self.logo_source = None
         try:
             self._cam.stop_recording()

@@ -16,7 +16,6 @@ loses the frames that do not fit, as a sensor whose buffers overflow would.
 from __future__ import annotations
 
 import logging
-import queue
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ import av
 import numpy as np
 
 from services.recorder.camera import CameraError, CapturedFrame
-from services.recorder.picam import SensorClock, i420_planes
+from services.recorder.picam import Handoff, SensorClock, i420_planes, start_camera
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +57,13 @@ class Picamera2Frames:
         self.rotation_applied = rotation % 360 in (0, 180)
         # libcamera's default video colour space: Rec709 from 1280x720 up, else SMPTE 170M, both limited range.
         self._colorspace = AVCOL_SPC_BT709 if self.width >= 1280 and self.height >= 720 else AVCOL_SPC_SMPTE170M
-        self._queue: queue.Queue[CapturedFrame] = queue.Queue(maxsize=QUEUE_FRAMES)
+        self._handoff: Handoff[CapturedFrame] = Handoff(maxsize=QUEUE_FRAMES)
         self._clock = SensorClock()
         self._mapped = MappedArray
-        self._closed = False
         self._copy_failed = False
         self.dropped = 0
-        self._cam = None
-        try:
-            self._cam = Picamera2()
-            config = self._cam.create_video_configuration(
-                main={"size": (self.width, self.height), "format": "YUV420"},
-                controls={"FrameRate": float(fps)},
-                transform=Transform(hflip=flip, vflip=flip),
-            )
-            self._cam.configure(config)
-            self._cam.pre_callback = self._take
-            self._cam.start()
-        except Exception as exc:  # libcamera raises plain RuntimeErrors for a busy or missing camera
-            if self._cam is not None:
-                try:
-                    self._cam.close()
-                except Exception:
-                    log.debug("closing the half-opened Pi camera failed", exc_info=True)
-            raise CameraError(f"Pi camera unavailable: {exc}") from exc
+        self._cam = start_camera(Picamera2, Transform(hflip=flip, vflip=flip), (self.width, self.height), fps,
+                                 self._take, lambda cam: cam.start())
 
     def _take(self, request: Any) -> None:
         """pre_callback (the camera's thread): the frame copied out of the request's buffer, never blocking."""
@@ -97,24 +79,16 @@ class Picamera2Frames:
             return
         frame.colorspace = self._colorspace
         frame.color_range = AVCOL_RANGE_MPEG
-        try:
-            self._queue.put_nowait(CapturedFrame(frame, at))
-        except queue.Full:
+        if not self._handoff.offer(CapturedFrame(frame, at)):
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 100 == 0:
                 log.warning("Pi camera frames dropped: the recorder is behind (%d so far)", self.dropped)
 
     def frames(self) -> Iterator[CapturedFrame]:
-        while not self._closed:
-            try:
-                yield self._queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
+        return self._handoff.items()
 
     def close(self) -> None:
-        self._closed = True
-        if self._cam is None:
-            return
+        self._handoff.closed = True
         try:
             self._cam.stop()
         finally:
