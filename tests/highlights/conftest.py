@@ -4,7 +4,6 @@ broker and one embedded store, as `ezrec up` runs them."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,16 +14,13 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 from fastapi.testclient import TestClient
 
-from services.api.main import create_app
 from services.recorder.service import Recorder
-from services.recorder.service import build as build_recorder
 from services.video_worker.service import VideoWorker
-from services.video_worker.service import build as build_worker
-from shared.bus import MqttBus
 from shared.settings import Settings
 from shared.store import LocalStore
 from shared.timeutil import isoformat_z, utc_now
 from tests.conftest import TOKEN, Listener
+from tests.in_process import services_in_process
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BUTTON_PIN = 17
@@ -89,26 +85,9 @@ def court(make_settings, listen) -> Iterator[Court]:
     Device.pin_factory = MockFactory()
     settings = make_settings(**COURT)
     events = listen(f"ezrec/{settings.camera_id}/#")
-    store = LocalStore(settings.data_dir)
-    buses = [MqttBus(settings, "recorder"), MqttBus(settings, "worker")]
-    recorder = build_recorder(settings, store, buses[0])
-    worker = build_worker(settings, LocalStore(settings.data_dir), buses[1])
-    stop = threading.Event()
-    threads = [threading.Thread(target=recorder.run, args=(stop,), name="test-recorder"),
-               threading.Thread(target=worker.run, args=(stop,), name="test-worker")]
-    for bus in buses:
-        bus.start()
-        assert bus.wait_connected(10)
-    for thread in threads:
-        thread.start()
-    with TestClient(create_app(settings)) as api:
-        yield Court(settings, store, recorder, worker, api, events, Device.pin_factory.pin(BUTTON_PIN))
-        stop.set()
-        worker.ctx.wake_all()
-        for thread in threads:
-            thread.join(30)
-    for bus in buses:
-        bus.stop()
+    with services_in_process(settings) as running:
+        yield Court(settings, running.store, running.recorder, running.worker, running.api, events,
+                    Device.pin_factory.pin(BUTTON_PIN))
     mqtt_publish.single(f"ezrec/{settings.camera_id}/bookings", b"", qos=1, retain=True, hostname="127.0.0.1",
                         port=settings.mqtt_port, protocol=mqtt.MQTTv5)
     Device.pin_factory.close()

@@ -7,24 +7,18 @@ the recorder, worker, API, store and broker are the production code, in one proc
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
 import av
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from services.api.main import create_app
 from services.recorder.pyav_cameras import open_source
-from services.recorder.service import build as build_recorder
-from services.video_worker.service import build as build_worker
 from shared import capture_stamp
-from shared.bus import MqttBus
-from shared.store import LocalStore
 from shared.timeutil import isoformat_z, utc_now
 from tests.conftest import TOKEN
+from tests.in_process import services_in_process
 from tests.media import make_intro, make_logo_png
 from tests.recorder import pi_standin
 from tests.recorder.conftest import wait_until
@@ -71,28 +65,8 @@ def test_on_a_pi_5_the_camera_gives_raw_frames_and_on_a_pi_4_its_hardware_encode
 def pi5_court(make_settings, listen, pi5, tmp_path) -> Iterator[tuple]:
     settings = make_settings(camera_source="picamera2", camera_fps=FPS, segment_seconds=1.0, camera_warmup_s=1.0)
     events = listen(f"ezrec/{settings.camera_id}/#")
-    store = LocalStore(settings.data_dir)
-    buses = [MqttBus(settings, "recorder"), MqttBus(settings, "worker")]
-    recorder = build_recorder(settings, store, buses[0])
-    worker = build_worker(settings, LocalStore(settings.data_dir), buses[1])
-    stop = threading.Event()
-    threads = [threading.Thread(target=recorder.run, args=(stop,), name="test-recorder"),
-               threading.Thread(target=worker.run, args=(stop,), name="test-worker")]
-    for bus in buses:
-        bus.start()
-        assert bus.wait_connected(10)
-    for thread in threads:
-        thread.start()
-    try:
-        with TestClient(create_app(settings)) as api:
-            yield settings, store, api, events
-    finally:
-        stop.set()
-        worker.ctx.wake_all()
-        for thread in threads:
-            thread.join(30)
-        for bus in buses:
-            bus.stop()
+    with services_in_process(settings) as running:
+        yield settings, running.store, running.api, events
 
 
 def test_a_pi_5_booking_is_finished_by_remux_with_the_logo_drawn_once_at_capture(pi5_court, tmp_path):
