@@ -114,3 +114,28 @@ def listen(running_broker: Broker) -> Iterator[Callable[[str], Listener]]:
     yield _listen
     for listener in listeners:
         listener.close()
+
+
+@pytest.fixture
+def run_worker(settings: Settings) -> Iterator[Callable[..., tuple]]:
+    """`run_worker(store)`: a worker service (all its loops) on the real broker, stopped after the test."""
+    from services.video_worker.service import build
+    from shared.bus import MqttBus
+
+    started: list[tuple[threading.Event, threading.Thread, MqttBus]] = []
+
+    def _run(store):  # any Store
+        bus = MqttBus(settings, "worker")
+        worker = build(settings, store, bus)
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,))
+        bus.start()
+        thread.start()
+        started.append((stop, thread, bus))
+        return worker, bus
+
+    yield _run
+    for stop, thread, bus in started:
+        stop.set()
+        thread.join(timeout=30)
+        bus.stop()

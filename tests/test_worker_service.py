@@ -9,11 +9,7 @@ from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
 
-import pytest
-
 from services.video_worker import job_table as jobs_module
-from services.video_worker.service import build
-from shared.bus import MqttBus
 from shared.file_hash import file_sha256
 from shared.models import BookingIn, BookingStatus, LogoPlacement, UserSettings
 from shared.payloads import MediaUpdated, RecordingFinished, RecordingSegment
@@ -64,27 +60,6 @@ def _setup(settings, store, tmp_path, booking_id="b1", with_media=True, ago=10.0
         store.put_user_settings(UserSettings(user_id="u1", intro_video_path="u1/media/intro-x.mp4",
                                              logo_path="u1/media/logo-x.png"))
     return raw
-
-
-@pytest.fixture
-def run_worker(settings):
-    started: list[tuple[threading.Event, threading.Thread, MqttBus]] = []
-
-    def _run(store):
-        bus = MqttBus(settings, "worker")
-        worker = build(settings, store, bus)
-        stop = threading.Event()
-        thread = threading.Thread(target=worker.run, args=(stop,))
-        bus.start()
-        thread.start()
-        started.append((stop, thread, bus))
-        return worker, bus
-
-    yield _run
-    for stop, thread, bus in started:
-        stop.set()
-        thread.join(timeout=30)
-        bus.stop()
 
 
 def test_recording_finished_event_becomes_an_uploaded_video(settings, tmp_path, run_worker, listen):

@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 
 from services.video_worker.media.remux_check import Reason, parameter_sets
-from services.video_worker.service import build
-from shared.bus import MqttBus
 from shared.capture_stamp import NO_LOGOS
 from shared.models import BookingIn, BookingStatus, UserSettings
 from shared.overlay import LogoSpec
@@ -34,27 +32,6 @@ COUNTS = [15, 15, 9]
 TOTAL = sum(COUNTS)
 INTRO_S = 1.0
 INTRO_FRAMES = 15
-
-
-@pytest.fixture
-def run_worker(settings):
-    started: list[tuple[threading.Event, threading.Thread, MqttBus]] = []
-
-    def _run(store):
-        bus = MqttBus(settings, "worker")
-        worker = build(settings, store, bus)
-        stop = threading.Event()
-        thread = threading.Thread(target=worker.run, args=(stop,))
-        bus.start()
-        thread.start()
-        started.append((stop, thread, bus))
-        return worker, bus
-
-    yield _run
-    for stop, thread, bus in started:
-        stop.set()
-        thread.join(timeout=30)
-        bus.stop()
 
 
 @pytest.fixture
