@@ -52,10 +52,10 @@ sys.path.insert(0, str(ROOT))
 from bench.blend_cost import soft_logo  # noqa: E402
 from services.recorder import writer as writer_module  # noqa: E402
 from services.recorder.camera import CapturedFrame  # noqa: E402
-from services.recorder.logos import BookingLogos  # noqa: E402
+from services.recorder.logos import BookingLogos, Geometry  # noqa: E402
 from services.recorder.writer import CAPTURE_ENCODE, EncodeSpec, SegmentWriter  # noqa: E402
 from shared.logo_layout import booking_logos  # noqa: E402
-from shared.overlay import FramePool  # noqa: E402
+from shared.overlay import FramePool, blend_logos  # noqa: E402
 from shared.video_encode import EncodeSettings  # noqa: E402
 
 W, H, FPS = 1920, 1080, 30
@@ -365,6 +365,54 @@ def logo_pairs(graph: str, count: int, d: Path, name: str, logos: BookingLogos, 
     }
 
 
+def drawn_logo_pairs(graph: str, count: int, d: Path, name: str, logos: BookingLogos,
+                     repeat: int) -> dict[str, object]:
+    """What the logos cost the encoder alone: the same pairs as logo_pairs, but the 'on' side gets frames with the
+    logos already drawn (blended once, before timing) and the writer draws nothing. `encode_overhead` is then
+    what x264 spends coding the logos' pixels; logo_overhead minus it is the blend's own share."""
+    recorded_s = count / FPS
+    pool = list(frames(graph, FPS))
+    prepared = logos.prepare(Geometry(W, H, bt709=True, full_range=False))
+    drawn = []
+    for frame in pool:
+        copy = frame.reformat(format="yuv420p")  # a frame of our own to draw into
+        copy.make_writable()
+        blend_logos(copy, prepared.logos)
+        drawn.append(copy)
+    on_runs: list[float] = []
+    off_runs: list[float] = []
+    for k in range(repeat):
+        base = source_cpu_owned(pool, count)
+        for drawn_on in ((True, False) if k % 2 == 0 else (False, True)):
+            source = owned_frames(drawn if drawn_on else pool, count)
+            used = record(graph, count, d / f"{name}-drawn{k}-{drawn_on}", CAPTURE_ENCODE, None, source) - base
+            (on_runs if drawn_on else off_runs).append(used / recorded_s)
+    ratios = [a / b - 1 for a, b in zip(on_runs, off_runs, strict=True)]
+    return {"encode_overhead": round(statistics.median(ratios), 4),
+            "encode_overhead_pairs": [round(r, 4) for r in ratios], "encode_overhead_spread": spread(ratios),
+            "runs": repeat,
+            "method": "frames with the logos drawn beforehand vs the same frames without, no blend in the writer"}
+
+
+def logo_split(count: int, repeat: int) -> dict[str, object]:
+    """Per source: the logos' whole overhead (logo_pairs) beside the encoder's share of it (drawn_logo_pairs)."""
+    result: dict[str, object] = {"bench": "capture_cost --logo-split", "resolution": f"{W}x{H}", "fps": FPS,
+                                 "recorded_seconds": count / FPS, "cpus": os.cpu_count(), "load_avg_start": load(),
+                                 "date": datetime.now(UTC).isoformat(timespec="seconds"), "sources": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        logos = make_logos(d)
+        for name, graph in SOURCES.items():
+            whole = logo_pairs(graph, count, d, name, logos, repeat)
+            encoder = drawn_logo_pairs(graph, count, d, name, logos, repeat)
+            result["sources"][name] = {  # type: ignore[index]
+                "logo_overhead": whole["logo_overhead"], "logo_overhead_spread": whole["logo_overhead_spread"],
+                "blend_ms_per_frame": whole["blend_ms_per_frame"], "blend_overhead": whole["blend_overhead"],
+                "encoder_share": encoder}
+    result["load_avg_end"] = load()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -375,6 +423,8 @@ def main() -> None:
     parser.add_argument("--preset", default=CAPTURE_ENCODE.preset)
     parser.add_argument("--logos", action="store_true")
     parser.add_argument("--repeat", type=int, default=REPEAT)
+    parser.add_argument("--logo-split", action="store_true",
+                        help="only the logo pairs and the encoder's share of them (drawn_logo_pairs), per source")
     args = parser.parse_args()
     if args.child is not None:
         child(args.child, args.logos, args.preset)
@@ -384,6 +434,9 @@ def main() -> None:
         return
     count = int(args.seconds * FPS)
     recorded_s = count / FPS
+    if args.logo_split:
+        print(json.dumps(logo_split(count, args.repeat), indent=2))
+        return
     result: dict[str, object] = {"bench": "capture_cost", "resolution": f"{W}x{H}", "fps": FPS,
                                  "recorded_seconds": recorded_s, "segment_seconds": SEGMENT_S,
                                  "cpus": os.cpu_count(), "load_avg_start": load(),
