@@ -348,12 +348,10 @@ class Recorder:
             file=booking_dir.relative(writer.path), start_at=writer.first_at, end_at=writer.last_at,
             frames=writer.frames, size_bytes=writer.size_bytes))
         log.info("booking %s: segment %d closed (%d frames)", booking.id, index, writer.frames)
-        meta = booking_dir.read_meta()
-        if meta is not None:
-            try:  # the end-of-booking count then reads no segment but the last
-                count_closed(booking_dir.segments_through(index), meta.origin, booking_dir.tally_path)
-            except Exception:  # the count at the booking's end reads them all instead: slower, same result
-                log.exception("booking %s: segment %d not counted into the tally", booking.id, index)
+        try:  # the end-of-booking count then reads no segment but the last
+            count_closed(booking_dir.segments_through(index), writer.origin, booking_dir.tally_path)
+        except Exception:  # the count at the booking's end reads them all instead: slower, same result
+            log.exception("booking %s: segment %d not counted into the tally", booking.id, index)
 
     # ---- logos drawn by the camera (Picamera2's pre_callback) --------------------------------------
 
