@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -305,6 +305,23 @@ def copy_ms(graph: str, count: int) -> float:
     return spent * 1000 / max(1, n)
 
 
+def interleaved_pairs(pool: list[av.VideoFrame], count: int, repeat: int,
+                      run: Callable[[int, bool], float]) -> tuple[list[float], list[float], list[list[float]]]:
+    """`repeat` pairs of `run(k, on)` (CPU seconds), alternating which side goes first so a neighbour's burst or a
+    CPU frequency drift falls on both alike; the cost of making the owned frames, measured before each pair, is
+    taken off both. Returns CPU-s per recorded second on, off, and the load averages around the pairs."""
+    recorded_s = count / FPS
+    on_runs: list[float] = []
+    off_runs: list[float] = []
+    loads = [load()]
+    for k in range(repeat):
+        base = source_cpu_owned(pool, count)
+        for on in ((True, False) if k % 2 == 0 else (False, True)):
+            (on_runs if on else off_runs).append((run(k, on) - base) / recorded_s)
+        loads.append(load())
+    return on_runs, off_runs, loads
+
+
 def logo_pairs(graph: str, count: int, d: Path, name: str, logos: BookingLogos, repeat: int) -> dict[str, object]:
     """Logos on and off, `repeat` interleaved pairs (alternating which goes first, so a neighbour's burst or
     a CPU frequency drift falls on both sides alike); each pair gives one overhead ratio; medians and spread
@@ -315,27 +332,18 @@ def logo_pairs(graph: str, count: int, d: Path, name: str, logos: BookingLogos, 
     from -11 % to +36 %); a memcpy per frame, measured before each pair and taken off both sides, does
     not. Owned frames are also what the recorder gets from a real camera; lavfi's own frames are shared
     and the writer copies each (`copy_ms_per_frame`, measured apart; `logo_overhead_shared_frames`)."""
-    recorded_s = count / FPS
     pool = list(frames(graph, FPS))
-    with_runs: list[float] = []
-    without_runs: list[float] = []
     blend_ms: list[float] = []
-    loads = [load()]
-    for k in range(repeat):
-        base = source_cpu_owned(pool, count)
-        order = (True, False) if k % 2 == 0 else (False, True)
-        for logos_on in order:
-            if logos_on:
-                with BlendClock() as blend:
-                    used = record(graph, count, d / f"{name}-logos{k}", CAPTURE_ENCODE, logos,
-                                  owned_frames(pool, count)) - base
-                blend_ms.append(blend.seconds * 1000 / max(1, blend.calls))
-                with_runs.append(used / recorded_s)
-            else:
-                used = record(graph, count, d / f"{name}-plain{k}", CAPTURE_ENCODE, None,
-                              owned_frames(pool, count)) - base
-                without_runs.append(used / recorded_s)
-        loads.append(load())
+
+    def run(k: int, logos_on: bool) -> float:
+        if not logos_on:
+            return record(graph, count, d / f"{name}-plain{k}", CAPTURE_ENCODE, None, owned_frames(pool, count))
+        with BlendClock() as blend:
+            used = record(graph, count, d / f"{name}-logos{k}", CAPTURE_ENCODE, logos, owned_frames(pool, count))
+        blend_ms.append(blend.seconds * 1000 / max(1, blend.calls))
+        return used
+
+    with_runs, without_runs, loads = interleaved_pairs(pool, count, repeat, run)
     ratios = [w / wo - 1 for w, wo in zip(with_runs, without_runs, strict=True)]
     with_med, without_med = statistics.median(with_runs), statistics.median(without_runs)
     blend_med = statistics.median(blend_ms)
@@ -370,7 +378,6 @@ def drawn_logo_pairs(graph: str, count: int, d: Path, name: str, logos: BookingL
     """What the logos cost the encoder alone: the same pairs as logo_pairs, but the 'on' side gets frames with the
     logos already drawn (blended once, before timing) and the writer draws nothing. `encode_overhead` is then
     what x264 spends coding the logos' pixels; logo_overhead minus it is the blend's own share."""
-    recorded_s = count / FPS
     pool = list(frames(graph, FPS))
     prepared = logos.prepare(Geometry(W, H, bt709=True, full_range=False))
     drawn = []
@@ -379,14 +386,8 @@ def drawn_logo_pairs(graph: str, count: int, d: Path, name: str, logos: BookingL
         copy.make_writable()
         blend_logos(copy, prepared.logos)
         drawn.append(copy)
-    on_runs: list[float] = []
-    off_runs: list[float] = []
-    for k in range(repeat):
-        base = source_cpu_owned(pool, count)
-        for drawn_on in ((True, False) if k % 2 == 0 else (False, True)):
-            source = owned_frames(drawn if drawn_on else pool, count)
-            used = record(graph, count, d / f"{name}-drawn{k}-{drawn_on}", CAPTURE_ENCODE, None, source) - base
-            (on_runs if drawn_on else off_runs).append(used / recorded_s)
+    on_runs, off_runs, _ = interleaved_pairs(pool, count, repeat, lambda k, on: record(
+        graph, count, d / f"{name}-drawn{k}-{on}", CAPTURE_ENCODE, None, owned_frames(drawn if on else pool, count)))
     ratios = [a / b - 1 for a, b in zip(on_runs, off_runs, strict=True)]
     return {"encode_overhead": round(statistics.median(ratios), 4),
             "encode_overhead_pairs": [round(r, 4) for r in ratios], "encode_overhead_spread": spread(ratios),
