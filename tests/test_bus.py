@@ -9,6 +9,8 @@ import textwrap
 import threading
 from pathlib import Path
 
+import pytest
+
 from shared.bus import MqttBus
 from shared.payloads import MediaUpdated, VideoProgress
 from shared.topics import DEADLETTER, MEDIA_UPDATED
@@ -71,8 +73,10 @@ def test_outbox_survives_a_process_that_dies_before_sending(settings, running_br
         bus.stop()
 
 
-def test_malformed_payload_goes_to_dead_letter_and_subscriber_keeps_working(settings, listen):
-    dead = listen(DEADLETTER)
+@pytest.fixture
+def media_subscriber(settings):
+    """A worker bus subscribed to media/updated (what it handled, and an event set at the first) and an API bus
+    to send from; both connected."""
     received: list[MediaUpdated] = []
     got_valid = threading.Event()
 
@@ -87,22 +91,28 @@ def test_malformed_payload_goes_to_dead_letter_and_subscriber_keeps_working(sett
     sender.start()
     try:
         assert bus.wait_connected(10) and sender.wait_connected(10)
-        raw = sender._client  # raw bytes on the wire, as a buggy or hostile publisher would send
-        raw.publish(MEDIA_UPDATED, b"{not json", qos=1)
-        raw.publish(MEDIA_UPDATED, json.dumps({"v": 1, "user_id": "../etc", "kind": "intro"}), qos=1)
-        raw.publish(MEDIA_UPDATED, json.dumps({"v": 2, "user_id": "u1", "kind": "intro"}), qos=1)
-        sender.publish(MEDIA_UPDATED, MediaUpdated(user_id="u1", kind="logo"))
-        assert got_valid.wait(10), "a valid message after bad ones was not handled"
-        assert [e.user_id for e in received] == ["u1"] and received[0].kind == "logo"
-        dead.wait_for(lambda t, p: len(dead.messages) >= 3)
-        letters = [json.loads(p) for _, p, _ in dead.messages]
-        assert {letter["topic"] for letter in letters} == {MEDIA_UPDATED}
-        assert any("{not json" in letter["payload"] for letter in letters)
-        assert any("user_id" in letter["error"] for letter in letters)
-        assert any(letter["error"].startswith("invalid MediaUpdated: v") for letter in letters)
+        yield received, got_valid, sender
     finally:
         bus.stop()
         sender.stop()
+
+
+def test_malformed_payload_goes_to_dead_letter_and_subscriber_keeps_working(media_subscriber, listen):
+    dead = listen(DEADLETTER)
+    received, got_valid, sender = media_subscriber
+    raw = sender._client  # raw bytes on the wire, as a buggy or hostile publisher would send
+    raw.publish(MEDIA_UPDATED, b"{not json", qos=1)
+    raw.publish(MEDIA_UPDATED, json.dumps({"v": 1, "user_id": "../etc", "kind": "intro"}), qos=1)
+    raw.publish(MEDIA_UPDATED, json.dumps({"v": 2, "user_id": "u1", "kind": "intro"}), qos=1)
+    sender.publish(MEDIA_UPDATED, MediaUpdated(user_id="u1", kind="logo"))
+    assert got_valid.wait(10), "a valid message after bad ones was not handled"
+    assert [e.user_id for e in received] == ["u1"] and received[0].kind == "logo"
+    dead.wait_for(lambda t, p: len(dead.messages) >= 3)
+    letters = [json.loads(p) for _, p, _ in dead.messages]
+    assert {letter["topic"] for letter in letters} == {MEDIA_UPDATED}
+    assert any("{not json" in letter["payload"] for letter in letters)
+    assert any("user_id" in letter["error"] for letter in letters)
+    assert any(letter["error"].startswith("invalid MediaUpdated: v") for letter in letters)
 
 
 def test_availability_online_retained_and_offline_on_kill(settings, running_broker, listen):
@@ -136,32 +146,17 @@ def test_availability_online_retained_and_offline_on_kill(settings, running_brok
         proc.wait()
 
 
-def test_a_time_beyond_the_calendar_after_its_offset_is_dead_lettered_and_the_subscriber_lives(settings, listen):
+def test_a_time_beyond_the_calendar_after_its_offset_is_dead_lettered_and_the_subscriber_lives(media_subscriber,
+                                                                                              listen):
     """Found by the property tests: `0001-01-01T00:00:00+01:00` is a valid ISO time whose UTC value is before
     year 1; converting it raised OverflowError, not a validation error, out of paho's network thread."""
     dead = listen(DEADLETTER)
-    received: list[MediaUpdated] = []
-    got_valid = threading.Event()
-
-    def handler(_topic: str, event: MediaUpdated) -> None:
-        received.append(event)
-        got_valid.set()
-
-    bus = MqttBus(settings, "worker")
-    bus.subscribe(MEDIA_UPDATED, MediaUpdated, handler)
-    bus.start()
-    sender = MqttBus(settings, "api")
-    sender.start()
-    try:
-        assert bus.wait_connected(10) and sender.wait_connected(10)
-        for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
-            sender._client.publish(MEDIA_UPDATED, json.dumps({"v": 1, "sent_at": edge, "user_id": "u1",
-                                                              "kind": "intro"}), qos=1)
-        sender.publish(MEDIA_UPDATED, MediaUpdated(user_id="u2", kind="logo"))
-        assert got_valid.wait(10), "the subscriber died on a time out of range"
-        assert [e.user_id for e in received] == ["u2"]
-        dead.wait_for(lambda t, p: len(dead.messages) >= 2)
-        assert all("sent_at" in json.loads(p)["error"] for _, p, _ in dead.messages)
-    finally:
-        bus.stop()
-        sender.stop()
+    received, got_valid, sender = media_subscriber
+    for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        sender._client.publish(MEDIA_UPDATED, json.dumps({"v": 1, "sent_at": edge, "user_id": "u1",
+                                                          "kind": "intro"}), qos=1)
+    sender.publish(MEDIA_UPDATED, MediaUpdated(user_id="u2", kind="logo"))
+    assert got_valid.wait(10), "the subscriber died on a time out of range"
+    assert [e.user_id for e in received] == ["u2"]
+    dead.wait_for(lambda t, p: len(dead.messages) >= 2)
+    assert all("sent_at" in json.loads(p)["error"] for _, p, _ in dead.messages)
