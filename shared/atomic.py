@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -20,7 +21,8 @@ def fsync_dir(directory: Path) -> None:
 
 
 def remove_stale_temps(directory: Path, patterns: tuple[str, ...], older_than_s: float) -> list[Path]:
-    """Delete temp files of writers killed mid-write; returns what went.
+    """Delete temp files of writers killed mid-write (and temp directories of splices being built, named
+    `*.splice`: shared/spliced_file.py); returns what went.
 
     A live writer keeps touching its temp file, so one untouched for `older_than_s` is dead. The newer of
     mtime and ctime counts: a temp that is a fresh hard link to an old file has an old mtime but a new ctime.
@@ -33,8 +35,13 @@ def remove_stale_temps(directory: Path, patterns: tuple[str, ...], older_than_s:
         for path in directory.glob(pattern):
             try:
                 st = path.lstat()
-                if stat.S_ISREG(st.st_mode) and max(st.st_mtime, st.st_ctime) < cutoff:
+                if max(st.st_mtime, st.st_ctime) >= cutoff:
+                    continue
+                if stat.S_ISREG(st.st_mode):
                     path.unlink()
+                    removed.append(path)
+                elif stat.S_ISDIR(st.st_mode) and path.name.endswith(".splice"):
+                    shutil.rmtree(path)
                     removed.append(path)
             except OSError:
                 continue
