@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from shared import spliced_file
 from shared.atomic import write_bytes_atomic
 from shared.video_format import display_rotation
 
@@ -36,9 +37,17 @@ URL_TIMEOUT_S = 15.0
 
 
 def _pick_frame(video: Path | str) -> av.VideoFrame:
-    """From a file, or from a URL (a signed Storage URL: PyAV reads the index and one stretch with Range requests)."""
-    options = {"timeout": str(int(URL_TIMEOUT_S * 1_000_000))} if isinstance(video, str) else {}
-    with av.open(str(video), options=options, timeout=URL_TIMEOUT_S if isinstance(video, str) else None) as container:
+    """From a file or splice, or from a URL (a signed Storage URL: PyAV reads the index and one stretch with
+    Range requests)."""
+    if isinstance(video, Path):
+        with spliced_file.open_read(video) as fh:
+            return _frame_of(av.open(fh))
+    options = {"timeout": str(int(URL_TIMEOUT_S * 1_000_000))}
+    return _frame_of(av.open(video, options=options, timeout=URL_TIMEOUT_S))
+
+
+def _frame_of(opened: av.container.InputContainer) -> av.VideoFrame:
+    with opened as container:
         if not container.streams.video:
             raise ThumbnailError("no video stream")
         stream = container.streams.video[0]
@@ -97,7 +106,7 @@ class ThumbnailCache:
 
     def get(self, video_id: str, video: Path) -> Path:
         """The cached JPEG, made now if missing. Raises ThumbnailError for an undecodable file."""
-        size = video.stat().st_size
+        size = spliced_file.size(video)
         target = self._path(video_id, size)
         if target.is_file():
             return target

@@ -7,15 +7,19 @@ tests can tell intro frames from recording frames by colour alone).
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import subprocess
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+
+from shared import spliced_file
 
 INTRO_RGB = (30, 60, 200)
 """Dominant colour of the intro (blue); the recording never contains a pixel close to it."""
@@ -167,9 +171,35 @@ def make_logo_png(
     return path
 
 
+@contextlib.contextmanager
+def open_media(path: Path | str) -> Iterator[av.container.InputContainer]:
+    """av.open for a finished video however it is kept: a file, or a splice (shared/spliced_file.py)."""
+    if isinstance(path, Path) and spliced_file.is_splice(path):
+        with spliced_file.open_read(path) as fh, av.open(fh) as c:
+            yield c
+    else:
+        with av.open(str(path)) as c:
+            yield c
+
+
+def ffmpeg_errors(path: Path) -> str:
+    """What the ffmpeg CLI says decoding every frame (empty: no error). A splice is piped to it (its index is in
+    front, so nothing needs to seek), a file read as it is."""
+    if spliced_file.is_splice(path):
+        with spliced_file.open_read(path) as fh:
+            data = fh.read()
+        run = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "null", "-"], input=data,
+                             capture_output=True, timeout=120)
+    else:
+        run = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
+                             capture_output=True, timeout=120)
+    errors = run.stderr.decode(errors="replace").strip()
+    return errors or ("" if run.returncode == 0 else f"ffmpeg exited {run.returncode}")
+
+
 def probe(path: Path | str) -> dict[str, Any]:
     """Decode the whole file and report what a player would see."""
-    with av.open(str(path)) as c:
+    with open_media(path) as c:
         v = c.streams.video[0] if c.streams.video else None
         a = c.streams.audio[0] if c.streams.audio else None
         frames = 0
@@ -207,7 +237,7 @@ def frames_rgb(path: Path | str, indices: Iterable[int]) -> dict[int, np.ndarray
     """Decoded frames (rgb24, h x w x 3) at the given presentation-order indices."""
     wanted = set(indices)
     out: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as c:
+    with open_media(path) as c:
         for i, frame in enumerate(c.decode(video=0)):
             if i in wanted:
                 out[i] = frame.to_ndarray(format="rgb24")
@@ -219,7 +249,7 @@ def frames_rgb(path: Path | str, indices: Iterable[int]) -> dict[int, np.ndarray
 def audio_mono(path: Path | str) -> tuple[np.ndarray, int]:
     """The first audio track as mono float32 samples, plus its sample rate."""
     chunks: list[np.ndarray] = []
-    with av.open(str(path)) as c:
+    with open_media(path) as c:
         stream = c.streams.audio[0]
         rate = stream.codec_context.sample_rate
         for frame in c.decode(stream):

@@ -195,10 +195,11 @@ def test_a_put_killed_mid_write_leaves_no_temp_behind_after_restart(tmp_path, mo
     code = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
+        "import shared.spliced_file as spliced_file\n"
         "import shared.store.local as local\n"
         "def die(*_a):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "local.os.replace = die\n"  # the line after the temp is written: the rename
+        "spliced_file.os.replace = die\n"  # the line after the temp is written: the rename
         "local.LocalStore(Path(sys.argv[1])).put_object('videos', 'u1/b.mp4', Path(sys.argv[2]), 'video/mp4')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data"), str(src)], cwd=ROOT)

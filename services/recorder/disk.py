@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from shared import spliced_file
 from shared.models import BookingStatus
 from shared.recordings.layout import SAFE_ID, VIDEO_SUFFIX
 from shared.store import Store
@@ -83,7 +84,7 @@ class DiskGuard:
             if not folder.is_dir():
                 continue
             for entry in folder.iterdir():
-                if entry.is_dir():
+                if entry.is_dir() and not (entry.suffix == VIDEO_SUFFIX and spliced_file.is_splice(entry)):
                     booking_id = entry.name if with_dirs else ""
                 elif entry.suffix == VIDEO_SUFFIX:
                     booking_id = entry.stem

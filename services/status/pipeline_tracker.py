@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from shared import spliced_file
 from shared.atomic import write_text_atomic
 from shared.job_states import JobState, job_states
 from shared.models import BookingStatus
@@ -127,7 +128,8 @@ def count_queue(raw_dir: Path, processed_dir: Path, jobs_db: Path | None = None)
         jobs = len(waiting | {booking for booking in recordings if booking not in states})
     try:
         with os.scandir(processed_dir) as it:
-            uploads = sum(1 for e in it if _visible(e) and e.is_file() and e.name.endswith(VIDEO_SUFFIX))
+            uploads = sum(1 for e in it if _visible(e) and e.name.endswith(VIDEO_SUFFIX)
+                          and (e.is_file() or spliced_file.is_splice(Path(e.path))))  # a file or a splice
     except FileNotFoundError:
         pass
     return QueueCounts(jobs_waiting=jobs, segments_waiting=segments, uploads_pending=uploads)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.atomic import atomic_path, remove_stale_temps
+from shared import spliced_file
+from shared.atomic import remove_stale_temps
 from shared.durable_db import enable_wal, write_tx
 from shared.models import (
     STATUS_REASON_LIMIT,
@@ -93,7 +92,7 @@ class LocalStore(Store):
         self.files_dir.mkdir(parents=True, exist_ok=True)
         # A kill between link/copy and rename leaves `.<name>.<random>.tmp`; as a hard link it would keep
         # a deleted video's bytes on the disk for good.
-        remove_stale_temps(self.files_dir, ("**/.*.tmp",), STALE_TEMP_S)
+        remove_stale_temps(self.files_dir, ("**/.*.tmp", "**/.*.splice"), STALE_TEMP_S)
         self.db_path = data_dir / "ezrec.sqlite3"
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own transaction
@@ -419,14 +418,12 @@ class LocalStore(Store):
         return self.files_dir / bucket / path
 
     def put_object(self, bucket: str, path: str, src: Path, content_type: str) -> ObjectInfo:
-        """`src` is a finished file its caller never rewrites in place: on the same filesystem the object
-        is a hard link to it (no copy, so storing a long video costs no time), else a copy."""
+        """`src` is a finished file or splice (shared/spliced_file.py) its caller never rewrites in place: on
+        the same filesystem the object is hard links to it (no copy, so storing a long video costs no time
+        and writes no byte again), else a copy. A retry that finds this very object in place does nothing."""
         target = self._object_file(bucket, path)
-        if not _same_file(src, target):  # stored before (a retry): rename() over a link to itself is a no-op
-            with atomic_path(target) as tmp:
-                if not _link(src, tmp):
-                    shutil.copyfile(src, tmp)
-        size = target.stat().st_size
+        spliced_file.place(src, target)
+        size = spliced_file.size(target)
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
                        (bucket, path, size, content_type, _ts(utc_now())))
@@ -434,23 +431,21 @@ class LocalStore(Store):
 
     def get_object(self, bucket: str, path: str, dest: Path) -> Path:
         source = self._object_file(bucket, path)
-        if not source.is_file():
+        if not spliced_file.exists(source):
             raise NotFound(f"{bucket}/{path}")
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(source, tmp)
-        return dest
+        return spliced_file.copy_out(source, dest)
 
     def object_exists(self, bucket: str, path: str) -> bool:
-        return self._object_file(bucket, path).is_file()
+        return spliced_file.exists(self._object_file(bucket, path))
 
     def delete_object(self, bucket: str, path: str) -> None:
-        self._object_file(bucket, path).unlink(missing_ok=True)
+        spliced_file.remove(self._object_file(bucket, path))
         with self._tx() as db:
             db.execute("DELETE FROM objects WHERE bucket = ? AND path = ?", (bucket, path))
 
     def local_object_path(self, bucket: str, path: str) -> Path | None:
         target = self._object_file(bucket, path)
-        return target if target.is_file() else None
+        return target if spliced_file.exists(target) else None
 
     def reclaimable_files(self) -> list[Path]:
         """Nothing: in embedded mode these files ARE the storage (the only copy of every video)."""
@@ -472,18 +467,3 @@ class LocalStore(Store):
         return row["content_type"] if row else None
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _link(src: Path, tmp: Path) -> bool:
-    """Replace the (empty) temp file by a hard link to `src`; False when that is impossible (other filesystem)."""
-    try:
-        tmp.unlink()
-        os.link(src, tmp)
-    except OSError:
-        return False
-    return True

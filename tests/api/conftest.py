@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from services.api.main import create_app
 from shared.models import Video, storage_path_for_video, video_id_for
 from shared.settings import Settings
+from shared.spliced_file import SpliceBuilder
 from shared.store import LocalStore
 from shared.timeutil import isoformat_z, utc_now
 from tests.broker import free_port
@@ -32,12 +33,19 @@ def booking_body(booking_id: str = "b1", start_in_s: float = 3600, seconds: floa
 
 
 def seed_video(settings: Settings, tmp_path: Path, booking_id: str = "b1", user_id: str = "u1",
-               seconds: float = 1.0) -> tuple[Video, Path]:
-    """A real H.264 MP4 stored as the worker would store it; returns the row and the source file."""
+               seconds: float = 1.0, spliced: bool = False) -> tuple[Video, Path]:
+    """A real H.264 MP4 stored as the worker would store it; returns the row and the source file.
+    `spliced`: stored as a splice (the remux path's output: a written head, then the rest linked)."""
     store = LocalStore(settings.data_dir)
     clip = make_recording(tmp_path / f"{booking_id}.mp4", seconds)
     path = storage_path_for_video(user_id, booking_id)
-    store.put_object("videos", path, clip, "video/mp4")
+    if spliced:
+        builder = SpliceBuilder(tmp_path / f"{booking_id}-spliced.mp4")
+        builder.span(builder.written("head.bin", clip.read_bytes()[:1000]), 0, 1000)
+        builder.span(builder.source(clip), 1000, clip.stat().st_size - 1000)
+        store.put_object("videos", path, builder.commit(), "video/mp4")
+    else:
+        store.put_object("videos", path, clip, "video/mp4")
     video = store.upsert_video(Video(id=video_id_for(booking_id), booking_id=booking_id, user_id=user_id,
                                      camera_id=settings.camera_id, storage_path=path,
                                      size_bytes=clip.stat().st_size, duration_seconds=seconds, uploaded_at=utc_now()))

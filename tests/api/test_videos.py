@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import av
 import numpy as np
+import pytest
 
 from services.api.share import ShareSigner
 from shared.models import ShareLink
@@ -17,8 +18,9 @@ from tests.api.conftest import AUTH, seed_video
 from tests.conftest import TOKEN
 
 
-def test_list_metadata_and_download_with_range(client, settings, tmp_path):
-    video, clip = seed_video(settings, tmp_path)
+@pytest.mark.parametrize("spliced", [False, True], ids=["file", "splice"])
+def test_list_metadata_and_download_with_range(client, settings, tmp_path, spliced):
+    video, clip = seed_video(settings, tmp_path, spliced=spliced)
     seed_video(settings, tmp_path, booking_id="b2", user_id="u2")
     listed = client.get("/videos", params={"booking_id": "b1"}, headers=AUTH).json()
     assert [v["id"] for v in listed] == [video.id]
@@ -37,6 +39,8 @@ def test_list_metadata_and_download_with_range(client, settings, tmp_path):
     part = client.get(url, headers={**AUTH, "Range": "bytes=10-19"})
     assert part.status_code == 206 and part.content == data[10:20]
     assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+    across = client.get(url, headers={**AUTH, "Range": "bytes=990-1009,2000-2004"})  # two ranges, one across spans
+    assert across.status_code == 206 and data[990:1010] in across.content and data[2000:2005] in across.content
     tail = client.get(url, headers={**AUTH, "Range": "bytes=-100"})
     assert tail.status_code == 206 and tail.content == data[-100:]
     assert client.get(url, headers={**AUTH, "Range": f"bytes={len(data) + 10}-"}).status_code == 416
@@ -54,8 +58,9 @@ def test_download_of_a_file_not_on_this_device_is_404(client, settings, tmp_path
     assert r.status_code == 404 and "not on this device" in r.text
 
 
-def test_thumbnail_is_a_jpeg_of_a_real_frame_and_is_cached(client, settings, tmp_path):
-    video, _ = seed_video(settings, tmp_path, seconds=2.0)
+@pytest.mark.parametrize("spliced", [False, True], ids=["file", "splice"])
+def test_thumbnail_is_a_jpeg_of_a_real_frame_and_is_cached(client, settings, tmp_path, spliced):
+    video, _ = seed_video(settings, tmp_path, seconds=2.0, spliced=spliced)
     r = client.get(f"/videos/{video.id}/thumbnail", params={"token": TOKEN})
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert r.content[:3] == b"\xff\xd8\xff"

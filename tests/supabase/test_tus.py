@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from shared import spliced_file
+from shared.spliced_file import SpliceBuilder
 from shared.store.cloud import CloudUnavailable
 from shared.store.cloud.outbox import CloudOutbox
 from shared.store.cloud.tus import CHUNK_SIZE
@@ -248,3 +250,34 @@ def test_a_location_without_storage_v1_is_refused_naming_the_fix(store, fake_clo
     assert store.outbox.replay(op_id)
     drain(store)
     assert fake_cloud.object_file("videos", "u1/b1.mp4").read_bytes() == src.read_bytes()
+
+
+def test_a_video_kept_as_a_splice_uploads_its_bytes_and_resumes_mid_upload(make_store, fake_cloud, tmp_path):
+    """The remux path's video is a splice (shared/spliced_file.py): the upload reads the spliced bytes, resumes
+    at the confirmed offset across a restart, and the object is those bytes exactly."""
+    fake_cloud.stop()
+    fake_cloud.start("--die-after-patch-bytes", str(CHUNK_SIZE + CHUNK_SIZE // 2))  # dies inside chunk 2
+    big = _big(tmp_path)
+    builder = SpliceBuilder(tmp_path / "spliced.mp4")
+    builder.span(builder.written("head.bin", b"moov" * 5000), 0, 20000)
+    builder.span(builder.source(big), CHUNK_SIZE - 7, 2 * CHUNK_SIZE)
+    builder.span(builder.source(big), 0, 12345)
+    splice = builder.commit()
+    with spliced_file.open_read(splice) as fh:
+        expected = fh.read()
+    first = make_store()
+    first.put_object("videos", "u1/b1.mp4", splice, "video/mp4")
+    with pytest.raises(CloudUnavailable):
+        first.drainer.apply(first.outbox.pending()[0])
+    assert fake_cloud.wait_exit(10) == 3
+    assert first.outbox.tus.get("op1").offset == CHUNK_SIZE
+    first.close()
+
+    fake_cloud.clear_log()
+    fake_cloud.start()
+    second = make_store()
+    drain(second)
+    assert [e["method"] for e in fake_cloud.requests()] == ["HEAD", "PATCH", "PATCH"]  # resumed, not restarted
+    stored = fake_cloud.events("object_stored")
+    assert len(stored) == 1 and stored[0]["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert stored[0].get("size", len(expected)) == len(expected)

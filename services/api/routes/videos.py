@@ -23,6 +23,7 @@ from services.api.deps import (
     only_own,
 )
 from services.api.schemas import Error, Revoked, ShareLinkIn, ShareLinkOut
+from services.api.spliced_response import video_response
 from shared.models import SAFE_ID_PATTERN, ShareLink, Video, VideoKind
 from shared.store import NotFound, StoreError
 from shared.thumbnails import ThumbnailError
@@ -84,8 +85,8 @@ def video_file_response(state: State, video: Video, *, download: bool,
         return RedirectResponse(url, status.HTTP_302_FOUND,
                                 headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
     name = f"{video.booking_id}.mp4" if video.kind == "full" else f"{video.booking_id}-{PurePath(path).name}"
-    return FileResponse(path, media_type="video/mp4", filename=name,
-                        content_disposition_type="attachment" if download else "inline")
+    return video_response(path, media_type="video/mp4", filename=name,
+                          content_disposition_type="attachment" if download else "inline")
 
 
 @router.get("", response_model=list[Video], summary="List videos, newest first", responses=FORBIDDEN,

@@ -17,6 +17,7 @@ from postgrest import APIError
 from postgrest.types import ReturnMethod
 from storage3.exceptions import StorageApiError
 
+from shared import spliced_file
 from shared.atomic import atomic_path
 from shared.models import BookingStatus
 from shared.store.base import NotFound
@@ -223,13 +224,13 @@ class CloudClient:
                progress: Callable[[int, int], None] | None = None) -> None:
         """Upsert, so a retry after a lost response replaces the object instead of failing with a conflict.
         A size or type the bucket refuses is refused with what it takes, for the operator's alert."""
-        size = src.stat().st_size
+        size = spliced_file.size(src)
         try:
             if size > STANDARD_UPLOAD_MAX:
                 self._call("resumable upload", lambda: self.tus.upload(
                     resume_key, bucket, path, src, content_type, CACHE_CONTROL, progress=progress))
                 return
-            with open(src, "rb") as fh:
+            with spliced_file.open_read(src) as fh:
                 self._call("upload", lambda: self.supabase.storage.from_(bucket).upload(
                     path, fh, {"content-type": content_type, "cache-control": CACHE_CONTROL, "upsert": "true"}))
         except CloudRejected as exc:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from shared import spliced_file
 from shared.models import (
     Booking,
     BookingIn,
@@ -522,10 +523,9 @@ class SupabaseStore(Store):
         with exclusive(self.mirror_lock, MIRROR_LOCK_WAIT_S) as taken:
             if not taken or not self._upload_confirmed(relative, self._kept_videos()):
                 return False
-            try:
-                file.unlink()
-            except FileNotFoundError:
+            if not spliced_file.exists(file):
                 return False
+            spliced_file.remove(file)
         log.info("mirror copy of videos/%s removed to free disk space (the cloud has it)", file.relative_to(root))
         return True
 

@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from shared import spliced_file
 from shared.store.cloud.errors import CloudRejected, CloudUnavailable, classify_storage_answer
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,10 @@ class TusUploader:
 
     def _attempt(self, key: str, bucket: str, path: str, src: Path, content_type: str, cache_control: str,
                  progress: Callable[[int, int], None] | None) -> None:
-        stat = src.stat()
-        size = stat.st_size
+        size, mtime_ns = spliced_file.size(src), spliced_file.mtime_ns(src)
         url, offset = None, 0
         record = self.state.get(key)
-        if record and record.size == size and record.mtime_ns == stat.st_mtime_ns and record.usable(time.time()):
+        if record and record.size == size and record.mtime_ns == mtime_ns and record.usable(time.time()):
             found = self._head(record.url, bucket)
             if found is not None:
                 url, offset = record.url, found
@@ -155,10 +155,10 @@ class TusUploader:
                 log.info("upload URL of %s/%s expired or unknown to the server; starting a new upload", bucket, path)
         if url is None:
             url, expires_at = self._create(bucket, path, size, content_type, cache_control)
-            self.state.start(key, url, size, stat.st_mtime_ns, expires_at)
+            self.state.start(key, url, size, mtime_ns, expires_at)
         finished = False  # the PATCH carrying the last byte succeeded: the server made the object
         conflicts = 0
-        with open(src, "rb") as fh:
+        with spliced_file.open_read(src) as fh:
             while offset < size:
                 fh.seek(offset)
                 chunk = fh.read(CHUNK_SIZE)
