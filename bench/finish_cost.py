@@ -12,6 +12,8 @@ then each booking of --lengths in turn. Per booking:
   route, reasons      how the worker finished it (remux / transcode) and why
   disk_written_bytes  /proc/<pid>/io write_bytes of recorder + worker over the span, per recorded minute,
                       and its ratio to the finished video's size
+  video_kept_as       `splice` (the remux join's head + hard links to the recording: docs/finishing.md
+                      "Disk") or `file`
   peer_cpu_s          the ffmpeg CLI finishing the same footage (the booking's segments, kept by hard
                       link): intro scaled + padded + fps, the logo overlaid, one libx264 encode at the
                       delivered format's preset and rate control, the intro's audio then silence
@@ -47,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.time_to_video import Uploads  # noqa: E402
 from bench.worker_vs_ffmpeg import FPS, INTRO_S, LOGO_FRACTION, MARGIN_FRACTION, H, W, even, make_media  # noqa: E402
+from shared import spliced_file  # noqa: E402
 from shared.bus import MqttBus  # noqa: E402
 from shared.capture_stamp import read as read_stamp  # noqa: E402
 from shared.models import BookingIn, UserSettings  # noqa: E402
@@ -310,6 +313,8 @@ def _booking(booking_id: str, length: int, store: LocalStore, settings: Settings
                  "disk_written_mb_per_recorded_min": round((io1 - io0) / 1e6 / (length / 60), 1),
                  "disk_ratio": round((io1 - io0) / size, 2) if size else None,
                  "load_avg": round(os.getloadavg()[0], 2)}
+    stored = store.local_object_path("videos", video[0].storage_path) if video else None
+    row["video_kept_as"] = None if stored is None else "splice" if spliced_file.is_splice(stored) else "file"
     row.update(job_facts(data, booking_id))
     if booking_id == "warmup":
         return row

@@ -14,6 +14,7 @@ from pathlib import Path
 from services.video_worker.job_table import JobTable
 from services.video_worker.media.intro_cache import IntroCache
 from services.video_worker.media.process import EncodeSettings
+from shared import spliced_file
 from shared.bus import MqttBus
 from shared.media_cache import MediaCache
 from shared.payloads import VideoFailed, VideoProgress
@@ -118,7 +119,7 @@ class WorkerContext:
         """Temp files of an earlier attempt at `target` (this worker now holds its lease, so they are garbage)."""
         if target.parent.is_dir():
             for tmp in target.parent.glob(f".{target.name}.*"):
-                tmp.unlink(missing_ok=True)
+                spliced_file.remove(tmp)  # a temp file, or a splice being built
 
     # ---- events ----------------------------------------------------------------------------------
 

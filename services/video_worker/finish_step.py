@@ -31,6 +31,7 @@ from services.video_worker.media.remux_check import (
 )
 from services.video_worker.media.remux_join import JoinAborted, JoinMismatch, JoinResult, join_parts
 from services.video_worker.part_step import JOIN_LEAD_SEGMENTS, booking_logos
+from shared import spliced_file
 from shared.capture_stamp import logo_fingerprint
 from shared.models import BookingStatus
 from shared.payloads import VideoProcessed
@@ -54,7 +55,7 @@ def finish_job(ctx: WorkerContext, job: Job) -> None:
     output = ctx.output_path(job.booking_id)
     ctx.drop_temps(output)
     parts = ctx.jobs.parts(job.booking_id)
-    if output.is_file() and job.mode in ("parts", "whole"):  # made before a crash, state not saved yet
+    if spliced_file.exists(output) and job.mode in ("parts", "whole"):  # made before a crash, state not saved yet
         covered = _covered(job, parts)
         route = route_of(parts) if job.mode == "parts" else (TRANSCODE, [Reason.whole_recording.value])
         _processed(ctx, job, output, covered, time.monotonic(), list(job.warnings), route)
@@ -106,7 +107,7 @@ def _join(ctx: WorkerContext, job: Job, parts: list[Part], plan: dict, output: P
     missing = [p for p in pieces if not p.is_file()]
     if missing:
         raise JoinMismatch(f"processed segment(s) missing: {[p.name for p in missing]}")
-    result = join_parts(output, prepared, pieces, fmt)
+    result = join_parts(output, prepared, pieces, fmt, splice=True)
     log.info("booking %s: joined intro (%d frames) + %d segments into %d frames", job.booking_id,
              result.intro_frames, len(pieces), result.frames)
     return warnings
@@ -171,7 +172,8 @@ def _stream(ctx: WorkerContext, job: Job, plan: dict, output: Path) -> bool:
         return True
 
     try:
-        result = join_parts(output, prepared, pieces(), fmt, expected_frames=expected, sync=True, accept=accept)
+        result = join_parts(output, prepared, pieces(), fmt, expected_frames=expected, sync=True, accept=accept,
+                            splice=True)
     except (_StreamAbort, JoinAborted, Stopping) as exc:
         log.info("booking %s: streamed join stopped: %s", job.booking_id, exc or type(exc).__name__)
         return False
@@ -316,7 +318,7 @@ def _processed(ctx: WorkerContext, job: Job, output: Path, covered: int | None, 
     ctx.progress(job.booking_id, 100.0, frames / max(1e-3, time.monotonic() - started), kind,
                  ", ".join(reasons) or None)
     ctx.bus.publish(ctx.bus.topics.video_processed, VideoProcessed(
-        booking_id=job.booking_id, duration_s=duration, frames=frames, size_bytes=output.stat().st_size,
+        booking_id=job.booking_id, duration_s=duration, frames=frames, size_bytes=spliced_file.size(output),
         warnings=list(dict.fromkeys(warnings)), worker=ctx.name, route=kind, route_reasons=reasons))  # type: ignore[arg-type]
     log.info("booking %s processed in %.1fs by %s%s: %d frames, %.1fs", job.booking_id, time.monotonic() - started,
              kind, f" ({', '.join(reasons)})" if reasons else "", frames, duration)

@@ -14,7 +14,7 @@ from services.video_worker.booking_facts import recording_frames
 from services.video_worker.context import WorkerContext
 from services.video_worker.job_table import Job, JobState
 from services.video_worker.media.decode import describe_video
-from shared import failpoints
+from shared import failpoints, spliced_file
 from shared.models import BookingStatus, Video, storage_path_for_video, video_id_for
 from shared.payloads import VideoUploaded
 from shared.timeutil import utc_now
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def upload_job(ctx: WorkerContext, job: Job) -> None:
     owner = ctx.upload_owner
     output = ctx.output_path(job.booking_id)
-    if not output.is_file():
+    if not spliced_file.exists(output):
         # Only reachable if someone removed the output: make it again.
         log.warning("booking %s: processed video missing; processing again", job.booking_id)
         ctx.jobs.set_state(job.booking_id, owner, JobState.pending)
@@ -59,7 +59,7 @@ def upload_job(ctx: WorkerContext, job: Job) -> None:
 
 def cleanup(ctx: WorkerContext, job: Job) -> None:
     """After a confirmed upload: the processed video and pieces, and the recording once it is accounted for."""
-    ctx.output_path(job.booking_id).unlink(missing_ok=True)
+    spliced_file.remove(ctx.output_path(job.booking_id))
     shutil.rmtree(ctx.parts_dir(job.booking_id), ignore_errors=True)
     if settle_raw(ctx, job):
         ctx.jobs.mark_cleaned(job.booking_id)  # else the scan comes back to it (uncleaned_done)
@@ -97,6 +97,6 @@ def settle_raw(ctx: WorkerContext, job: Job) -> bool:
 def redo_whole(ctx: WorkerContext, booking_id: str, reason: str) -> None:
     """Make the video again from the joined recording. The output goes first, so no step can mistake it
     for the new one; if the uploader holds the job, it finds no output and sends the job back too."""
-    ctx.output_path(booking_id).unlink(missing_ok=True)
+    spliced_file.remove(ctx.output_path(booking_id))
     ctx.jobs.reopen(booking_id, "whole", reason)
     ctx.wake_all()

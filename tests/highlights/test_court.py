@@ -7,17 +7,17 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-import av
 import numpy as np
 
 from shared.recordings.timeline import capture_times
 from tests.highlights.conftest import AUTH, Court, sleep_until
+from tests.media import open_media
 
 FPS = 15
 
 
 def _gray_frames(path) -> list[np.ndarray]:
-    with av.open(str(path)) as c:
+    with open_media(path) as c:
         return [f.to_ndarray(format="gray").astype(np.int16) for f in c.decode(video=0)]
 
 

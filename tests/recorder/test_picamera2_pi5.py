@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 
-import av
 import numpy as np
 import pytest
 
@@ -19,7 +18,7 @@ from shared import capture_stamp
 from shared.timeutil import isoformat_z, utc_now
 from tests.conftest import TOKEN
 from tests.in_process import services_in_process
-from tests.media import make_intro, make_logo_png
+from tests.media import make_intro, make_logo_png, open_media
 from tests.recorder import pi_standin
 from tests.recorder.conftest import wait_until
 
@@ -94,7 +93,7 @@ def test_a_pi_5_booking_is_finished_by_remux_with_the_logo_drawn_once_at_capture
 
     [video] = store.list_videos(booking_id="pi5")
     path = store.local_object_path("videos", video.storage_path)
-    with av.open(str(path)) as c:
+    with open_media(path) as c:
         fmt, logos = capture_stamp.read(dict(c.metadata))
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         assert c.streams.audio, "the intro's audio (then silence) is carried"

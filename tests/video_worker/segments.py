@@ -26,6 +26,7 @@ from shared.recordings import timeline
 from shared.recordings.layout import BookingDir
 from shared.video_encode import EncodeSettings
 from shared.video_format import OutputFormat, add_format_stream, derive_format
+from tests.media import open_media
 
 BITS = 12
 CELL = 16
@@ -76,7 +77,7 @@ def read_number(rgb: np.ndarray) -> int:
 def frame_numbers(path: Path, skip: int = 0) -> list[int]:
     """The barcode of every decoded frame after the first `skip` (the intro)."""
     out = []
-    with av.open(str(path)) as c:
+    with open_media(path) as c:
         for i, frame in enumerate(c.decode(video=0)):
             if i >= skip:
                 out.append(read_number(frame.to_ndarray(format="rgb24")))

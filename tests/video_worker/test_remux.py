@@ -7,7 +7,6 @@ stamped with the format and logo fingerprint); the worker runs in-process agains
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -18,12 +17,13 @@ import numpy as np
 import pytest
 
 from services.video_worker.media.remux_check import Reason, parameter_sets
+from shared import spliced_file
 from shared.capture_stamp import NO_LOGOS
 from shared.models import BookingIn, BookingStatus, UserSettings
 from shared.overlay import LogoSpec
 from shared.store import LocalStore
 from shared.timeutil import utc_now
-from tests.media import make_intro, make_logo_png, probe
+from tests.media import ffmpeg_errors, make_intro, make_logo_png, open_media, probe
 from tests.video_worker.segments import capture_format, frame_numbers, record_stamped_segments
 
 FPS = 15
@@ -89,10 +89,8 @@ def _progress(events) -> list[dict]:
 
 def _decodes_cleanly(path: Path) -> None:
     """No error from the ffmpeg CLI nor from PyAV decoding every frame."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stderr.strip() == "", out.stderr[-2000:]
-    with av.open(str(path)) as c:
+    assert ffmpeg_errors(path) == ""
+    with open_media(path) as c:
         for stream in c.streams:
             stream.thread_type = "AUTO"
         frames = sum(1 for _ in c.decode(*c.streams))
@@ -103,7 +101,7 @@ def _logo_box_red(path: Path, indices: list[int]) -> list[bool]:
     """Whether the top-right logo's body (red) shows on each frame of `indices`."""
     wanted = set(indices)
     found: dict[int, bool] = {}
-    with av.open(str(path)) as c:
+    with open_media(path) as c:
         for i, frame in enumerate(c.decode(video=0)):
             if i in wanted:
                 rgb = frame.to_ndarray(format="rgb24").astype(int)
@@ -123,7 +121,7 @@ def _checks(path: Path, *, audio: bool = True, intro_frames: int = INTRO_FRAMES)
     assert info["has_audio"] == audio
     assert frame_numbers(path, skip=intro_frames) == list(range(TOTAL)), "every recorded frame, in order, once"
     _decodes_cleanly(path)
-    with open(path, "rb") as fh:
+    with spliced_file.open_read(path) as fh:
         head = fh.read(1 << 16)
     assert head.find(b"moov") < head.find(b"mdat") or head.find(b"mdat") < 0, "+faststart: the index first"
 
@@ -218,7 +216,7 @@ def test_other_parameter_sets_are_transcoded_and_join_the_intro(settings, tmp_pa
         theirs = parameter_sets(bytes(c.streams.video[0].codec_context.extradata))
     worker, events, stored = _run_to_upload(settings, store, run_worker, listen, "t3", segments)
     _assert_transcoded(worker, events, "t3", Reason.parameter_sets_differ)
-    with av.open(str(stored)) as c:
+    with open_media(stored) as c:
         assert parameter_sets(bytes(c.streams.video[0].codec_context.extradata)) != theirs
     _checks(stored)
     flags = _logo_box_red(stored, [0, INTRO_FRAMES - 1, INTRO_FRAMES, INTRO_FRAMES + TOTAL - 1])

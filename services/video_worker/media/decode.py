@@ -15,6 +15,8 @@ import av
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
+from shared import spliced_file
+
 log = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_DEMUX_ERRORS = 50
@@ -181,7 +183,7 @@ def count_video_packets(path: Path) -> int:
 
 def describe_video(path: Path) -> tuple[int, float]:
     """(frames, seconds) of a finished MP4's video track, from its index (nothing decoded)."""
-    with av.open(str(path)) as c:
+    with spliced_file.open_read(path) as fh, av.open(fh) as c:
         stream = c.streams.video[0]
         frames = int(stream.frames or 0)
         if stream.duration and stream.time_base:

@@ -7,6 +7,12 @@ a piece whose own matrix differs (its pixels meant to be shown turned otherwise)
 The intro's audio is copied, then extended with copies of its silent frame (audio_copy.py).
 The moov is written in front in one pass, into space reserved up front.
 
+With `splice=True` the output is kept as a splice (splice_sink.py): the muxer runs the same, but only
+the head it writes (ftyp, moov) and the audio's few bytes are stored; the video's bytes stay the
+intro's and the segments' own, hard-linked. Byte-identical to the plain file, without writing the
+recording a second time. When the muxer's output cannot be shown to be head + those bytes, the plain
+file is written instead (a streamed join stops and is joined again later).
+
 Pieces may be handed over while the booking still runs (`pieces` is any iterable, possibly waiting for
 the next segment): the join then streams along with the recording, syncs what it wrote after each
 piece, and at the booking's end only the last segment and the index remain to write.
@@ -29,6 +35,7 @@ from services.video_worker.media.audio_copy import AudioCopier, SilenceUnavailab
 from services.video_worker.media.audio_track import AudioTrack
 from services.video_worker.media.intro import PreparedIntro
 from services.video_worker.media.process import OUTPUT_MODE, decode_intro_audio
+from services.video_worker.media.splice_sink import Ledger, PayloadSink, SpliceUnfit, TappedContainer, build_splice
 from services.video_worker.media.video_out import samples_at
 from shared import failpoints
 from shared.atomic import atomic_path
@@ -90,12 +97,12 @@ def piece_rotation(path: Path) -> int | None:
 
 def join_parts(output: Path, intro: PreparedIntro | None, parts: Iterable[Path], fmt: OutputFormat, *,
                expected_frames: int | None = None, sync: bool = False,
-               accept: Callable[[JoinResult], bool] | None = None) -> JoinResult:
+               accept: Callable[[JoinResult], bool] | None = None, splice: bool = False) -> JoinResult:
     """Write `output` (atomically) = intro + parts. Raises JoinMismatch when they cannot be joined by copy.
 
     `expected_frames` sizes the index's reserved space when `parts` is not a list (counted otherwise);
     `sync` flushes the file to disk after every piece; `accept(result)` may refuse the finished result
-    (JoinAborted) before it is renamed into place.
+    (JoinAborted) before it is renamed into place; `splice` keeps it as a splice when it can.
     """
     known = isinstance(parts, Sequence)
     if known:
@@ -103,6 +110,13 @@ def join_parts(output: Path, intro: PreparedIntro | None, parts: Iterable[Path],
     else:
         total = int((expected_frames or 0) * 1.25) + 300
     reserve = moov_reserve(total, fmt, intro)
+    if splice:
+        try:
+            return _join_splice(output, intro, parts, fmt, reserve, accept)
+        except SpliceUnfit as exc:
+            if not known:
+                raise JoinAborted(f"not kept as a splice: {exc}") from exc
+            log.warning("join: %s; writing the video as a plain file", exc)
     with atomic_path(output, suffix=".mp4.tmp") as tmp:
         try:
             result = _write(tmp, intro, parts, fmt, {"moov_size": str(reserve)}, sync)
@@ -114,6 +128,45 @@ def join_parts(output: Path, intro: PreparedIntro | None, parts: Iterable[Path],
         if accept is not None and not accept(result):
             raise JoinAborted("refused by the caller's check")
         os.chmod(tmp, OUTPUT_MODE)
+    result.output = output
+    return result
+
+
+def _join_splice(output: Path, intro: PreparedIntro | None, parts: Iterable[Path], fmt: OutputFormat,
+                 reserve: int, accept: Callable[[JoinResult], bool] | None) -> JoinResult:
+    sink = PayloadSink()
+    ledger = Ledger()
+    container = av.open(sink, "w", format="mp4", options={"moov_size": str(reserve)})
+    try:
+        joined = _Joiner(TappedContainer(container, ledger), intro, fmt)  # type: ignore[arg-type]
+        for path in [*([intro.path] if intro else []), *parts]:
+            ledger.source = path
+            joined.add(path)
+        if joined.pieces == 0:
+            raise JoinMismatch("nothing to join")
+        joined.finish()
+        streams = list(container.streams)
+        try:
+            container.close()
+        except (av.FFmpegError, ValueError) as exc:
+            raise SpliceUnfit(f"the index did not fit the {reserve} bytes reserved ({exc})") from exc
+    except BaseException:
+        with contextlib.suppress(Exception):
+            container.close()
+        raise
+    finally:
+        ledger.close()
+    builder = build_splice(output, sink, ledger, streams)
+    result = JoinResult(output=builder.dir, frames=joined.frames, intro_frames=joined.intro_frames,
+                        duration_s=joined.position / float(fmt.rate), has_audio=joined.has_audio,
+                        pieces=joined.pieces)
+    try:
+        if accept is not None and not accept(result):
+            raise JoinAborted("refused by the caller's check")
+        builder.commit()
+    except BaseException:
+        builder.abort()
+        raise
     result.output = output
     return result
 
