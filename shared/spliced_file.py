@@ -245,6 +245,9 @@ class SpliceBuilder:
 
     def source(self, path: Path) -> int:
         """Index of `path` among the splice's files (hard-linked in on first use)."""
+        known = self._sources.get(path)
+        if known is not None:
+            return known
         key = path.resolve()
         if key not in self._sources:
             name = f"p{len(self.files):03d}{path.suffix}"
@@ -256,6 +259,7 @@ class SpliceBuilder:
                 os.chmod(self.dir / name, SPLICE_MODE)
             self._sources[key] = len(self.files)
             self.files.append(name)
+        self._sources[path] = self._sources[key]
         return self._sources[key]
 
     def written(self, name: str, data: bytes) -> int:

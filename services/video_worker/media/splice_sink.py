@@ -60,10 +60,9 @@ class PayloadSink(io.RawIOBase):
         raise OSError("PayloadSink cannot be read")
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        chunk = bytes(data)
-        n = len(chunk)
+        n = len(data)
         if self.payload_start is None:
-            self.pieces.append((self.pos, chunk))
+            self.pieces.append((self.pos, bytes(data)))
             self.pos += n
             self._find_payload()
             return n
@@ -75,7 +74,7 @@ class PayloadSink(io.RawIOBase):
         elif self.pos + n > start:
             self.problem = self.problem or f"a write across the payload's start at {self.pos}"
         else:
-            self.pieces.append((self.pos, chunk))
+            self.pieces.append((self.pos, bytes(data)))  # the index and the mdat size, written at the end
         self.pos += n
         return n
 
@@ -139,19 +138,18 @@ class Ledger:
     _fds: dict[Path, int] = field(default_factory=dict)
 
     def note(self, packet: av.Packet) -> None:
-        index = packet.stream.index
-        data = bytes(packet)
-        where = self.notes.setdefault(index, [])
+        where = self.notes.setdefault(packet.stream.index, [])
+        size = packet.size
         if packet.stream.type == "video" and self.source is not None and packet.pos is not None and packet.pos >= 0:
             fd = self._fds.get(self.source)
             if fd is None:
                 fd = self._fds[self.source] = os.open(self.source, os.O_RDONLY)
-            if os.pread(fd, len(data), packet.pos) != data:
+            if os.pread(fd, size, packet.pos) != memoryview(packet):
                 raise SpliceUnfit(f"{self.source.name}: packet bytes are not at its pos {packet.pos}")
-            where.append((self.source, packet.pos, len(data)))
+            where.append((self.source, packet.pos, size))
             return
-        where.append((None, len(self.generated), len(data)))
-        self.generated += data
+        where.append((None, len(self.generated), size))
+        self.generated += memoryview(packet)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -230,8 +228,11 @@ def track_samples(head: bytes) -> list[tuple[str, list[tuple[int, int]]]]:
             chunks = list(struct.unpack_from(f">{n}Q", head, os_ + 8))
         samples: list[tuple[int, int]] = []
         k = 0
+        run = 0
         for c, offset in enumerate(chunks, start=1):
-            per = next(spc for i, (first, spc) in reversed(list(enumerate(table))) if first <= c)
+            while run + 1 < len(table) and table[run + 1][0] <= c:
+                run += 1
+            per = table[run][1] if table and table[run][0] <= c else 0
             for _ in range(per):
                 if k >= len(sizes):
                     raise SpliceUnfit("the chunk table holds more samples than the size table")
