@@ -48,6 +48,17 @@ def remove_stale_temps(directory: Path, patterns: tuple[str, ...], older_than_s:
     return removed
 
 
+def link_or_copy(src: Path, dest: Path) -> None:
+    """`dest` (not there yet) as a hard link to `src`: no byte written again. Where no link can be made
+    (another filesystem), a copy, synced."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+        with open(dest, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `target`; on success fsync it and rename it over `target`."""

@@ -19,7 +19,6 @@ as the transcode would.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -29,6 +28,7 @@ from pathlib import Path
 import av
 
 from shared import capture_stamp
+from shared.atomic import link_or_copy
 from shared.overlay import LogoSpec
 from shared.recordings.timeline import first_capture
 from shared.video_format import OutputFormat
@@ -222,12 +222,7 @@ def link_piece(segment: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.link"
     tmp.unlink(missing_ok=True)
-    try:
-        os.link(segment, tmp)
-    except OSError:
-        shutil.copyfile(segment, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+    link_or_copy(segment, tmp)
     os.replace(tmp, target)
     fd = os.open(target.parent, os.O_RDONLY)
     try:
