@@ -30,7 +30,9 @@ class Settings(BaseSettings):
         "finished by `<booking_id>/.finished.json` at the booking's end (a recorder before issue 12 joined them "
         "into `<booking_id>.mp4`: still read); removed by the worker once the video is uploaded"))
     processed_recordings_dir: Path | None = Field(None, description=(
-        "worker output before upload (unset: `$DATA_DIR/recordings/processed`)"))
+        "worker output before upload (unset: `$DATA_DIR/recordings/processed`). Keep it, the raw folder, the media "
+        "cache and `DATA_DIR` on one filesystem: a video joined by remux is kept as hard links to the intro and the "
+        "segments (docs/finishing.md \"Disk\"); across filesystems it is written again as a plain file"))
     media_cache_dir: Path | None = Field(None, description=(
         "users' intros and logos fetched from the store (unset: `$DATA_DIR/media_cache`)"))
 
