@@ -108,3 +108,27 @@ def test_bytes_not_where_the_demuxer_said_are_refused(tmp_path: Path, pieces, mo
         from services.video_worker.media.remux_join import _join_splice, moov_reserve
         _join_splice(tmp_path / "v.mp4", prepared, parts, fmt, moov_reserve(100, fmt, prepared), None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_streamed_splice_join_muxes_each_piece_as_it_arrives(tmp_path: Path, pieces, monkeypatch) -> None:
+    """Pieces of a streamed join come while the booking still records: each is muxed before the next is asked
+    for, so at the booking's end only the last segment remains (not the whole recording)."""
+    _, fmt, parts, prepared, total = pieces
+    from services.video_worker.media import remux_join
+
+    events: list[str] = []
+    real_add = remux_join._Joiner.add
+
+    def add(self, path: Path) -> None:
+        real_add(self, path)
+        events.append(f"muxed {path.name}")
+
+    def arriving():
+        for part in parts:
+            events.append(f"arrived {part.name}")
+            yield part
+
+    monkeypatch.setattr(remux_join._Joiner, "add", add)
+    join_parts(tmp_path / "video.mp4", prepared, arriving(), fmt, expected_frames=total, sync=True, splice=True)
+    assert events == [f"muxed {prepared.path.name}"] + [e for p in parts for e in (f"arrived {p.name}",
+                                                                                     f"muxed {p.name}")]

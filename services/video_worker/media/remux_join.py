@@ -21,8 +21,10 @@ piece, and at the booking's end only the last segment and the index remain to wr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,24 +141,28 @@ def _join_splice(output: Path, intro: PreparedIntro | None, parts: Iterable[Path
     container = av.open(sink, "w", format="mp4", options={"moov_size": str(reserve)})
     try:
         joined = _Joiner(TappedContainer(container, ledger), intro, fmt)  # type: ignore[arg-type]
-        for path in [*([intro.path] if intro else []), *parts]:
+        for path in itertools.chain([intro.path] if intro else [], parts):  # lazily: pieces may still be coming
             ledger.source = path
             joined.add(path)
         if joined.pieces == 0:
             raise JoinMismatch("nothing to join")
         joined.finish()
         streams = list(container.streams)
+        finishing = time.monotonic()
         try:
             container.close()
         except (av.FFmpegError, ValueError) as exc:
             raise SpliceUnfit(f"the index did not fit the {reserve} bytes reserved ({exc})") from exc
+        log.info("join: muxer closed in %.2fs", time.monotonic() - finishing)
     except BaseException:
         with contextlib.suppress(Exception):
             container.close()
         raise
     finally:
         ledger.close()
+    closed = time.monotonic()
     builder = build_splice(output, sink, ledger, streams)
+    built = time.monotonic()
     result = JoinResult(output=builder.dir, frames=joined.frames, intro_frames=joined.intro_frames,
                         duration_s=joined.position / float(fmt.rate), has_audio=joined.has_audio,
                         pieces=joined.pieces)
@@ -167,6 +173,9 @@ def _join_splice(output: Path, intro: PreparedIntro | None, parts: Iterable[Path
     except BaseException:
         builder.abort()
         raise
+    log.info("join: kept as a splice (%d byte ranges, %d bytes written for its index and audio); built in "
+             "%.2fs, placed in %.2fs", len(builder.spans), sink.payload_start + len(ledger.generated),
+             built - closed, time.monotonic() - built)
     result.output = output
     return result
 
