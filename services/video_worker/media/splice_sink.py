@@ -17,10 +17,12 @@ from __future__ import annotations
 import io
 import os
 import struct
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import numpy as np
 
 from shared.spliced_file import SpliceBuilder, SpliceError
 
@@ -132,31 +134,53 @@ class PayloadSink(io.RawIOBase):
         return bytes(head)
 
 
+GENERATED = -1  # a note's source index for bytes kept in Ledger.generated
+
+
+@dataclass
+class _Notes:
+    """One stream's packets in mux order, compactly (a 2-hour booking has ~500 000 packets)."""
+
+    source: array = field(default_factory=lambda: array("i"))  # index into Ledger.sources, or GENERATED
+    pos: array = field(default_factory=lambda: array("q"))
+    size: array = field(default_factory=lambda: array("q"))
+
+
 @dataclass
 class Ledger:
     """Where each muxed packet's bytes are, per output stream, in mux order."""
 
     source: Path | None = None  # the piece whose video packets are being muxed
-    notes: dict[int, list[tuple[Path | None, int, int]]] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)
+    notes: dict[int, _Notes] = field(default_factory=dict)
     generated: bytearray = field(default_factory=bytearray)
+    _index: dict[Path, int] = field(default_factory=dict)
     _fds: dict[Path, int] = field(default_factory=dict)
 
     def note(self, packet: av.Packet) -> None:
-        where = self.notes.setdefault(packet.stream.index, [])
+        notes = self.notes.get(packet.stream.index)
+        if notes is None:
+            notes = self.notes[packet.stream.index] = _Notes()
         size = packet.size
-        if packet.stream.type == "video" and self.source is not None and packet.pos is not None and packet.pos >= 0:
-            fd = self._fds.get(self.source)
+        source = self.source
+        if packet.stream.type == "video" and source is not None and packet.pos is not None and packet.pos >= 0:
+            fd = self._fds.get(source)
             if fd is None:
-                fd = self._fds[self.source] = os.open(self.source, os.O_RDONLY)
+                fd = self._fds[source] = os.open(source, os.O_RDONLY)
+                self._index[source] = len(self.sources)
+                self.sources.append(source)
             data = memoryview(packet)
             ends = [(0, min(size, CHECK_BYTES))] + ([(size - CHECK_BYTES, CHECK_BYTES)] if size > CHECK_BYTES else [])
             for at, n in ends:
                 if os.pread(fd, n, packet.pos + at) != data[at:at + n]:
-                    raise SpliceUnfit(f"{self.source.name}: packet bytes are not at its pos {packet.pos}")
-            where.append((self.source, packet.pos, size))
-            return
-        where.append((None, len(self.generated), size))
-        self.generated += memoryview(packet)
+                    raise SpliceUnfit(f"{source.name}: packet bytes are not at its pos {packet.pos}")
+            notes.source.append(self._index[source])
+            notes.pos.append(packet.pos)
+        else:
+            notes.source.append(GENERATED)
+            notes.pos.append(len(self.generated))
+            self.generated += memoryview(packet)
+        notes.size.append(size)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -208,8 +232,14 @@ def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int]:
     raise SpliceUnfit(f"no {kind!r} box in the head")
 
 
-def track_samples(head: bytes) -> list[tuple[str, list[tuple[int, int]]]]:
-    """Per trak, in order: (handler type, [(file offset, size)] per sample in decode order)."""
+def _table(head: bytes, at: int, fmt: str, fields: int = 1) -> np.ndarray:
+    """A sample table's entries (their count first, after version and flags) as int64, `fields` per entry."""
+    (count,) = struct.unpack_from(">I", head, at + 4)
+    return np.frombuffer(head, np.dtype(fmt), count * fields, at + 8).astype(np.int64).reshape(count, fields)
+
+
+def track_samples(head: bytes) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Per trak, in order: (handler type, file offset of each sample, its size), samples in decode order."""
     moov = _child(head, 0, len(head), b"moov")
     tracks = []
     for kind, s, e in _boxes(head, *moov):
@@ -221,34 +251,27 @@ def track_samples(head: bytes) -> list[tuple[str, list[tuple[int, int]]]]:
         stbl = _child(head, *_child(head, *mdia, b"minf"), b"stbl")
         ss, _ = _child(head, *stbl, b"stsz")
         fixed, count = struct.unpack_from(">II", head, ss + 4)
-        sizes = [fixed] * count if fixed else list(struct.unpack_from(f">{count}I", head, ss + 12))
+        sizes = np.full(count, fixed, np.int64) if fixed else _table(head, ss + 4, ">u4")[:, 0]
         cs, _ = _child(head, *stbl, b"stsc")
-        (runs,) = struct.unpack_from(">I", head, cs + 4)
-        table = [struct.unpack_from(">III", head, cs + 8 + 12 * i)[:2] for i in range(runs)]
+        runs = _table(head, cs, ">u4", 3)  # (first chunk, samples per chunk, description)
         try:
-            os_, _ = _child(head, *stbl, b"stco")
-            (n,) = struct.unpack_from(">I", head, os_ + 4)
-            chunks = list(struct.unpack_from(f">{n}I", head, os_ + 8))
+            chunk_at = _table(head, _child(head, *stbl, b"stco")[0], ">u4")[:, 0]
         except SpliceUnfit:
-            os_, _ = _child(head, *stbl, b"co64")
-            (n,) = struct.unpack_from(">I", head, os_ + 4)
-            chunks = list(struct.unpack_from(f">{n}Q", head, os_ + 8))
-        samples: list[tuple[int, int]] = []
-        k = 0
-        run = 0
-        for c, offset in enumerate(chunks, start=1):
-            while run + 1 < len(table) and table[run + 1][0] <= c:
-                run += 1
-            per = table[run][1] if table and table[run][0] <= c else 0
-            for _ in range(per):
-                if k >= len(sizes):
-                    raise SpliceUnfit("the chunk table holds more samples than the size table")
-                samples.append((offset, sizes[k]))
-                offset += sizes[k]
-                k += 1
-        if k != len(sizes):
-            raise SpliceUnfit("the chunk table holds fewer samples than the size table")
-        tracks.append((handler, samples))
+            chunk_at = _table(head, _child(head, *stbl, b"co64")[0], ">u8")[:, 0]
+        chunks = len(chunk_at)
+        if (len(runs) == 0 or runs[0, 0] != 1 or np.any(np.diff(runs[:, 0]) <= 0) or runs[-1, 0] > max(chunks, 1)
+                or np.any(runs[:, 1] <= 0)):
+            raise SpliceUnfit(f"{handler}: an unusable sample-to-chunk table")
+        lengths = np.diff(np.append(runs[:, 0], chunks + 1))  # chunks in each run
+        per_chunk = np.repeat(runs[:, 1], lengths)
+        if int(per_chunk.sum()) != count:
+            raise SpliceUnfit(f"{handler}: the chunk table holds {int(per_chunk.sum())} samples, the size table "
+                              f"{count}")
+        first = np.cumsum(per_chunk) - per_chunk  # index of each chunk's first sample
+        ends = np.cumsum(sizes)
+        before = np.repeat(ends[first] - sizes[first] if count else first, per_chunk)  # bytes before the chunk
+        offsets = np.repeat(chunk_at, per_chunk) + (ends - sizes) - before
+        tracks.append((handler, offsets, sizes))
     return tracks
 
 
@@ -262,31 +285,40 @@ def build_splice(target: Path, sink: PayloadSink, ledger: Ledger,
     tracks = track_samples(head)
     if len(tracks) != len(streams):
         raise SpliceUnfit(f"{len(tracks)} tracks in the index for {len(streams)} streams")
-    placed: list[tuple[int, int, Path | None, int]] = []  # (output offset, size, source, source offset)
-    for (handler, samples), stream in zip(tracks, streams, strict=True):
+    parts = []
+    for (handler, offsets, sizes), stream in zip(tracks, streams, strict=True):
         expected = {"video": "vide", "audio": "soun"}.get(stream.type)
-        notes = ledger.notes.get(stream.index, [])
-        if handler != expected or len(samples) != len(notes):
-            raise SpliceUnfit(f"track {handler}: {len(samples)} samples for {len(notes)} packets of a {stream.type} "
-                              "stream")
-        for (offset, size), (source, at, length) in zip(samples, notes, strict=True):
-            if size != length:
-                raise SpliceUnfit(f"a {handler} sample of {size} bytes for a packet of {length}")
-            placed.append((offset, size, source, at))
-    placed.sort(key=lambda p: p[0])
-    at = sink.payload_start or 0
-    for offset, size, _, _ in placed:
-        if offset != at:
-            raise SpliceUnfit(f"the payload has {'a gap' if offset > at else 'an overlap'} at {at}")
-        at += size
-    if at != (sink.payload_start or 0) + sink.payload_len:
-        raise SpliceUnfit(f"the payload holds {sink.payload_len} bytes, its samples {at - (sink.payload_start or 0)}")
+        notes = ledger.notes.get(stream.index, _Notes())
+        if handler != expected or len(offsets) != len(notes.size):
+            raise SpliceUnfit(f"track {handler}: {len(offsets)} samples for {len(notes.size)} packets of a "
+                              f"{stream.type} stream")
+        noted = np.frombuffer(notes.size, np.int64)
+        if not np.array_equal(sizes, noted):
+            k = int(np.argmax(sizes != noted))
+            raise SpliceUnfit(f"a {handler} sample of {sizes[k]} bytes for a packet of {noted[k]}")
+        parts.append((offsets, sizes, np.frombuffer(notes.source, np.int32), np.frombuffer(notes.pos, np.int64)))
+    offsets, sizes, source, pos = (np.concatenate(column) for column in zip(*parts, strict=True))
+    order = np.argsort(offsets, kind="stable")
+    offsets, sizes, source, pos = offsets[order], sizes[order], source[order], pos[order]
+    start = sink.payload_start or 0
+    expected_at = start + np.cumsum(sizes) - sizes
+    if len(offsets) and not np.array_equal(offsets, expected_at):
+        at = int(expected_at[int(np.argmax(offsets != expected_at))])
+        raise SpliceUnfit(f"the payload has a gap or an overlap at {at}")
+    if int(sizes.sum()) != sink.payload_len:
+        raise SpliceUnfit(f"the payload holds {sink.payload_len} bytes, its samples {int(sizes.sum())}")
     builder = SpliceBuilder(target)
     try:
         builder.span(builder.written("head.bin", head), 0, len(head))
-        extra = builder.written("generated.bin", bytes(ledger.generated)) if ledger.generated else -1
-        for _, size, source, offset in placed:
-            builder.span(builder.source(source) if source is not None else extra, offset, size)
+        files = {GENERATED: builder.written("generated.bin", bytes(ledger.generated)) if ledger.generated else -1}
+        files.update({i: builder.source(path) for i, path in enumerate(ledger.sources)})
+        # one span per run of samples that lie back to back in one file
+        new = np.ones(len(sizes), bool)
+        new[1:] = (source[1:] != source[:-1]) | (pos[1:] != pos[:-1] + sizes[:-1])
+        starts = np.flatnonzero(new)
+        lengths = np.add.reduceat(sizes, starts) if len(starts) else starts
+        for i, length in zip(starts.tolist(), lengths.tolist(), strict=True):
+            builder.span(files[int(source[i])], int(pos[i]), length)
     except SpliceError as exc:
         builder.abort()
         raise SpliceUnfit(str(exc)) from exc
