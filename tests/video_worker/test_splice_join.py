@@ -7,6 +7,7 @@ is the reference, byte for byte. ffmpeg decodes the splice's bytes with no error
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from services.video_worker.media.intro_cache import IntroCache
-from services.video_worker.media.remux_join import JoinAborted, join_parts
+from services.video_worker.media.remux_join import JoinAborted, _frames, join_parts
 from services.video_worker.media.splice_sink import SpliceUnfit
 from shared import spliced_file
 from tests.media import make_intro, probe
-from tests.video_worker.segments import frame_numbers, record_segments
+from tests.video_worker.segments import capture_format, frame_numbers, record_segments, record_stamped_segments
 from tests.video_worker.test_remux_join import FPS, START, _parts
 
 
@@ -132,3 +133,22 @@ def test_a_streamed_splice_join_muxes_each_piece_as_it_arrives(tmp_path: Path, p
     join_parts(tmp_path / "video.mp4", prepared, arriving(), fmt, expected_frames=total, sync=True, splice=True)
     assert events == [f"muxed {prepared.path.name}"] + [e for p in parts for e in (f"arrived {p.name}",
                                                                                      f"muxed {p.name}")]
+
+
+def test_the_recorders_own_segments_joined_after_the_booking_get_their_index_in_one_pass(tmp_path: Path,
+                                                                                      caplog) -> None:
+    """Segments as the recorder writes them (fragmented MP4: no frame count in their header), joined as a list
+    (a worker that comes back after the booking) behind an intro with audio: the index is sized from their
+    frames and fits the space reserved for it, so the video is kept as a splice, not written twice by a
+    faststart pass. (Sized from the headers' zero, the index of 160 s with audio overflows it.)"""
+    fmt = capture_format()
+    _, segments = record_stamped_segments(tmp_path / "raw", "b1", "u1", START, [300] * 8, fmt=fmt)
+    prepared, _ = IntroCache(tmp_path / "cache").get(make_intro(tmp_path / "intro.mp4", 1.0, size=(320, 240),
+                                                                fps=25, audio=True), fmt)
+    paths = [s.path for s in segments]
+    assert _frames(paths[0]) == 300
+    with caplog.at_level(logging.WARNING):
+        result = join_parts(tmp_path / "video.mp4", prepared, paths, fmt, splice=True)
+    assert "did not fit" not in caplog.text and "plain file" not in caplog.text, caplog.text
+    assert spliced_file.is_splice(result.output) and result.frames == FPS + 2400 and result.has_audio
+    assert frame_numbers(result.output, skip=FPS) == list(range(2400))
