@@ -246,8 +246,9 @@ class SpliceBuilder:
         self.spans: list[tuple[int, int, int]] = []
         self._sources: dict[Path, int] = {}
 
-    def source(self, path: Path) -> int:
-        """Index of `path` among the splice's files (hard-linked in on first use)."""
+    def source(self, path: Path, read: os.stat_result | None = None) -> int:
+        """Index of `path` among the splice's files (hard-linked in on first use). `read`: the stat of the file
+        its offsets were read from; a path since replaced by another file is refused (SpliceError)."""
         known = self._sources.get(path)
         if known is not None:
             return known
@@ -256,8 +257,11 @@ class SpliceBuilder:
             name = f"p{len(self.files):03d}{path.suffix}"
             try:
                 os.link(path, self.dir / name)
+                linked = os.stat(self.dir / name)
             except OSError as exc:
                 raise SpliceError(f"{path.name} cannot be linked into the splice ({exc})") from exc
+            if read is not None and (linked.st_ino, linked.st_dev) != (read.st_ino, read.st_dev):
+                raise SpliceError(f"{path.name} was replaced by another file while it was read")
             with contextlib.suppress(OSError):  # shared like any finished video; not ours to change: fine
                 os.chmod(self.dir / name, SPLICE_MODE)
             self._sources[key] = len(self.files)

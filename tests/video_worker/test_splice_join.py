@@ -152,3 +152,29 @@ def test_the_recorders_own_segments_joined_after_the_booking_get_their_index_in_
     assert "did not fit" not in caplog.text and "plain file" not in caplog.text, caplog.text
     assert spliced_file.is_splice(result.output) and result.frames == FPS + 2400 and result.has_audio
     assert frame_numbers(result.output, skip=FPS) == list(range(2400))
+
+
+def test_a_piece_replaced_by_another_file_during_the_join_gives_the_plain_file(tmp_path: Path, pieces,
+                                                                                 monkeypatch) -> None:
+    """The splice links a piece by its name after reading it: if that name now holds another file (the intro
+    cache preparing an intro again, say), linking it would point the video's index at the wrong bytes."""
+    _, fmt, parts, prepared, total = pieces
+    mine = tmp_path / "parts"
+    mine.mkdir()
+    copies = [mine / p.name for p in parts]
+    for p, c in zip(parts, copies, strict=True):
+        shutil.copy(p, c)
+    from services.video_worker.media import splice_sink
+
+    real_build = splice_sink.build_splice
+
+    def build_after_a_swap(*args, **kwargs):
+        swapped = copies[1].with_suffix(".new")
+        shutil.copy(copies[1], swapped)
+        swapped.replace(copies[1])  # the same bytes, another file
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr("services.video_worker.media.remux_join.build_splice", build_after_a_swap)
+    result = join_parts(tmp_path / "video.mp4", prepared, copies, fmt, splice=True)
+    assert (tmp_path / "video.mp4").is_file(), "written as a plain file"
+    assert frame_numbers(result.output, skip=FPS) == list(range(total))

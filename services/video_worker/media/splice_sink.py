@@ -156,6 +156,7 @@ class Ledger:
     generated: bytearray = field(default_factory=bytearray)
     _index: dict[Path, int] = field(default_factory=dict)
     _fds: dict[Path, int] = field(default_factory=dict)
+    _stats: dict[Path, os.stat_result] = field(default_factory=dict)
 
     def note(self, packet: av.Packet) -> None:
         notes = self.notes.get(packet.stream.index)
@@ -182,8 +183,13 @@ class Ledger:
             self.generated += memoryview(packet)
         notes.size.append(size)
 
+    def read_as(self, path: Path) -> os.stat_result:
+        """The file this ledger read `path`'s packets from (its name may point elsewhere by now)."""
+        return self._stats[path]
+
     def close(self) -> None:
-        for fd in self._fds.values():
+        for path, fd in self._fds.items():
+            self._stats[path] = os.fstat(fd)
             os.close(fd)
         self._fds.clear()
 
@@ -311,7 +317,7 @@ def build_splice(target: Path, sink: PayloadSink, ledger: Ledger,
     try:
         builder.span(builder.written("head.bin", head), 0, len(head))
         files = {GENERATED: builder.written("generated.bin", bytes(ledger.generated)) if ledger.generated else -1}
-        files.update({i: builder.source(path) for i, path in enumerate(ledger.sources)})
+        files.update({i: builder.source(path, ledger.read_as(path)) for i, path in enumerate(ledger.sources)})
         # one span per run of samples that lie back to back in one file
         new = np.ones(len(sizes), bool)
         new[1:] = (source[1:] != source[:-1]) | (pos[1:] != pos[:-1] + sizes[:-1])
