@@ -93,7 +93,8 @@ def test_kill_9_then_restart_ends_with_one_complete_video(workers, tmp_path, cam
         assert _leftovers(data), "the crash interrupted a write (the test must hit mid-write)"
     elif point == "join":  # killed at its first packet; a join kept as a splice writes nothing until the muxer is done
         assert not output.exists(), "no output under its final name before it is complete"
-        assert _leftovers(data) == [], "nothing of the splice on disk yet"
+        assert not [n for n in _leftovers(data) if n.startswith(f".{output.name}.")], \
+            "nothing of the splice on disk yet (a segment's encode may be mid-write beside it)"
     elif point == "remux_linked":
         assert not output.exists() and list((data / "recordings" / "processed" / "k1").glob("part-*.mp4"))
     else:
