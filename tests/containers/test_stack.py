@@ -442,8 +442,9 @@ def _bookings_through_restarts(stack: Stack, api: httpx.Client, tmp_path: Path, 
         assert statuses[0] == "confirmed", statuses
         assert statuses == sorted(statuses, key=order.index), f"{booking} went backwards: {statuses}"
 
-    # Exactly one video each, in the API and on the volume.
-    files = stack.exec("api", "find", "/data/files/videos", "-name", "*.mp4").stdout.split()
+    # Exactly one video each, in the API and on the volume (`<user>/<booking>.mp4`: a file, or a splice's folder).
+    files = stack.exec("api", "find", "/data/files/videos", "-mindepth", "2", "-maxdepth", "2",
+                       "-name", "*.mp4").stdout.split()
     assert sorted(Path(f).name for f in files) == ["ct-a.mp4", "ct-b.mp4"], files
     results = {}
     for booking, length, min_recorded in (("ct-a", A_S, A_S),
